@@ -1,0 +1,79 @@
+//! The admin's configuration: TOML types ([`model`]), loading, and validation ([`check`]).
+//!
+//! Loading parses and type-checks the file; [`check::check`] then finds every semantic problem
+//! at once (dangling references, missing prompts, dead ends). `careline serve` refuses to start
+//! on any problem; `careline check` prints them all.
+
+pub mod check;
+pub mod model;
+
+use std::path::{Path, PathBuf};
+
+pub use check::{Finding, Report, Severity};
+pub use model::*;
+
+/// A configuration file as read from disk, with what is needed to point at its lines.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub source: String,
+    pub config: Config,
+}
+
+impl LoadedConfig {
+    /// Resolve a path from the config relative to the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        let base = self.path.parent().unwrap_or_else(|| Path::new("."));
+        // `config/careline.toml` names `prompts` meaning the project's prompts, as run from the
+        // project root; a path that exists relative to the working directory wins.
+        if path.exists() {
+            return path.to_path_buf();
+        }
+        base.join(path)
+    }
+
+    pub fn prompts_dir(&self) -> PathBuf {
+        self.resolve(&self.config.prompts.dir)
+    }
+}
+
+/// Read and parse a configuration file. Semantic checks are [`check::check`]'s job.
+pub fn load(path: &Path) -> Result<LoadedConfig, Report> {
+    let source = std::fs::read_to_string(path).map_err(|error| {
+        Report::single(Finding::error(
+            path,
+            "",
+            None,
+            format!("cannot read the configuration file: {error}"),
+            "check the path given with --config (default config/careline.toml)",
+        ))
+    })?;
+    parse(path, source)
+}
+
+/// Parse configuration text that came from `path`.
+pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, Report> {
+    match toml::from_str::<Config>(&source) {
+        Ok(config) => Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            source,
+            config,
+        }),
+        Err(error) => Err(Report::single(check::finding_from_toml_error(
+            path, &source, &error,
+        ))),
+    }
+}
+
+/// Load and check: what `serve` and reload use. Warnings are returned alongside.
+pub fn load_checked(path: &Path) -> Result<(LoadedConfig, Report), Report> {
+    let loaded = load(path)?;
+    let report = check::check(&loaded);
+    if report.has_errors() {
+        return Err(report);
+    }
+    Ok((loaded, report))
+}

@@ -1,0 +1,587 @@
+//! The admin's TOML as typed values: every section and node type DESIGN.md specifies.
+//!
+//! These types only describe shape; whether names resolve, prompts exist and every path ends at
+//! a person or a hang-up is decided by [`super::check`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub prompts: PromptsConfig,
+    pub ivr: IvrConfig,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Node>,
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+    #[serde(default)]
+    pub identity: Option<IdentityConfig>,
+    #[serde(default)]
+    pub password_reset: Option<PasswordResetConfig>,
+    #[serde(default)]
+    pub recordings: Option<RecordingsConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Base for TwiML URLs and signature checks; `http` maps to `ws`, `https` to `wss`.
+    pub public_url: String,
+    /// How long shutdown waits for calls in progress before closing their streams.
+    #[serde(default = "default_drain_secs")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+fn default_drain_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Absent: the embedded in-memory store (one node).
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "careline".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsConfig {
+    /// `<dir>/<lang>/<id>.wav`; relative paths are relative to the config file.
+    #[serde(default = "default_prompts_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_language")]
+    pub default_language: String,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig {
+            dir: default_prompts_dir(),
+            default_language: default_language(),
+        }
+    }
+}
+
+fn default_prompts_dir() -> PathBuf {
+    PathBuf::from("prompts")
+}
+
+fn default_language() -> String {
+    "en".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfMode {
+    /// Twilio `dtmf` messages.
+    #[default]
+    Events,
+    /// Tones detected in the inbound audio.
+    Inband,
+    /// Either; a key reported both ways counts once.
+    Both,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IvrConfig {
+    /// A node name (which may be a `schedule` node).
+    pub entry: String,
+    #[serde(default = "default_first_digit_timeout")]
+    pub first_digit_timeout_secs: u64,
+    #[serde(default = "default_inter_digit_timeout")]
+    pub inter_digit_timeout_secs: u64,
+    /// Failed tries (no input or invalid input) at one node before its `on_failure`.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_repeat_key")]
+    pub repeat_key: String,
+    /// The node `0` reaches from any menu.
+    pub operator: String,
+    #[serde(default)]
+    pub dtmf: DtmfMode,
+}
+
+fn default_first_digit_timeout() -> u64 {
+    7
+}
+
+fn default_inter_digit_timeout() -> u64 {
+    3
+}
+
+fn default_max_retries() -> u32 {
+    3
+}
+
+fn default_repeat_key() -> String {
+    "*".to_owned()
+}
+
+/// A step of the call flow. The `type` key selects the variant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Node {
+    /// Single-key choices; a key interrupts the prompt.
+    Menu(MenuNode),
+    /// Multi-digit entry ended by `#`, by `max_digits` or by the inter-digit timeout.
+    Collect(CollectNode),
+    /// Identity check: date of birth plus one more identifier.
+    Verify(VerifyNode),
+    PasswordReset(PasswordResetNode),
+    Queue(QueueNode),
+    /// Branch on whether a schedule is open now.
+    Schedule(ScheduleNode),
+    Hangup(HangupNode),
+    Say(SayNode),
+    /// Switch the prompt language for the rest of the call.
+    Language(LanguageNode),
+    /// Dial an external number, such as an outsourced 24x7 desk.
+    Transfer(TransferNode),
+    Voicemail(VoicemailNode),
+    Callback(CallbackNode),
+}
+
+impl Node {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Node::Menu(_) => "menu",
+            Node::Collect(_) => "collect",
+            Node::Verify(_) => "verify",
+            Node::PasswordReset(_) => "password_reset",
+            Node::Queue(_) => "queue",
+            Node::Schedule(_) => "schedule",
+            Node::Hangup(_) => "hangup",
+            Node::Say(_) => "say",
+            Node::Language(_) => "language",
+            Node::Transfer(_) => "transfer",
+            Node::Voicemail(_) => "voicemail",
+            Node::Callback(_) => "callback",
+        }
+    }
+
+    /// Prompt ids this node plays, in order.
+    pub fn prompts(&self) -> &[String] {
+        match self {
+            Node::Menu(node) => &node.prompt,
+            Node::Collect(node) => &node.prompt,
+            Node::Hangup(node) => &node.prompt,
+            Node::Say(node) => &node.prompt,
+            Node::Transfer(node) => &node.prompt,
+            Node::Voicemail(node) => &node.prompt,
+            Node::Callback(node) => &node.prompt,
+            Node::Verify(_)
+            | Node::PasswordReset(_)
+            | Node::Queue(_)
+            | Node::Schedule(_)
+            | Node::Language(_) => &[],
+        }
+    }
+
+    /// Every node this one can lead to, with the key that names it (for error messages).
+    pub fn successors(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = Vec::new();
+        fn push<'n>(out: &mut Vec<(String, &'n str)>, key: &str, target: &'n Option<String>) {
+            if let Some(target) = target {
+                out.push((key.to_owned(), target.as_str()));
+            }
+        }
+        match self {
+            Node::Menu(node) => {
+                for (digit, target) in &node.options {
+                    out.push((format!("options.\"{digit}\""), target.as_str()));
+                }
+                push(&mut out, "on_failure", &node.on_failure);
+            }
+            Node::Collect(node) => {
+                out.push(("next".to_owned(), node.next.as_str()));
+                push(&mut out, "on_failure", &node.on_failure);
+            }
+            Node::Verify(node) => {
+                out.push(("on_success".to_owned(), node.on_success.as_str()));
+                out.push(("on_failure".to_owned(), node.on_failure.as_str()));
+            }
+            Node::PasswordReset(node) => {
+                out.push(("next".to_owned(), node.next.as_str()));
+                push(&mut out, "on_failure", &node.on_failure);
+            }
+            Node::Queue(_) => {}
+            Node::Schedule(node) => {
+                out.push(("open".to_owned(), node.open.as_str()));
+                out.push(("closed".to_owned(), node.closed.as_str()));
+            }
+            Node::Hangup(_) => {}
+            Node::Say(node) => out.push(("next".to_owned(), node.next.as_str())),
+            Node::Language(node) => out.push(("next".to_owned(), node.next.as_str())),
+            Node::Transfer(node) => push(&mut out, "on_failure", &node.on_failure),
+            Node::Voicemail(node) => push(&mut out, "next", &node.next),
+            Node::Callback(node) => out.push(("next".to_owned(), node.next.as_str())),
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuNode {
+    pub prompt: Vec<String>,
+    /// Key (`0-9`, `*`, `#`) → node.
+    pub options: BTreeMap<String, String>,
+    /// Default: the operator node.
+    #[serde(default)]
+    pub on_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectNode {
+    pub prompt: Vec<String>,
+    #[serde(default = "default_min_digits")]
+    pub min_digits: u32,
+    pub max_digits: u32,
+    /// Never logged. Default true: what a caller keys in is presumed to be PHI.
+    #[serde(default = "default_true")]
+    pub sensitive: bool,
+    pub next: String,
+    #[serde(default)]
+    pub on_failure: Option<String>,
+}
+
+fn default_min_digits() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identifier {
+    /// Date of birth, MMDDYYYY.
+    Dob,
+    /// Medical record number.
+    Mrn,
+    /// 5-digit ZIP code.
+    Zip,
+    /// Last four of the social security number.
+    Ssn4,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyNode {
+    pub identifiers: Vec<Identifier>,
+    pub on_success: String,
+    pub on_failure: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResetMethod {
+    /// A signed POST to the portal, which sends a reset link to the contact on file.
+    Portal,
+    /// A one-time code careline speaks and the portal redeems.
+    Code,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetNode {
+    pub method: ResetMethod,
+    pub next: String,
+    #[serde(default)]
+    pub on_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueNode {
+    pub queue: String,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleNode {
+    pub schedule: String,
+    pub open: String,
+    pub closed: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HangupNode {
+    #[serde(default)]
+    pub prompt: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SayNode {
+    pub prompt: Vec<String>,
+    pub next: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageNode {
+    pub language: String,
+    pub next: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferNode {
+    #[serde(default)]
+    pub prompt: Vec<String>,
+    /// E.164 number to dial.
+    pub number: String,
+    #[serde(default = "default_transfer_timeout")]
+    pub timeout_secs: u64,
+    /// Where the call goes if the far end does not answer; default: hang up.
+    #[serde(default)]
+    pub on_failure: Option<String>,
+}
+
+fn default_transfer_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoicemailNode {
+    #[serde(default)]
+    pub prompt: Vec<String>,
+    #[serde(default = "default_voicemail_secs")]
+    pub max_secs: u64,
+    /// Default: hang up after the message.
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+fn default_voicemail_secs() -> u64 {
+    120
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackNode {
+    #[serde(default)]
+    pub prompt: Vec<String>,
+    pub next: String,
+    /// The queue whose agents return the call; default: the operator's queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    LongestIdle,
+    RoundRobin,
+    FewestCalls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default)]
+    pub skills: Vec<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub when_closed: Option<String>,
+    #[serde(default = "default_max_wait")]
+    pub max_wait_secs: u64,
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+    #[serde(default)]
+    pub hold_prompt: Option<String>,
+    #[serde(default = "default_announce_every")]
+    pub announce_every_secs: u64,
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_secs: u64,
+    #[serde(default = "default_wrap_up")]
+    pub wrap_up_secs: u64,
+}
+
+fn default_max_wait() -> u64 {
+    900
+}
+
+fn default_announce_every() -> u64 {
+    45
+}
+
+fn default_ring_timeout() -> u64 {
+    20
+}
+
+fn default_wrap_up() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// IANA time zone, e.g. `America/Chicago`.
+    pub timezone: String,
+    #[serde(default)]
+    pub hours: Vec<HoursRule>,
+    /// `YYYY-MM-DD` dates on which the schedule is closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// Dated exceptions that replace the weekly hours for that date.
+    #[serde(default)]
+    pub overrides: Vec<OverrideRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursRule {
+    /// `mon-fri`, `sat`, `sun,tue`, ...
+    pub days: String,
+    /// `HH:MM`; `to` earlier than `from` crosses midnight.
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRule {
+    pub date: String,
+    /// Both absent: closed all that day.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub directory: DirectoryConfig,
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_lockout_failures")]
+    pub lockout_failures: u32,
+    #[serde(default = "default_lockout_window")]
+    pub lockout_window_hours: u64,
+}
+
+fn default_audit_log() -> PathBuf {
+    PathBuf::from("var/audit.jsonl")
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+fn default_lockout_failures() -> u32 {
+    5
+}
+
+fn default_lockout_window() -> u64 {
+    24
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectoryConfig {
+    File {
+        path: PathBuf,
+    },
+    Http {
+        url: String,
+        #[serde(default = "default_verifier_timeout")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_verifier_timeout() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfig {
+    #[serde(default)]
+    pub portal_url: Option<String>,
+    #[serde(default = "default_code_digits")]
+    pub code_digits: u32,
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl_secs: u64,
+}
+
+fn default_code_digits() -> u32 {
+    8
+}
+
+fn default_code_ttl() -> u64 {
+    600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// A schedule: the agent is on shift while it is open.
+    #[serde(default)]
+    pub shift: Option<String>,
+    /// Exactly one of `dial`, `client`, `sip`.
+    #[serde(default)]
+    pub dial: Option<String>,
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub sip: Option<String>,
+}

@@ -1,0 +1,1 @@
+//! Prompt audio: WAV files read once, downmixed, resampled to 8 kHz and μ-law encoded.

@@ -1,0 +1,3 @@
+//! Twilio's side of the call, without I/O: Media Streams wire types, TwiML, signatures.
+
+pub mod wire;
