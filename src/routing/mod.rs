@@ -1,1 +1,2 @@
-//! routing
+//! Routing: schedules.
+pub mod schedule;

@@ -1,0 +1,549 @@
+//! One call's walk through the flow: a sans-IO state machine.
+//!
+//! The session task feeds [`Event`]s (stream started, key pressed, prompt finished, timer fired,
+//! caller hung up) together with the current time, and carries out the [`Action`]s that come
+//! back (play, clear, arm a timer, hang up). Nothing here touches a socket or reads a clock, so
+//! every path through a menu is a list of events a test can replay in microseconds.
+//!
+//! Behaviour a caller relies on:
+//! - a key pressed during a prompt interrupts it at once (barge-in: `clear`, then act);
+//! - timeouts start when the prompt has finished playing (its mark came back), not when sent;
+//! - a menu gives `max_retries` tries (no input or an invalid key each use one), re-prompting in
+//!   between, then goes to its `on_failure` (default: the operator);
+//! - the repeat key replays the prompt; `0` reaches the operator from any menu;
+//! - keys typed ahead (during a `say`, or several at once) are kept for the next node.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::flow::{Flow, is_key};
+use super::prompts;
+use crate::config::{CollectNode, MenuNode, Node};
+
+/// Identifies one `Play` action, so a late "finished" for an interrupted prompt is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlaybackId(pub u64);
+
+/// Identifies one armed timer; a stale one firing after it was superseded is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The media stream started: enter the flow.
+    Started,
+    /// The caller pressed a key.
+    Digit(char),
+    /// Everything a `Play` sent has been played (its last mark came back).
+    PlaybackDone(PlaybackId),
+    TimerFired(TimerId),
+    /// The caller hung up or the stream ended.
+    HungUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Play these prompts in order, in `language`; report [`Event::PlaybackDone`] at the end.
+    Play {
+        playback: PlaybackId,
+        language: Arc<str>,
+        prompts: Vec<Arc<str>>,
+    },
+    /// Stop whatever is playing and drop what is buffered (Twilio `clear`).
+    StopPlayback,
+    /// Report [`Event::TimerFired`] after this long. Replaces any armed timer.
+    StartTimer { timer: TimerId, after: Duration },
+    /// Disarm the timer.
+    CancelTimer,
+    /// End the call.
+    Hangup,
+}
+
+/// Digits a caller keyed in. Never printed: `Debug` and `Display` show only the length.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Digits(String);
+
+impl Digits {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn push(&mut self, key: char) {
+        self.0.push(key);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl fmt::Debug for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digits(<{} redacted>)", self.0.len())
+    }
+}
+
+impl fmt::Display for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} digits redacted>", self.0.len())
+    }
+}
+
+/// What the call is doing at its current node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Waiting for the stream to start.
+    NotStarted,
+    /// A menu: prompts playing (`playing`) or waiting for a key.
+    Menu,
+    /// A collect: prompts playing or gathering keys into `entry`.
+    Collect { entry: Digits },
+    /// A `say`: prompts playing, then `next`.
+    Say,
+    /// Playing the goodbye, then hang up.
+    HangingUp,
+    /// The call is over.
+    Ended,
+}
+
+/// Keys kept for later are bounded: a stuck key must not grow a call's memory.
+const TYPE_AHEAD_LIMIT: usize = 32;
+
+/// Guards against a configuration whose nodes loop without playing anything.
+const MAX_SILENT_HOPS: usize = 64;
+
+/// One call in the IVR.
+#[derive(Debug)]
+pub struct Call {
+    flow: Arc<Flow>,
+    language: Arc<str>,
+    node: Arc<str>,
+    step: Step,
+    /// Failed tries at the current node.
+    failures: u32,
+    /// The playback whose end the current step waits for.
+    playing: Option<PlaybackId>,
+    next_playback: u64,
+    /// The timer the current step waits for.
+    timer: Option<TimerId>,
+    next_timer: u64,
+    type_ahead: VecDeque<char>,
+    /// What each collect node gathered, by node name.
+    collected: Vec<(Arc<str>, Digits)>,
+}
+
+impl Call {
+    pub fn new(flow: Arc<Flow>) -> Call {
+        let language = flow.default_language.clone();
+        let node = flow.entry.clone();
+        Call {
+            flow,
+            language,
+            node,
+            step: Step::NotStarted,
+            failures: 0,
+            playing: None,
+            next_playback: 0,
+            timer: None,
+            next_timer: 0,
+            type_ahead: VecDeque::new(),
+            collected: Vec::new(),
+        }
+    }
+
+    /// The node the call is at.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn language(&self) -> &str {
+        &self.language
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.step == Step::Ended
+    }
+
+    /// What a collect node gathered in this call.
+    pub fn collected(&self, node: &str) -> Option<&Digits> {
+        self.collected
+            .iter()
+            .rev()
+            .find(|(name, _)| name.as_ref() == node)
+            .map(|(_, digits)| digits)
+    }
+
+    /// Feed one event; returns what the session must do, in order.
+    pub fn handle(&mut self, event: Event, now: Timestamp) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Started => {
+                if self.step == Step::NotStarted {
+                    let entry = self.flow.entry.clone();
+                    self.goto(&entry, now, &mut out);
+                }
+            }
+            Event::Digit(key) => {
+                if is_key(key) {
+                    self.on_key(key, now, &mut out);
+                }
+            }
+            Event::PlaybackDone(playback) => {
+                if self.playing == Some(playback) {
+                    self.playing = None;
+                    self.on_playback_done(now, &mut out);
+                }
+            }
+            Event::TimerFired(timer) => {
+                if self.timer == Some(timer) {
+                    self.timer = None;
+                    self.on_timeout(now, &mut out);
+                }
+            }
+            Event::HungUp => {
+                self.step = Step::Ended;
+                self.playing = None;
+                self.timer = None;
+            }
+        }
+        out
+    }
+
+    fn on_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
+        match self.step {
+            Step::Menu | Step::Collect { .. } => {
+                self.interrupt(out);
+                self.accept_key(key, now, out);
+            }
+            Step::Say | Step::NotStarted => {
+                if self.type_ahead.len() < TYPE_AHEAD_LIMIT {
+                    self.type_ahead.push_back(key);
+                }
+            }
+            Step::HangingUp | Step::Ended => {}
+        }
+    }
+
+    /// Barge-in: stop the prompt and the timer before acting on a key.
+    fn interrupt(&mut self, out: &mut Vec<Action>) {
+        if self.playing.take().is_some() {
+            out.push(Action::StopPlayback);
+        }
+        if self.timer.take().is_some() {
+            out.push(Action::CancelTimer);
+        }
+    }
+
+    fn accept_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
+        let flow = Arc::clone(&self.flow);
+        match flow.nodes.get(&self.node) {
+            Some(Node::Menu(menu)) => self.menu_key(menu, key, now, out),
+            Some(Node::Collect(collect)) => self.collect_key(collect, key, now, out),
+            Some(_) => {}
+            None => self.fail_to_operator(now, out),
+        }
+    }
+
+    fn menu_key(&mut self, menu: &MenuNode, key: char, now: Timestamp, out: &mut Vec<Action>) {
+        if key == self.flow.repeat_key {
+            self.prompt(&menu.prompt, None, out);
+            return;
+        }
+        let mut buffer = [0u8; 4];
+        if let Some(target) = menu.options.get(key.encode_utf8(&mut buffer) as &str) {
+            return self.goto(target, now, out);
+        }
+        if key == '0' {
+            let operator = self.flow.operator.clone();
+            return self.goto(&operator, now, out);
+        }
+        self.retry_or_fail(
+            prompts::INVALID_CHOICE,
+            &menu.prompt,
+            menu.on_failure.as_deref(),
+            now,
+            out,
+        );
+    }
+
+    fn collect_key(
+        &mut self,
+        collect: &CollectNode,
+        key: char,
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
+        let Step::Collect { entry } = &mut self.step else {
+            return;
+        };
+        if key == '#' {
+            return self.finish_collect(collect, now, out);
+        }
+        if key == self.flow.repeat_key {
+            entry.clear();
+            self.prompt(&collect.prompt, None, out);
+            return;
+        }
+        entry.push(key);
+        if entry.len() >= collect.max_digits as usize {
+            return self.finish_collect(collect, now, out);
+        }
+        let after = self.flow.inter_digit_timeout;
+        self.arm_timer(after, out);
+    }
+
+    fn finish_collect(&mut self, collect: &CollectNode, now: Timestamp, out: &mut Vec<Action>) {
+        let Step::Collect { entry } = &mut self.step else {
+            return;
+        };
+        if entry.len() < collect.min_digits as usize {
+            entry.clear();
+            return self.retry_or_fail(
+                prompts::INVALID_ENTRY,
+                &collect.prompt,
+                collect.on_failure.as_deref(),
+                now,
+                out,
+            );
+        }
+        let entry = std::mem::take(entry);
+        let node = self.node.clone();
+        self.collected.retain(|(name, _)| *name != node);
+        self.collected.push((node, entry));
+        self.goto(&collect.next, now, out);
+    }
+
+    fn on_playback_done(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        match &self.step {
+            Step::Menu => {
+                let after = self.flow.first_digit_timeout;
+                self.arm_timer(after, out);
+            }
+            Step::Collect { entry } => {
+                let after = if entry.is_empty() {
+                    self.flow.first_digit_timeout
+                } else {
+                    self.flow.inter_digit_timeout
+                };
+                self.arm_timer(after, out);
+            }
+            Step::Say => {
+                let flow = Arc::clone(&self.flow);
+                if let Some(Node::Say(say)) = flow.nodes.get(&self.node) {
+                    self.goto(&say.next, now, out);
+                }
+            }
+            Step::HangingUp => self.end(out),
+            Step::NotStarted | Step::Ended => {}
+        }
+    }
+
+    fn on_timeout(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        let flow = Arc::clone(&self.flow);
+        let Some(node) = flow.nodes.get(&self.node) else {
+            return;
+        };
+        match (node, &self.step) {
+            (Node::Menu(menu), Step::Menu) => {
+                self.retry_or_fail(
+                    prompts::NO_INPUT,
+                    &menu.prompt,
+                    menu.on_failure.as_deref(),
+                    now,
+                    out,
+                );
+            }
+            (Node::Collect(collect), Step::Collect { entry }) => {
+                if entry.is_empty() {
+                    self.retry_or_fail(
+                        prompts::NO_INPUT,
+                        &collect.prompt,
+                        collect.on_failure.as_deref(),
+                        now,
+                        out,
+                    );
+                } else {
+                    self.finish_collect(collect, now, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One failed try: re-prompt with an apology, or after the last try go to `on_failure`.
+    fn retry_or_fail(
+        &mut self,
+        apology: &str,
+        node_prompts: &[String],
+        on_failure: Option<&str>,
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
+        self.failures += 1;
+        // Keys typed after a wrong one were meant for a menu the caller never reached.
+        self.type_ahead.clear();
+        if self.failures >= self.flow.max_retries {
+            let target: Arc<str> = on_failure
+                .map(Arc::from)
+                .unwrap_or_else(|| self.flow.operator.clone());
+            return self.goto(&target, now, out);
+        }
+        self.prompt(node_prompts, Some(apology), out);
+    }
+
+    fn fail_to_operator(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        let operator = self.flow.operator.clone();
+        if operator != self.node {
+            self.goto(&operator, now, out);
+        } else {
+            self.end(out);
+        }
+    }
+
+    /// Enter a node, following nodes that play nothing (language, schedule) until one that does.
+    fn goto(&mut self, target: &str, now: Timestamp, out: &mut Vec<Action>) {
+        let flow = Arc::clone(&self.flow);
+        let mut target: Arc<str> = Arc::from(target);
+        for _ in 0..MAX_SILENT_HOPS {
+            let Some((name, node)) = flow.node(&target) else {
+                tracing::error!(node = %target, "call reached a node that does not exist");
+                return self.apologise_and_end(out);
+            };
+            self.node = name;
+            self.failures = 0;
+            self.interrupt(out);
+            tracing::debug!(node = %self.node, kind = node.type_name(), "call entered node");
+            match node {
+                Node::Menu(menu) => {
+                    self.step = Step::Menu;
+                    return self.enter_with_type_ahead(&menu.prompt, now, out);
+                }
+                Node::Collect(collect) => {
+                    self.step = Step::Collect {
+                        entry: Digits::default(),
+                    };
+                    return self.enter_with_type_ahead(&collect.prompt, now, out);
+                }
+                Node::Say(say) => {
+                    self.step = Step::Say;
+                    if say.prompt.is_empty() {
+                        target = Arc::from(say.next.as_str());
+                        continue;
+                    }
+                    return self.prompt(&say.prompt, None, out);
+                }
+                Node::Hangup(hangup) => {
+                    if hangup.prompt.is_empty() {
+                        return self.end(out);
+                    }
+                    self.step = Step::HangingUp;
+                    self.type_ahead.clear();
+                    return self.prompt(&hangup.prompt, None, out);
+                }
+                Node::Language(language) => {
+                    self.language = Arc::from(language.language.as_str());
+                    target = Arc::from(language.next.as_str());
+                }
+                Node::Schedule(schedule) => {
+                    let open = flow
+                        .schedules
+                        .get(&schedule.schedule)
+                        .is_some_and(|rules| rules.is_open(now));
+                    target = Arc::from(if open {
+                        schedule.open.as_str()
+                    } else {
+                        schedule.closed.as_str()
+                    });
+                }
+                Node::Verify(_)
+                | Node::PasswordReset(_)
+                | Node::Queue(_)
+                | Node::Transfer(_)
+                | Node::Voicemail(_)
+                | Node::Callback(_) => {
+                    tracing::error!(
+                        node = %self.node,
+                        kind = node.type_name(),
+                        "this careline version cannot run this node type; `careline check` rejects it"
+                    );
+                    return self.apologise_and_end(out);
+                }
+            }
+        }
+        tracing::error!(node = %target, "call flow loops without playing anything");
+        self.apologise_and_end(out);
+    }
+
+    /// Keys typed before the node's prompt began act at once, without playing it.
+    fn enter_with_type_ahead(
+        &mut self,
+        node_prompts: &[String],
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(key) = self.type_ahead.pop_front() {
+            self.accept_key(key, now, out);
+            // Drain the rest while the call stays at an input node.
+            while matches!(self.step, Step::Menu | Step::Collect { .. }) && self.playing.is_none() {
+                let Some(key) = self.type_ahead.pop_front() else {
+                    break;
+                };
+                self.interrupt(out);
+                self.accept_key(key, now, out);
+            }
+            return;
+        }
+        self.prompt(node_prompts, None, out);
+    }
+
+    /// Play an optional apology then the node's prompts; the step waits for the end.
+    fn prompt(&mut self, node_prompts: &[String], apology: Option<&str>, out: &mut Vec<Action>) {
+        let mut list: Vec<Arc<str>> = Vec::with_capacity(node_prompts.len() + 1);
+        if let Some(apology) = apology {
+            list.push(Arc::from(apology));
+        }
+        list.extend(node_prompts.iter().map(|id| Arc::from(id.as_str())));
+        self.play(list, out);
+    }
+
+    fn play(&mut self, prompts: Vec<Arc<str>>, out: &mut Vec<Action>) {
+        self.next_playback += 1;
+        let playback = PlaybackId(self.next_playback);
+        self.playing = Some(playback);
+        out.push(Action::Play {
+            playback,
+            language: self.language.clone(),
+            prompts,
+        });
+    }
+
+    fn arm_timer(&mut self, after: Duration, out: &mut Vec<Action>) {
+        self.next_timer += 1;
+        let timer = TimerId(self.next_timer);
+        self.timer = Some(timer);
+        out.push(Action::StartTimer { timer, after });
+    }
+
+    fn apologise_and_end(&mut self, out: &mut Vec<Action>) {
+        self.step = Step::HangingUp;
+        self.play(vec![Arc::from(prompts::TECHNICAL_DIFFICULTY)], out);
+    }
+
+    fn end(&mut self, out: &mut Vec<Action>) {
+        self.interrupt(out);
+        self.step = Step::Ended;
+        out.push(Action::Hangup);
+    }
+}
