@@ -1,1 +1,5 @@
-fn main() {}
+//! The `careline` binary: see [`careline::cli`].
+
+fn main() -> std::process::ExitCode {
+    careline::cli::main()
+}

@@ -1,1 +1,54 @@
-//! cli
+//! The `careline` command line: `serve`, `check`, `call`.
+//!
+//! Thin: each subcommand parses its arguments and calls into the library. `anyhow` lives here,
+//! at the edge, and nowhere else.
+
+mod check;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "careline",
+    version,
+    about = "IVR and call router for patient-portal help desks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Validate the configuration and prompts; list every problem.
+    Check(check::CheckArgs),
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("careline: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(
+    future: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(future)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}

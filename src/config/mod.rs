@@ -12,6 +12,43 @@ use std::path::{Path, PathBuf};
 pub use check::{Finding, Report, Severity};
 pub use model::*;
 
+impl Config {
+    /// Every language a call can switch to: the default plus each `language` node's.
+    pub fn languages(&self) -> Vec<String> {
+        let mut languages = vec![self.prompts.default_language.clone()];
+        for node in self.nodes.values() {
+            if let Node::Language(node) = node
+                && !languages.contains(&node.language)
+            {
+                languages.push(node.language.clone());
+            }
+        }
+        languages
+    }
+
+    /// Every prompt id a call can play: those nodes and queues name, and the engine's own.
+    pub fn prompt_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = crate::ivr::prompts::system_prompts()
+            .map(str::to_owned)
+            .collect();
+        let named = self
+            .nodes
+            .values()
+            .flat_map(|node| node.prompts().iter().cloned())
+            .chain(
+                self.queues
+                    .values()
+                    .filter_map(|queue| queue.hold_prompt.clone()),
+            );
+        for id in named {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+}
+
 /// A configuration file as read from disk, with what is needed to point at its lines.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {

@@ -1,0 +1,94 @@
+//! `careline serve`: load and check the configuration, load prompts, serve until a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::server::{self, AppState};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file.
+    #[arg(long, default_value = "config/careline.toml")]
+    pub config: PathBuf,
+    /// Listen address; overrides `server.listen`.
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let (loaded, report) = server::load_config(&args.config)?;
+    for warning in report.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let server::Loaded {
+        state,
+        prompt_load_time,
+    } = AppState::load(&loaded)?;
+    tracing::info!(
+        prompts = state.prompts.len(),
+        millis = prompt_load_time.as_millis() as u64,
+        "prompts loaded and resampled"
+    );
+    let listen = args
+        .listen
+        .unwrap_or_else(|| loaded.config.server.listen.clone());
+    let addr = server::listen_address(&listen)?;
+    let grace = Duration::from_secs(loaded.config.server.shutdown_grace_secs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = server::bind(addr).await?;
+        tracing::info!(%addr, public_url = %state.public_base, "careline listening");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        server::serve(listener, state, shutdown, grace)
+            .await
+            .context("server failed")?;
+        tracing::info!("careline stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs go to stderr; `RUST_LOG` sets the level (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops careline");
+                let _ = interrupt.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested: no new calls; calls in progress may finish");
+    shutdown.cancel();
+}

@@ -1,0 +1,314 @@
+//! Outbound audio for one call: prompts sent with a bounded lead, paced by Twilio's mark echoes.
+//!
+//! Twilio plays what it is sent in order and echoes a mark when playback reaches it. The player
+//! sends each prompt in messages of up to [`MESSAGE_CHUNKS`] chunks, each followed by a mark,
+//! and keeps at most [`LEAD_MESSAGES`] unechoed messages at Twilio: about 1.5 s of audio. So a
+//! key press never waits behind minutes of buffered audio, hold music can be endless, and a
+//! `clear` has little to flush. The mark after a prompt's last audio is named
+//! `prompt:{lang}/{id}:{n}` (the test caller prints these); the others are `pace:{n}`.
+//!
+//! After a `clear`, Twilio echoes every pending mark; marks up to the clear are then stale and
+//! ignored, so an interrupted prompt never reports that it finished.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::ivr::PlaybackId;
+use crate::media::prompt::{PromptAudio, PromptLibrary};
+
+/// Chunks (60 ms each) per media message: 480 ms.
+pub const MESSAGE_CHUNKS: usize = 8;
+/// Unechoed media messages allowed at Twilio: the lead, about 1.5 s.
+pub const LEAD_MESSAGES: usize = 3;
+
+/// What the session must send, in order.
+#[derive(Debug, Clone)]
+pub enum Send {
+    /// `count` chunks of `audio` from chunk `first`.
+    Media {
+        audio: Arc<PromptAudio>,
+        first: usize,
+        count: usize,
+    },
+    Mark(String),
+    Clear,
+}
+
+#[derive(Debug)]
+struct Clip {
+    audio: Arc<PromptAudio>,
+    /// `{lang}/{id}`, for the prompt's end mark.
+    label: Arc<str>,
+    next_chunk: usize,
+    /// Set on the last clip of a play: its end mark finishes the playback.
+    finishes: Option<PlaybackId>,
+}
+
+#[derive(Debug, Default)]
+pub struct Player {
+    queue: VecDeque<Clip>,
+    next_mark: u64,
+    /// Marks numbered at or below this were sent before a `clear`: their echoes mean nothing.
+    stale_through: u64,
+    /// Sent, not yet echoed, not stale: (mark number, playback it finishes).
+    in_flight: VecDeque<(u64, Option<PlaybackId>)>,
+}
+
+impl Player {
+    pub fn new() -> Player {
+        Player::default()
+    }
+
+    /// Queue prompts after whatever is playing and send what the lead allows.
+    pub fn play(
+        &mut self,
+        library: &PromptLibrary,
+        playback: PlaybackId,
+        language: &str,
+        prompts: &[Arc<str>],
+        out: &mut Vec<Send>,
+    ) {
+        let last = prompts.len().saturating_sub(1);
+        for (index, id) in prompts.iter().enumerate() {
+            let audio = match library.get(language, id) {
+                Some(audio) => audio.clone(),
+                None => {
+                    // Checked at start-up; reaching here means files changed under us. The
+                    // prompt's mark is still sent so the call moves on.
+                    tracing::warn!(language, prompt = %id, "prompt audio missing; skipped");
+                    Arc::new(PromptAudio::from_mulaw(Vec::new()))
+                }
+            };
+            self.queue.push_back(Clip {
+                audio,
+                label: Arc::from(format!("{language}/{id}")),
+                next_chunk: 0,
+                finishes: (index == last).then_some(playback),
+            });
+        }
+        self.pump(out);
+    }
+
+    /// Drop everything queued and buffered (barge-in).
+    pub fn clear(&mut self, out: &mut Vec<Send>) {
+        if self.queue.is_empty() && self.in_flight.is_empty() {
+            return;
+        }
+        self.queue.clear();
+        self.in_flight.clear();
+        self.stale_through = self.next_mark;
+        out.push(Send::Clear);
+    }
+
+    /// A mark came back. Returns the playback it finished, if any, and sends more audio.
+    pub fn on_mark(&mut self, name: &str, out: &mut Vec<Send>) -> Option<PlaybackId> {
+        let number = mark_number(name)?;
+        if number <= self.stale_through {
+            return None;
+        }
+        let mut finished = None;
+        // Echoes come in order; anything before this mark has been played too.
+        while let Some(&(sent, playback)) = self.in_flight.front() {
+            if sent > number {
+                break;
+            }
+            self.in_flight.pop_front();
+            if playback.is_some() {
+                finished = playback;
+            }
+        }
+        self.pump(out);
+        finished
+    }
+
+    /// Whether anything is queued or still playing at Twilio.
+    pub fn is_busy(&self) -> bool {
+        !self.queue.is_empty() || !self.in_flight.is_empty()
+    }
+
+    fn pump(&mut self, out: &mut Vec<Send>) {
+        while self.in_flight.len() < LEAD_MESSAGES {
+            let Some(clip) = self.queue.front_mut() else {
+                return;
+            };
+            let remaining = clip.audio.chunk_count() - clip.next_chunk;
+            let count = remaining.min(MESSAGE_CHUNKS);
+            if count > 0 {
+                out.push(Send::Media {
+                    audio: clip.audio.clone(),
+                    first: clip.next_chunk,
+                    count,
+                });
+                clip.next_chunk += count;
+            }
+            self.next_mark += 1;
+            let number = self.next_mark;
+            if clip.next_chunk >= clip.audio.chunk_count() {
+                let name = format!("prompt:{}:{number}", clip.label);
+                let finishes = clip.finishes;
+                self.queue.pop_front();
+                self.in_flight.push_back((number, finishes));
+                out.push(Send::Mark(name));
+            } else {
+                self.in_flight.push_back((number, None));
+                out.push(Send::Mark(format!("pace:{number}")));
+            }
+        }
+    }
+}
+
+/// The sequence number at the end of a careline mark name; `None` for names careline never sent.
+fn mark_number(name: &str) -> Option<u64> {
+    if !(name.starts_with("prompt:") || name.starts_with("pace:")) {
+        return None;
+    }
+    name.rsplit(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::prompt::CHUNK_BYTES;
+
+    fn library() -> PromptLibrary {
+        let mut library = PromptLibrary::default();
+        // 20 chunks = 1.2 s, 2 chunks = 120 ms.
+        library.insert(
+            "en",
+            "long",
+            PromptAudio::from_mulaw(vec![0x55; 20 * CHUNK_BYTES]),
+        );
+        library.insert(
+            "en",
+            "short",
+            PromptAudio::from_mulaw(vec![0x55; 2 * CHUNK_BYTES]),
+        );
+        library
+    }
+
+    fn marks(out: &[Send]) -> Vec<String> {
+        out.iter()
+            .filter_map(|send| match send {
+                Send::Mark(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn chunks_sent(out: &[Send]) -> usize {
+        out.iter()
+            .map(|send| match send {
+                Send::Media { count, .. } => *count,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn sends_no_more_than_the_lead_ahead() {
+        let mut player = Player::new();
+        let mut out = Vec::new();
+        let prompts = [Arc::from("long"), Arc::from("long"), Arc::from("long")];
+        player.play(&library(), PlaybackId(1), "en", &prompts, &mut out);
+        assert_eq!(marks(&out).len(), LEAD_MESSAGES);
+        assert!(chunks_sent(&out) <= LEAD_MESSAGES * MESSAGE_CHUNKS);
+    }
+
+    #[test]
+    fn each_echo_tops_the_lead_up_and_the_last_prompt_mark_finishes_the_playback() {
+        let library = library();
+        let mut player = Player::new();
+        let mut out = Vec::new();
+        player.play(
+            &library,
+            PlaybackId(7),
+            "en",
+            &[Arc::from("short"), Arc::from("long")],
+            &mut out,
+        );
+        let mut sent = marks(&out);
+        assert_eq!(sent[0], "prompt:en/short:1");
+        let mut finished = None;
+        let mut total_chunks = chunks_sent(&out);
+        while !sent.is_empty() {
+            let name = sent.remove(0);
+            let mut more = Vec::new();
+            if let Some(done) = player.on_mark(&name, &mut more) {
+                finished = Some((done, name.clone()));
+            }
+            total_chunks += chunks_sent(&more);
+            sent.extend(marks(&more));
+        }
+        assert_eq!(
+            total_chunks, 22,
+            "every chunk of both prompts is sent exactly once"
+        );
+        let (done, mark) = finished.expect("playback finished");
+        assert_eq!(done, PlaybackId(7));
+        assert!(mark.starts_with("prompt:en/long:"));
+        assert!(!player.is_busy());
+    }
+
+    #[test]
+    fn marks_echoed_because_of_a_clear_finish_nothing() {
+        let library = library();
+        let mut player = Player::new();
+        let mut out = Vec::new();
+        player.play(
+            &library,
+            PlaybackId(1),
+            "en",
+            &[Arc::from("short")],
+            &mut out,
+        );
+        let stale = marks(&out);
+        let mut cleared = Vec::new();
+        player.clear(&mut cleared);
+        assert!(matches!(cleared.as_slice(), [Send::Clear]));
+        for name in stale {
+            assert_eq!(player.on_mark(&name, &mut Vec::new()), None);
+        }
+        let mut out = Vec::new();
+        player.play(
+            &library,
+            PlaybackId(2),
+            "en",
+            &[Arc::from("short")],
+            &mut out,
+        );
+        let fresh = marks(&out);
+        assert_eq!(
+            player.on_mark(&fresh[0], &mut Vec::new()),
+            Some(PlaybackId(2))
+        );
+    }
+
+    #[test]
+    fn unknown_mark_names_are_ignored() {
+        let mut player = Player::new();
+        assert_eq!(
+            player.on_mark("somebody else's mark", &mut Vec::new()),
+            None
+        );
+        assert_eq!(player.on_mark("pace:notanumber", &mut Vec::new()), None);
+    }
+
+    #[test]
+    fn a_missing_prompt_still_finishes_its_playback() {
+        let mut player = Player::new();
+        let mut out = Vec::new();
+        player.play(
+            &library(),
+            PlaybackId(3),
+            "en",
+            &[Arc::from("nope")],
+            &mut out,
+        );
+        let sent = marks(&out);
+        assert_eq!(sent, ["prompt:en/nope:1"]);
+        assert_eq!(
+            player.on_mark(&sent[0], &mut Vec::new()),
+            Some(PlaybackId(3))
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! One call's media stream: turns Media Streams messages into engine events and the engine's
+//! actions into messages, with the call's timer.
+//!
+//! Generic over the message stream and sink, so tests drive it with channels and paused tokio
+//! time. Bad input from the stream (invalid JSON, unknown events, a wrong `streamSid`, binary
+//! frames) is logged without its payload and skipped; `media` or `dtmf` before `start`, an
+//! oversized message, or a stream that does not present its call's token closes the stream
+//! with the policy-violation code. Nothing here can affect another call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::calls::{CallRegistry, NextStep};
+use super::player::{Player, Send};
+use crate::ivr::{Action, Call, Event, Flow, TimerId};
+use crate::media::prompt::PromptLibrary;
+use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
+
+/// Largest inbound message accepted; Twilio's are a few hundred bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
+const CLOSE_NORMAL: u16 = 1000;
+/// A stream that has not sent `start` by then is closed.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a session needs from the server; cheap to clone.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub flow: Arc<Flow>,
+    pub prompts: Arc<PromptLibrary>,
+    pub calls: Arc<CallRegistry>,
+    /// Cancelled when the server stops waiting for calls to finish.
+    pub force_close: CancellationToken,
+}
+
+/// How a session ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The IVR finished the call (careline closed the stream).
+    HungUpByCareline,
+    /// Twilio sent `stop` or closed the socket.
+    CallerHungUp,
+    /// The stream broke the protocol and was closed with 1008.
+    PolicyViolation(&'static str),
+    /// The server shut down before the call finished.
+    Shutdown,
+    /// Sending to Twilio failed: the connection is gone.
+    ConnectionLost,
+}
+
+/// Drive one media stream to its end.
+pub async fn run_session<I, O, E>(
+    mut incoming: I,
+    mut outgoing: O,
+    context: SessionContext,
+) -> SessionEnd
+where
+    I: Stream<Item = Result<Message, E>> + Unpin,
+    O: Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    let start = match wait_for_start(&mut incoming, &context).await {
+        Ok(start) => start,
+        Err(end) => {
+            if let SessionEnd::PolicyViolation(reason) = &end {
+                close(&mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+            }
+            return end;
+        }
+    };
+    let span = tracing::info_span!("call", call_sid = %start.call_sid);
+    drive(start, incoming, outgoing, context)
+        .instrument(span)
+        .await
+}
+
+/// The started stream's event loop.
+async fn drive<I, O, E>(
+    start: Started,
+    mut incoming: I,
+    mut outgoing: O,
+    context: SessionContext,
+) -> SessionEnd
+where
+    I: Stream<Item = Result<Message, E>> + Unpin,
+    O: Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    tracing::info!("media stream started");
+    let mut stream = CallStream {
+        call: Call::new(context.flow.clone()),
+        player: Player::new(),
+        stream_sid: start.stream_sid,
+        call_sid: start.call_sid,
+        timer: None,
+        sends: Vec::new(),
+        context: context.clone(),
+        hung_up: false,
+        frames_in: 0,
+    };
+    stream.feed(Event::Started);
+    if stream.flush(&mut outgoing).await.is_err() {
+        return stream.finish(SessionEnd::ConnectionLost);
+    }
+    let end = loop {
+        if stream.hung_up {
+            close(&mut outgoing, CLOSE_NORMAL, "call complete").await;
+            break SessionEnd::HungUpByCareline;
+        }
+        let deadline = stream.timer.map(|(_, at)| at);
+        tokio::select! {
+            message = incoming.next() => {
+                match stream.on_message(message) {
+                    Continuation::Continue => {}
+                    Continuation::End(end) => {
+                        if let SessionEnd::PolicyViolation(reason) = &end {
+                            close(&mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                        }
+                        break end;
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {
+                if let Some((timer, _)) = stream.timer.take() {
+                    stream.feed(Event::TimerFired(timer));
+                }
+            }
+            () = context.force_close.cancelled() => {
+                close(&mut outgoing, CLOSE_NORMAL, "server shutting down").await;
+                break SessionEnd::Shutdown;
+            }
+        }
+        if stream.flush(&mut outgoing).await.is_err() {
+            break SessionEnd::ConnectionLost;
+        }
+    };
+    stream.finish(end)
+}
+
+struct Started {
+    stream_sid: String,
+    call_sid: String,
+}
+
+/// Read until `start`: `connected` is expected, junk is skipped, early media is a violation.
+async fn wait_for_start<I, E>(
+    incoming: &mut I,
+    context: &SessionContext,
+) -> Result<Started, SessionEnd>
+where
+    I: Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let message = tokio::select! {
+            message = incoming.next() => message,
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("media stream sent no `start` in time; closing it");
+                return Err(SessionEnd::PolicyViolation("no start message"));
+            }
+            () = context.force_close.cancelled() => return Err(SessionEnd::Shutdown),
+        };
+        let text = match classify(message) {
+            Inbound::Text(text) => text,
+            Inbound::Skip => continue,
+            Inbound::Closed => return Err(SessionEnd::CallerHungUp),
+            Inbound::Violation(reason) => return Err(SessionEnd::PolicyViolation(reason)),
+        };
+        match parse_stream_event(&text) {
+            Ok(StreamEvent::Connected) => {}
+            Ok(StreamEvent::Start(start)) => {
+                if !is_sid(&start.stream_sid) || !is_sid(&start.call_sid) {
+                    tracing::warn!("`start` carries a malformed streamSid or callSid; closing");
+                    return Err(SessionEnd::PolicyViolation("malformed start"));
+                }
+                let token = start
+                    .custom_parameters
+                    .get("token")
+                    .map(String::as_str)
+                    .unwrap_or("");
+                if let Err(error) = context.calls.claim_stream(&start.call_sid, token) {
+                    tracing::warn!(call_sid = %start.call_sid, %error, "media stream refused");
+                    return Err(SessionEnd::PolicyViolation(
+                        "stream not authorised for this call",
+                    ));
+                }
+                return Ok(Started {
+                    stream_sid: start.stream_sid.into_owned(),
+                    call_sid: start.call_sid.into_owned(),
+                });
+            }
+            Ok(StreamEvent::Stop { .. }) => return Err(SessionEnd::CallerHungUp),
+            Ok(event @ (StreamEvent::Media { .. } | StreamEvent::Dtmf { .. })) => {
+                tracing::warn!(
+                    event = event.kind(),
+                    "media stream sent audio before `start`; closing"
+                );
+                return Err(SessionEnd::PolicyViolation("media before start"));
+            }
+            Ok(StreamEvent::Mark { .. }) => {
+                tracing::warn!("mark before `start`; skipped");
+            }
+            Err(error) => tracing::warn!(%error, "unreadable media stream message skipped"),
+        }
+    }
+}
+
+enum Inbound {
+    Text(axum::extract::ws::Utf8Bytes),
+    Skip,
+    Closed,
+    Violation(&'static str),
+}
+
+fn classify<E: std::fmt::Display>(message: Option<Result<Message, E>>) -> Inbound {
+    match message {
+        Some(Ok(Message::Text(text))) => {
+            if text.len() > MAX_MESSAGE_BYTES {
+                tracing::warn!(
+                    bytes = text.len(),
+                    "oversized media stream message; closing"
+                );
+                Inbound::Violation("message too large")
+            } else {
+                Inbound::Text(text)
+            }
+        }
+        Some(Ok(Message::Binary(bytes))) => {
+            tracing::warn!(
+                bytes = bytes.len(),
+                "binary frame on a media stream skipped (Twilio sends text)"
+            );
+            Inbound::Skip
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Skip,
+        Some(Ok(Message::Close(_))) | None => Inbound::Closed,
+        Some(Err(error)) => {
+            let text = error.to_string();
+            if text.contains("too long") || text.contains("too big") || text.contains("Space limit")
+            {
+                tracing::warn!(%error, "oversized media stream message; closing");
+                Inbound::Violation("message too large")
+            } else {
+                tracing::info!(%error, "media stream connection failed");
+                Inbound::Closed
+            }
+        }
+    }
+}
+
+/// Twilio SIDs: two letters and hex; accept any short alphanumeric so odd providers work.
+fn is_sid(sid: &str) -> bool {
+    !sid.is_empty() && sid.len() <= 64 && sid.bytes().all(|byte| byte.is_ascii_alphanumeric())
+}
+
+enum Continuation {
+    Continue,
+    End(SessionEnd),
+}
+
+/// A started stream: the engine, its player and timer.
+struct CallStream {
+    call: Call,
+    player: Player,
+    stream_sid: String,
+    call_sid: String,
+    timer: Option<(TimerId, Instant)>,
+    /// Messages waiting to go out; reused between events.
+    sends: Vec<Send>,
+    context: SessionContext,
+    hung_up: bool,
+    frames_in: u64,
+}
+
+impl CallStream {
+    fn on_message<E: std::fmt::Display>(
+        &mut self,
+        message: Option<Result<Message, E>>,
+    ) -> Continuation {
+        let text = match classify(message) {
+            Inbound::Text(text) => text,
+            Inbound::Skip => return Continuation::Continue,
+            Inbound::Closed => {
+                self.feed(Event::HungUp);
+                return Continuation::End(SessionEnd::CallerHungUp);
+            }
+            Inbound::Violation(reason) => {
+                return Continuation::End(SessionEnd::PolicyViolation(reason));
+            }
+        };
+        let event = match parse_stream_event(&text) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "unreadable media stream message skipped");
+                return Continuation::Continue;
+            }
+        };
+        if let Some(sid) = event.stream_sid()
+            && sid != self.stream_sid
+        {
+            tracing::warn!(
+                event = event.kind(),
+                "message for another streamSid skipped"
+            );
+            return Continuation::Continue;
+        }
+        match event {
+            StreamEvent::Media { .. } => {
+                self.frames_in += 1;
+            }
+            StreamEvent::Dtmf { digit, .. } => {
+                let mut keys = digit.chars();
+                match (keys.next(), keys.next()) {
+                    (Some(key), None) => {
+                        tracing::trace!("keypad event received");
+                        self.feed(Event::Digit(key));
+                    }
+                    _ => tracing::warn!("dtmf message with a malformed digit skipped"),
+                }
+            }
+            StreamEvent::Mark { name, .. } => {
+                if let Some(playback) = self.player.on_mark(&name, &mut self.sends) {
+                    self.feed(Event::PlaybackDone(playback));
+                }
+            }
+            StreamEvent::Stop { .. } => {
+                self.feed(Event::HungUp);
+                return Continuation::End(SessionEnd::CallerHungUp);
+            }
+            StreamEvent::Connected => {}
+            StreamEvent::Start(_) => tracing::warn!("second `start` on one stream skipped"),
+        }
+        Continuation::Continue
+    }
+
+    /// Hand an event to the engine and carry out its actions.
+    fn feed(&mut self, event: Event) {
+        let actions = self.call.handle(event, jiff::Timestamp::now());
+        for action in actions {
+            match action {
+                Action::Play {
+                    playback,
+                    language,
+                    prompts,
+                } => self.player.play(
+                    &self.context.prompts,
+                    playback,
+                    &language,
+                    &prompts,
+                    &mut self.sends,
+                ),
+                Action::StopPlayback => self.player.clear(&mut self.sends),
+                Action::StartTimer { timer, after } => {
+                    self.timer = Some((timer, Instant::now() + after));
+                }
+                Action::CancelTimer => self.timer = None,
+                Action::Hangup => self.hung_up = true,
+            }
+        }
+    }
+
+    /// Send everything queued, in order.
+    async fn flush<O: Sink<Message> + Unpin>(&mut self, outgoing: &mut O) -> Result<(), ()> {
+        if self.sends.is_empty() {
+            return Ok(());
+        }
+        for send in self.sends.drain(..) {
+            let text = match &send {
+                Send::Media {
+                    audio,
+                    first,
+                    count,
+                } => Outbound::Media {
+                    stream_sid: &self.stream_sid,
+                    media: OutboundMedia {
+                        payload: audio.base64_chunks(*first, *count),
+                    },
+                }
+                .to_json(),
+                Send::Mark(name) => Outbound::Mark {
+                    stream_sid: &self.stream_sid,
+                    mark: MarkName {
+                        name: std::borrow::Cow::Borrowed(name),
+                    },
+                }
+                .to_json(),
+                Send::Clear => Outbound::Clear {
+                    stream_sid: &self.stream_sid,
+                }
+                .to_json(),
+            };
+            outgoing
+                .feed(Message::Text(text.into()))
+                .await
+                .map_err(|_| ())?;
+        }
+        outgoing.flush().await.map_err(|_| ())
+    }
+
+    fn finish(self, end: SessionEnd) -> SessionEnd {
+        let next = NextStep::Hangup;
+        if end == SessionEnd::CallerHungUp {
+            self.context.calls.remove(&self.call_sid);
+        } else {
+            self.context.calls.stream_ended(&self.call_sid, next);
+        }
+        tracing::info!(
+            node = self.call.node(),
+            frames_in = self.frames_in,
+            end = ?end,
+            "media stream ended"
+        );
+        end
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn close<O: Sink<Message> + Unpin>(outgoing: &mut O, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    // The peer may already be gone; there is nobody left to tell.
+    let _ = outgoing.send(Message::Close(Some(frame))).await;
+}

@@ -1,0 +1,338 @@
+//! The session task driven through channels with paused tokio time: protocol handling, bad
+//! input, barge-in and timeouts, without sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use super::calls::CallRegistry;
+use super::session::{CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, run_session};
+use crate::config::Config;
+use crate::ivr::Flow;
+use crate::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
+use crate::twilio::wire::OutboundOwned;
+
+const FLOW: &str = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[ivr]
+entry = "main"
+operator = "goodbye"
+
+[nodes.main]
+type = "menu"
+prompt = ["welcome", "main_menu"]
+options = { "1" = "goodbye" }
+
+[nodes.goodbye]
+type = "hangup"
+prompt = ["goodbye"]
+"#;
+
+fn library() -> PromptLibrary {
+    let mut library = PromptLibrary::default();
+    for id in [
+        "welcome",
+        "main_menu",
+        "goodbye",
+        "no_input",
+        "invalid_choice",
+    ] {
+        library.insert(
+            "en",
+            id,
+            PromptAudio::from_mulaw(vec![0x55; 10 * CHUNK_BYTES]),
+        );
+    }
+    library
+}
+
+/// A session under test, with the Twilio side held by the test.
+struct Line {
+    to_careline: mpsc::UnboundedSender<Result<Message, std::io::Error>>,
+    from_careline: mpsc::Receiver<Message>,
+    session: JoinHandle<SessionEnd>,
+    calls: Arc<CallRegistry>,
+}
+
+impl Line {
+    fn open() -> Line {
+        let config: Config = toml::from_str(FLOW).expect("flow parses");
+        let calls = Arc::new(CallRegistry::new());
+        let context = SessionContext {
+            flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
+            prompts: Arc::new(library()),
+            calls: calls.clone(),
+            force_close: CancellationToken::new(),
+        };
+        let (to_careline, incoming) = mpsc::unbounded_channel();
+        let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {
+            incoming.recv().await.map(|message| (message, incoming))
+        })
+        .boxed();
+        let (outgoing, from_careline) = mpsc::channel(1024);
+        let session = tokio::spawn(run_session(incoming, PollSender::new(outgoing), context));
+        Line {
+            to_careline,
+            from_careline,
+            session,
+            calls,
+        }
+    }
+
+    fn send(&self, text: &str) {
+        self.to_careline
+            .send(Ok(Message::Text(text.to_owned().into())))
+            .expect("session is listening");
+    }
+
+    fn start(&self) {
+        let token = self.calls.register("CA1", "+13125550101");
+        self.send(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#);
+        self.send(&format!(
+            r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ1"}}"#
+        ));
+    }
+
+    fn press(&self, key: char) {
+        self.send(&format!(
+            r#"{{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"9","dtmf":{{"track":"inbound_track","digit":"{key}"}}}}"#
+        ));
+    }
+
+    fn echo(&self, name: &str) {
+        self.send(&format!(
+            r#"{{"event":"mark","sequenceNumber":"9","streamSid":"MZ1","mark":{{"name":"{name}"}}}}"#
+        ));
+    }
+
+    /// Everything careline has sent so far (lets the session run first).
+    async fn received(&mut self) -> Vec<Message> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut out = Vec::new();
+        while let Ok(message) = self.from_careline.try_recv() {
+            out.push(message);
+        }
+        out
+    }
+
+    /// Play along like Twilio with instant playback: echo every mark until careline has
+    /// nothing more to send. Returns the prompts whose end marks were echoed.
+    async fn play_all(&mut self) -> Vec<String> {
+        let first = self.received().await;
+        self.play_all_from(first).await
+    }
+
+    /// As [`Line::play_all`], starting with messages already taken from careline.
+    async fn play_all_from(&mut self, first: Vec<Message>) -> Vec<String> {
+        let mut prompts = Vec::new();
+        let mut messages = first;
+        loop {
+            let marks: Vec<String> = messages
+                .iter()
+                .filter_map(|message| match parse(message) {
+                    Some(OutboundOwned::Mark { mark, .. }) => Some(mark.name),
+                    _ => None,
+                })
+                .collect();
+            if marks.is_empty() {
+                return prompts;
+            }
+            for name in marks {
+                if let Some(prompt) = name.strip_prefix("prompt:") {
+                    prompts.push(
+                        prompt
+                            .rsplit_once(':')
+                            .map_or(prompt, |(id, _)| id)
+                            .to_owned(),
+                    );
+                }
+                self.echo(&name);
+            }
+            messages = self.received().await;
+        }
+    }
+}
+
+fn parse(message: &Message) -> Option<OutboundOwned> {
+    match message {
+        Message::Text(text) => serde_json::from_str(text).ok(),
+        _ => None,
+    }
+}
+
+fn close_code(messages: &[Message]) -> Option<u16> {
+    messages.iter().find_map(|message| match message {
+        Message::Close(Some(frame)) => Some(frame.code),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_started_stream_hears_the_entry_menu_and_its_marks_come_back() {
+    let mut line = Line::open();
+    line.start();
+    assert_eq!(line.play_all().await, ["en/welcome", "en/main_menu"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_outbound_message_is_json_text_for_this_stream() {
+    let mut line = Line::open();
+    line.start();
+    for message in line.received().await {
+        let parsed = parse(&message).expect("careline sends only valid JSON text frames");
+        let (OutboundOwned::Media { stream_sid, .. }
+        | OutboundOwned::Mark { stream_sid, .. }
+        | OutboundOwned::Clear { stream_sid }) = parsed;
+        assert_eq!(stream_sid, "MZ1");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_during_the_prompt_sends_clear_before_anything_else() {
+    let mut line = Line::open();
+    line.start();
+    line.received().await;
+    line.press('7');
+    let after = line.received().await;
+    assert!(
+        matches!(
+            after.first().and_then(parse),
+            Some(OutboundOwned::Clear { .. })
+        ),
+        "first message after the key must be clear, got {:?}",
+        after.first()
+    );
+    assert_eq!(
+        line.play_all_from(after).await,
+        ["en/invalid_choice", "en/welcome", "en/main_menu"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later() {
+    let mut line = Line::open();
+    line.start();
+    line.play_all().await;
+    tokio::time::sleep(Duration::from_millis(6900)).await;
+    assert!(
+        line.received().await.is_empty(),
+        "nothing before the timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(line.play_all().await[0], "en/no_input");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_waits_for_the_prompt_to_finish_playing() {
+    let mut line = Line::open();
+    line.start();
+    line.received().await;
+    // Marks never come back: Twilio is still playing. No timeout may fire.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(line.received().await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_goodbye_plays_before_careline_closes_the_stream() {
+    let mut line = Line::open();
+    line.start();
+    line.play_all().await;
+    line.press('1');
+    let heard = line.play_all().await;
+    assert_eq!(heard, ["en/goodbye"]);
+    assert_eq!(
+        line.session.await.expect("session ends"),
+        SessionEnd::HungUpByCareline
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn media_before_start_closes_the_stream_as_a_policy_violation() {
+    let mut line = Line::open();
+    line.send(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#);
+    line.send(r#"{"event":"media","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"//8="},"streamSid":"MZ1"}"#);
+    let messages = line.received().await;
+    assert_eq!(close_code(&messages), Some(CLOSE_POLICY_VIOLATION));
+    assert!(matches!(
+        line.session.await,
+        Ok(SessionEnd::PolicyViolation(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dtmf_before_start_closes_the_stream_as_a_policy_violation() {
+    let mut line = Line::open();
+    line.press('1');
+    assert_eq!(
+        close_code(&line.received().await),
+        Some(CLOSE_POLICY_VIOLATION)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_without_its_call_token_is_refused() {
+    let mut line = Line::open();
+    line.calls.register("CA1", "+13125550101");
+    line.send(r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","customParameters":{"token":"guess"}},"streamSid":"MZ1"}"#);
+    assert_eq!(
+        close_code(&line.received().await),
+        Some(CLOSE_POLICY_VIOLATION)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn junk_frames_are_skipped_and_the_call_carries_on() {
+    let mut line = Line::open();
+    line.start();
+    line.play_all().await;
+    line.send("this is not json");
+    line.send(r#"{"event":"surprise","streamSid":"MZ1"}"#);
+    line.send(r#"{"event":"media","streamSid":"MZ1"}"#);
+    line.send(r#"{"event":"dtmf","streamSid":"MZ-other","dtmf":{"digit":"1"}}"#);
+    line.to_careline
+        .send(Ok(Message::Binary(vec![1, 2, 3].into())))
+        .expect("session listening");
+    assert!(close_code(&line.received().await).is_none());
+    line.press('7');
+    assert_eq!(line.play_all().await[0], "en/invalid_choice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_message_closes_the_stream_as_a_policy_violation() {
+    let mut line = Line::open();
+    line.start();
+    line.play_all().await;
+    line.send(&format!(
+        r#"{{"event":"media","streamSid":"MZ1","media":{{"payload":"{}"}}}}"#,
+        "A".repeat(70 * 1024)
+    ));
+    assert_eq!(
+        close_code(&line.received().await),
+        Some(CLOSE_POLICY_VIOLATION)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_the_session_as_a_caller_hang_up() {
+    let line = Line::open();
+    line.start();
+    line.send(r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}"#);
+    assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);
+    assert!(line.calls.is_empty(), "a hung-up call is forgotten");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_socket_counts_as_stop() {
+    let line = Line::open();
+    line.start();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    drop(line.to_careline);
+    assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);
+}

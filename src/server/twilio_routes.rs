@@ -1,0 +1,210 @@
+//! Twilio's HTTP side: the voice webhook, the media WebSocket upgrade, what to do after a stream,
+//! status callbacks — each checked against `X-Twilio-Signature` when an auth token is set.
+
+use axum::body::Bytes;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+
+use super::AppState;
+use super::calls::NextStep;
+use super::session::{MAX_MESSAGE_BYTES, SessionContext, run_session};
+use crate::twilio::{signature, twiml};
+
+/// A refused or malformed Twilio request. The body says what happened, never request data.
+#[derive(Debug, thiserror::Error)]
+pub enum TwilioRequestError {
+    #[error("missing or invalid X-Twilio-Signature")]
+    BadSignature,
+    #[error("the request lacks the `{0}` parameter Twilio always sends")]
+    MissingParam(&'static str),
+}
+
+impl IntoResponse for TwilioRequestError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            TwilioRequestError::BadSignature => StatusCode::FORBIDDEN,
+            TwilioRequestError::MissingParam(_) => StatusCode::BAD_REQUEST,
+        };
+        tracing::warn!(error = %self, "Twilio request refused");
+        (status, self.to_string()).into_response()
+    }
+}
+
+/// A form-encoded Twilio webhook, signature checked.
+struct TwilioForm {
+    params: Vec<(String, String)>,
+}
+
+impl TwilioForm {
+    fn parse(
+        state: &AppState,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<TwilioForm, TwilioRequestError> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        if let Some(token) = &state.twilio_auth_token {
+            let url = format!(
+                "{}{}",
+                state.public_base,
+                uri.path_and_query()
+                    .map(|pq| pq.as_str())
+                    .unwrap_or(uri.path())
+            );
+            check_signature(token, &url, &params, headers)?;
+        }
+        Ok(TwilioForm { params })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn call_sid(&self) -> Result<&str, TwilioRequestError> {
+        self.get("CallSid")
+            .filter(|sid| !sid.is_empty())
+            .ok_or(TwilioRequestError::MissingParam("CallSid"))
+    }
+}
+
+fn check_signature(
+    token: &str,
+    url: &str,
+    params: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<(), TwilioRequestError> {
+    let claimed = headers
+        .get("x-twilio-signature")
+        .and_then(|value| value.to_str().ok())
+        .ok_or(TwilioRequestError::BadSignature)?;
+    if signature::validate(token, url, params, claimed) {
+        Ok(())
+    } else {
+        Err(TwilioRequestError::BadSignature)
+    }
+}
+
+fn twiml_response(xml: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
+
+/// `POST /twilio/voice`: a call arrives. Answer with a bidirectional stream to careline.
+pub async fn voice(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, TwilioRequestError> {
+    let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
+    let call_sid = form.call_sid()?;
+    let from = form.get("From").unwrap_or("");
+    let token = state.calls.register(call_sid, from);
+    tracing::info!(%call_sid, "incoming call");
+    let stream_url = format!("{}/twilio/media", state.websocket_base);
+    let next_url = format!("{}/twilio/next", state.public_base);
+    Ok(twiml_response(twiml::connect_stream(
+        &stream_url,
+        &[("from", from), ("token", &token)],
+        &next_url,
+    )))
+}
+
+/// `GET /twilio/media`: the Media Streams WebSocket.
+pub async fn media(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, TwilioRequestError> {
+    if let Some(token) = &state.twilio_auth_token {
+        // Twilio signs the ws(s):// URL with no parameters.
+        let url = format!(
+            "{}{}",
+            state.websocket_base,
+            uri.path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or(uri.path())
+        );
+        check_signature(token, &url, &[], &headers)?;
+    }
+    let context = SessionContext {
+        flow: state.flow.clone(),
+        prompts: state.prompts.clone(),
+        calls: state.calls.clone(),
+        force_close: state.force_close.clone(),
+    };
+    let tracker = state.tracker.clone();
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            let session = run_session(stream, sink, context);
+            async move {
+                tracker.spawn(session);
+            }
+        }))
+}
+
+/// `POST /twilio/next`: the stream closed; what now.
+pub async fn next(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, TwilioRequestError> {
+    let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
+    let call_sid = form.call_sid()?;
+    let xml = match state.calls.next_step(call_sid) {
+        NextStep::Hangup => twiml::hangup(),
+    };
+    Ok(twiml_response(xml))
+}
+
+/// `POST /twilio/status`: the call's status changed; a finished call is forgotten at once.
+pub async fn status(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, TwilioRequestError> {
+    let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
+    let call_sid = form.call_sid()?;
+    let status = form.get("CallStatus").unwrap_or("");
+    if matches!(
+        status,
+        "completed" | "busy" | "failed" | "no-answer" | "canceled"
+    ) {
+        tracing::info!(%call_sid, status, "call ended");
+        state.calls.remove(call_sid);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /twilio/dial-status`: the outcome of a `<Dial>`.
+pub async fn dial_status(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, TwilioRequestError> {
+    let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
+    let call_sid = form.call_sid()?;
+    tracing::info!(%call_sid, outcome = form.get("DialCallStatus").unwrap_or(""), "dial finished");
+    Ok(twiml_response(twiml::hangup()))
+}
+
+/// `GET /healthz`: liveness and store reachability.
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "store": "memory",
+        "calls": state.calls.len(),
+        "streams": state.tracker.len(),
+    }))
+}
