@@ -5,11 +5,13 @@
 //! on any problem; `careline check` prints them all.
 
 pub mod check;
+pub mod locate;
 pub mod model;
+mod parse_errors;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{Finding, Report, Severity};
+pub use check::{Finding, Report, Severity, check};
 pub use model::*;
 
 /// A configuration file as read from disk, with what is needed to point at its lines.
@@ -54,7 +56,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Report> {
     parse(path, source)
 }
 
-/// Parse configuration text that came from `path`.
+/// Parse configuration text that came from `path`. On failure, every syntax and type error
+/// that can be found is reported, not only serde's first.
 pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, Report> {
     match toml::from_str::<Config>(&source) {
         Ok(config) => Ok(LoadedConfig {
@@ -62,9 +65,7 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, Report> {
             source,
             config,
         }),
-        Err(error) => Err(Report::single(check::finding_from_toml_error(
-            path, &source, &error,
-        ))),
+        Err(error) => Err(parse_errors::report(path, &source, &error)),
     }
 }
 
