@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::LoadedConfig;
-use super::locate::{KeyPath, Locator, Segment};
+use super::locate::{KeyPath, Locator};
 use super::model::{Config, Identifier, MenuNode, Node, ResetMethod};
 use crate::ivr::prompts::system_prompts;
 use crate::routing::schedule::Schedule;
@@ -353,14 +353,7 @@ impl Checker<'_> {
                 self.name(&at.key("prompt").index(index), "prompt id", prompt);
             }
             for (key, target) in node.successors() {
-                let mut successor = at.clone();
-                for segment in KeyPath::parse(&key).segments() {
-                    successor = match segment {
-                        Segment::Key(key) => successor.key(key),
-                        Segment::Index(index) => successor.index(*index),
-                    };
-                }
-                self.node_reference(&successor, target);
+                self.node_reference(&at.join(&KeyPath::parse(&key)), target);
             }
             match node {
                 Node::Menu(menu) => self.menu(&at, menu),
@@ -551,13 +544,7 @@ impl Checker<'_> {
                 }
                 Err(problems) => {
                     for problem in problems {
-                        let mut key = at.clone();
-                        for segment in KeyPath::parse(&problem.key_path).segments() {
-                            key = match segment {
-                                Segment::Key(name) => key.key(name),
-                                Segment::Index(index) => key.index(*index),
-                            };
-                        }
+                        let key = at.join(&KeyPath::parse(&problem.key_path));
                         self.error(&key, problem.message, problem.hint);
                     }
                 }
@@ -704,27 +691,27 @@ impl Checker<'_> {
             );
         }
 
-        // Each prompt once, at the place it is first written.
-        let mut prompts: Vec<(&str, KeyPath)> = Vec::new();
+        // Each prompt once, at the place it is first written; the engine's own prompts at the
+        // directory setting. (prompt id, where, what to call it)
+        let mut prompts: Vec<(&str, KeyPath, &str)> = Vec::new();
         for (name, node) in &config.nodes {
             for (index, prompt) in node.prompts().iter().enumerate() {
-                prompts.push((prompt, node_path(name).key("prompt").index(index)));
+                let at = node_path(name).key("prompt").index(index);
+                prompts.push((prompt, at, "prompt"));
             }
         }
         for (name, queue) in &config.queues {
             if let Some(prompt) = &queue.hold_prompt {
-                prompts.push((
-                    prompt,
-                    KeyPath::root().key("queues").key(name).key("hold_prompt"),
-                ));
+                let at = KeyPath::root().key("queues").key(name).key("hold_prompt");
+                prompts.push((prompt, at, "hold prompt"));
             }
         }
-        prompts.sort_by_key(|(_, at)| self.locator.line_of(at).unwrap_or(usize::MAX));
+        prompts.sort_by_cached_key(|(_, at, _)| self.locator.line_of(at).unwrap_or(usize::MAX));
         let mut seen = BTreeSet::new();
-        prompts.retain(|(prompt, _)| is_name(prompt) && seen.insert(*prompt));
+        prompts.retain(|(prompt, _, _)| is_name(prompt) && seen.insert(*prompt));
         for prompt in system_prompts() {
             if seen.insert(prompt) {
-                prompts.push((prompt, path("prompts.dir")));
+                prompts.push((prompt, path("prompts.dir"), "system prompt"));
             }
         }
 
@@ -755,14 +742,9 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            for (prompt, at) in &prompts {
+            for (prompt, at, what) in &prompts {
                 let file = folder.join(format!("{prompt}.wav"));
                 if !file.is_file() {
-                    let what = if at.to_string() == "prompts.dir" {
-                        "system prompt"
-                    } else {
-                        "prompt"
-                    };
                     self.error(
                         at,
                         format!("{what} `{prompt}` has no `{language}` recording: {} is missing", file.display()),

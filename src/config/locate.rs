@@ -84,6 +84,13 @@ impl KeyPath {
         KeyPath(segments)
     }
 
+    /// `relative` appended to this path.
+    pub fn join(&self, relative: &KeyPath) -> KeyPath {
+        let mut segments = self.0.clone();
+        segments.extend(relative.0.iter().cloned());
+        KeyPath(segments)
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.0
     }
@@ -192,11 +199,6 @@ impl Locator {
             path = current.parent();
         }
         None
-    }
-
-    /// Whether `key_path` is written in the file (not a default).
-    pub fn is_written(&self, key_path: &KeyPath) -> bool {
-        self.entries.iter().any(|entry| &entry.path == key_path)
     }
 
     /// The innermost key path whose key or value the byte span falls in.
