@@ -1,7 +1,13 @@
 //! `careline check`: every problem in a configuration, found at once, each with its place.
 //!
 //! A [`Finding`] names the file, the TOML key path, the line where known, what is wrong and what
-//! to do about it. Errors stop `serve`; warnings (long menus, no `0`) are printed only.
+//! to do about it. Errors stop `serve`; warnings (long menus, no way to a person, short
+//! timeouts, skills nobody has) are printed only.
+//!
+//! [`check`] runs on a configuration that parsed (parse failures are reported by
+//! `parse_errors`): names and references, menu keys, node settings, schedules (compiled by
+//! [`crate::routing::schedule`], so the syntax lives in one place), agents, the call flow as a
+//! graph ([`super::call_flow`]) and the prompt recordings for every configured language.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -9,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::LoadedConfig;
+use super::call_flow::CallFlow;
 use super::locate::{KeyPath, Locator};
 use super::model::{Config, Identifier, MenuNode, Node, ResetMethod};
 use crate::ivr::prompts::system_prompts;
@@ -751,91 +758,6 @@ impl Checker<'_> {
                         "add the WAV file (any sample rate, bit depth or channels), or fix the prompt id",
                     );
                 }
-            }
-        }
-    }
-}
-
-/// The node graph with the edges the engine adds on its own: `0` to the operator from a menu
-/// that does not use it, and a missing `on_failure` falling back to the operator.
-struct CallFlow<'c> {
-    config: &'c Config,
-    /// node → (key that names the edge, target), targets that exist only.
-    edges: BTreeMap<&'c str, Vec<(String, &'c str)>>,
-}
-
-impl<'c> CallFlow<'c> {
-    fn new(config: &'c Config) -> CallFlow<'c> {
-        let operator = config.ivr.operator.as_str();
-        let mut edges = BTreeMap::new();
-        for (name, node) in &config.nodes {
-            let mut out = node.successors();
-            let defaults_to_operator = match node {
-                Node::Menu(menu) => {
-                    if !menu.options.contains_key("0") {
-                        out.push(("options.\"0\"".to_owned(), operator));
-                    }
-                    menu.on_failure.is_none()
-                }
-                Node::Collect(collect) => collect.on_failure.is_none(),
-                Node::PasswordReset(reset) => reset.on_failure.is_none(),
-                _ => false,
-            };
-            if defaults_to_operator {
-                out.push(("on_failure".to_owned(), operator));
-            }
-            out.retain(|(_, target)| config.nodes.contains_key(*target));
-            edges.insert(name.as_str(), out);
-        }
-        CallFlow { config, edges }
-    }
-
-    /// Nodes reachable from `roots` over the edges `follow` accepts.
-    fn reachable_from(
-        &self,
-        roots: &[&'c str],
-        follow: impl Fn(&Node, &str) -> bool,
-    ) -> BTreeSet<&'c str> {
-        let mut seen = BTreeSet::new();
-        let mut pending: Vec<&str> = roots
-            .iter()
-            .copied()
-            .filter(|root| self.config.nodes.contains_key(*root))
-            .collect();
-        while let Some(name) = pending.pop() {
-            if !seen.insert(name) {
-                continue;
-            }
-            let Some(node) = self.config.nodes.get(name) else {
-                continue;
-            };
-            for (key, target) in self.edges.get(name).into_iter().flatten() {
-                if follow(node, key) && !seen.contains(target) {
-                    pending.push(target);
-                }
-            }
-        }
-        seen
-    }
-
-    /// Nodes from which some path reaches a node that satisfies `goal`.
-    fn can_reach(&self, goal: impl Fn(&Node) -> bool) -> BTreeSet<&'c str> {
-        let mut done: BTreeSet<&str> = self
-            .config
-            .nodes
-            .iter()
-            .filter(|(_, node)| goal(node))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        loop {
-            let before = done.len();
-            for (name, out) in &self.edges {
-                if !done.contains(name) && out.iter().any(|(_, target)| done.contains(target)) {
-                    done.insert(name);
-                }
-            }
-            if done.len() == before {
-                return done;
             }
         }
     }

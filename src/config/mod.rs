@@ -4,6 +4,7 @@
 //! at once (dangling references, missing prompts, dead ends). `careline serve` refuses to start
 //! on any problem; `careline check` prints them all.
 
+mod call_flow;
 pub mod check;
 pub mod locate;
 pub mod model;
