@@ -4,12 +4,15 @@
 //! at once (dangling references, missing prompts, dead ends). `careline serve` refuses to start
 //! on any problem; `careline check` prints them all.
 
+mod call_flow;
 pub mod check;
+pub mod locate;
 pub mod model;
+mod parse_errors;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{Finding, Report, Severity};
+pub use check::{Finding, Report, Severity, check};
 pub use model::*;
 
 impl Config {
@@ -91,7 +94,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Report> {
     parse(path, source)
 }
 
-/// Parse configuration text that came from `path`.
+/// Parse configuration text that came from `path`. On failure, every syntax and type error
+/// that can be found is reported, not only serde's first.
 pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, Report> {
     match toml::from_str::<Config>(&source) {
         Ok(config) => Ok(LoadedConfig {
@@ -99,9 +103,7 @@ pub fn parse(path: &Path, source: String) -> Result<LoadedConfig, Report> {
             source,
             config,
         }),
-        Err(error) => Err(Report::single(check::finding_from_toml_error(
-            path, &source, &error,
-        ))),
+        Err(error) => Err(parse_errors::report(path, &source, &error)),
     }
 }
 

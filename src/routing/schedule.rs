@@ -149,9 +149,11 @@ impl Schedule {
                 .map_err(|message| problem(format!("overrides[{index}].date"), message, DATE_HINT));
             let hours = match (&rule.from, &rule.to) {
                 (None, None) => Ok(None),
-                (Some(from), Some(to)) => parse_hours(from, to).map(Some).map_err(|(field, message)| {
-                    problem(format!("overrides[{index}].{field}"), message, TIME_HINT)
-                }),
+                (Some(from), Some(to)) => {
+                    parse_hours(from, to).map(Some).map_err(|(field, message)| {
+                        problem(format!("overrides[{index}].{field}"), message, TIME_HINT)
+                    })
+                }
                 (Some(_), None) | (None, Some(_)) => {
                     problem(
                         format!("overrides[{index}]"),
@@ -238,14 +240,14 @@ impl Schedule {
 
     /// The hours that start on `date`, after holidays and overrides.
     fn hours_starting_on(&self, date: Date) -> impl Iterator<Item = Hours> + '_ {
-        let (overridden, weekly): (Option<Hours>, &[WeeklyHours]) =
-            if self.holidays.contains(&date) {
-                (None, &[])
-            } else if let Some(hours) = self.overrides.get(&date) {
-                (*hours, &[])
-            } else {
-                (None, &self.weekly)
-            };
+        let (overridden, weekly): (Option<Hours>, &[WeeklyHours]) = if self.holidays.contains(&date)
+        {
+            (None, &[])
+        } else if let Some(hours) = self.overrides.get(&date) {
+            (*hours, &[])
+        } else {
+            (None, &self.weekly)
+        };
         let day_bit = 1u8 << date.weekday().to_monday_zero_offset();
         overridden.into_iter().chain(
             weekly
@@ -286,9 +288,8 @@ impl Schedule {
         for boundary in boundaries {
             let offsets = match self.zone.to_ambiguous_timestamp(boundary).offset() {
                 AmbiguousOffset::Unambiguous { offset } => [offset, offset],
-                AmbiguousOffset::Gap { before, after } | AmbiguousOffset::Fold { before, after } => {
-                    [before, after]
-                }
+                AmbiguousOffset::Gap { before, after }
+                | AmbiguousOffset::Fold { before, after } => [before, after],
             };
             candidates.extend(
                 offsets
@@ -318,7 +319,8 @@ fn minute_of_day(time: Time) -> u16 {
 }
 
 fn at_minute(date: Date, minute: u16) -> DateTime {
-    let time = Time::new((minute / 60) as i8, (minute % 60) as i8, 0, 0).unwrap_or(Time::midnight());
+    let time =
+        Time::new((minute / 60) as i8, (minute % 60) as i8, 0, 0).unwrap_or(Time::midnight());
     DateTime::from_parts(date, time)
 }
 
@@ -374,7 +376,9 @@ fn parse_hours(from: &str, to: &str) -> Result<Hours, (&'static str, String)> {
     if to_minute == from_minute {
         return Err((
             "to",
-            format!("`from` and `to` are both {from}; for all day write from = \"00:00\", to = \"24:00\""),
+            format!(
+                "`from` and `to` are both {from}; for all day write from = \"00:00\", to = \"24:00\""
+            ),
         ));
     }
     Ok(Hours {
@@ -415,7 +419,8 @@ fn parse_date(text: &str) -> Result<Date, String> {
     else {
         return Err(invalid());
     };
-    let all_digits = |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
+    let all_digits =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_digit());
     if !(all_digits(year, 4) && all_digits(month, 2) && all_digits(day, 2)) {
         return Err(invalid());
     }
@@ -480,7 +485,10 @@ mod tests {
         assert!(schedule.is_open(local("2026-03-04T07:00")));
         assert!(schedule.is_open(local("2026-03-04T18:59:59")));
         assert!(!schedule.is_open(local("2026-03-04T19:00")));
-        assert!(schedule.is_open(local("2026-03-07T10:00")), "Saturday morning");
+        assert!(
+            schedule.is_open(local("2026-03-07T10:00")),
+            "Saturday morning"
+        );
         assert!(!schedule.is_open(local("2026-03-08T10:00")), "Sunday");
     }
 
@@ -506,7 +514,10 @@ mod tests {
     fn hours_starting_in_the_skipped_hour_open_when_the_clocks_jump() {
         // 2026-03-08: 02:00 CST jumps to 03:00 CDT, so 02:30 never happens on the wall clock.
         let schedule = compile(&chicago(vec![hours("sun", "02:30", "04:00")]));
-        assert!(!schedule.is_open(at("2026-03-08T07:59:59Z")), "01:59:59 CST");
+        assert!(
+            !schedule.is_open(at("2026-03-08T07:59:59Z")),
+            "01:59:59 CST"
+        );
         assert!(schedule.is_open(at("2026-03-08T08:00:00Z")), "03:00 CDT");
         assert_eq!(
             schedule.next_open(at("2026-03-08T07:00:00Z")),
@@ -538,11 +549,20 @@ mod tests {
     fn overnight_shift_belongs_to_the_day_it_starts() {
         let schedule = compile(&chicago(vec![hours("fri", "22:00", "06:00")]));
         // 2026-03-06 is a Friday.
-        assert!(!schedule.is_open(local("2026-03-06T03:00")), "Friday early morning");
+        assert!(
+            !schedule.is_open(local("2026-03-06T03:00")),
+            "Friday early morning"
+        );
         assert!(schedule.is_open(local("2026-03-06T22:00")));
-        assert!(schedule.is_open(local("2026-03-07T05:59")), "Saturday early morning");
+        assert!(
+            schedule.is_open(local("2026-03-07T05:59")),
+            "Saturday early morning"
+        );
         assert!(!schedule.is_open(local("2026-03-07T06:00")));
-        assert!(!schedule.is_open(local("2026-03-07T23:00")), "Saturday night");
+        assert!(
+            !schedule.is_open(local("2026-03-07T23:00")),
+            "Saturday night"
+        );
     }
 
     #[test]
@@ -570,8 +590,14 @@ mod tests {
         config.holidays = vec!["2026-12-25".to_owned()];
         let schedule = compile(&config);
         assert!(schedule.is_open(local("2026-12-24T12:00")));
-        assert!(!schedule.is_open(local("2026-12-25T12:00")), "Christmas Friday");
-        assert!(schedule.is_open(local("2026-12-26T10:00")), "Saturday hours still hold");
+        assert!(
+            !schedule.is_open(local("2026-12-25T12:00")),
+            "Christmas Friday"
+        );
+        assert!(
+            schedule.is_open(local("2026-12-26T10:00")),
+            "Saturday hours still hold"
+        );
         assert_eq!(
             schedule.next_open(local("2026-12-24T19:30")),
             Some(local("2026-12-26T09:00"))
@@ -590,7 +616,10 @@ mod tests {
         config.holidays = vec!["2026-12-25".to_owned()];
         let schedule = compile(&config);
         assert!(schedule.is_open(local("2026-12-25T03:00")));
-        assert!(!schedule.is_open(local("2026-12-25T22:30")), "holiday night shift cancelled");
+        assert!(
+            !schedule.is_open(local("2026-12-25T22:30")),
+            "holiday night shift cancelled"
+        );
         assert!(!schedule.is_open(local("2026-12-26T03:00")));
     }
 
@@ -616,10 +645,22 @@ mod tests {
         ];
         let schedule = compile(&config);
         assert!(schedule.is_open(local("2026-12-24T11:59")));
-        assert!(!schedule.is_open(local("2026-12-24T12:00")), "Christmas Eve closes at noon");
-        assert!(!schedule.is_open(local("2026-12-23T12:00")), "closed all day");
-        assert!(schedule.is_open(local("2026-12-27T11:00")), "a Sunday opened by override");
-        assert!(schedule.is_open(local("2026-12-22T12:00")), "other days unchanged");
+        assert!(
+            !schedule.is_open(local("2026-12-24T12:00")),
+            "Christmas Eve closes at noon"
+        );
+        assert!(
+            !schedule.is_open(local("2026-12-23T12:00")),
+            "closed all day"
+        );
+        assert!(
+            schedule.is_open(local("2026-12-27T11:00")),
+            "a Sunday opened by override"
+        );
+        assert!(
+            schedule.is_open(local("2026-12-22T12:00")),
+            "other days unchanged"
+        );
         assert_eq!(
             schedule.next_open(local("2026-12-22T20:00")),
             Some(local("2026-12-24T07:00"))
@@ -660,7 +701,11 @@ mod tests {
                 hours("sat", "24:00", "09:00"),
                 hours("sun", "09:00", "09:00"),
             ],
-            holidays: vec!["2026-12-25".to_owned(), "12/25/2026".to_owned(), "2026-02-30".to_owned()],
+            holidays: vec![
+                "2026-12-25".to_owned(),
+                "12/25/2026".to_owned(),
+                "2026-02-30".to_owned(),
+            ],
             overrides: vec![
                 OverrideRule {
                     date: "2026-12-25".to_owned(),

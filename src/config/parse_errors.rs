@@ -1,0 +1,257 @@
+//! Every reason a configuration file does not parse, each with its key path and line.
+//!
+//! serde stops at the first error, and for node tables (an internally tagged enum) it points at
+//! the `[nodes.x]` header rather than the offending key. So when the typed parse fails, the
+//! file is parsed again with toml's span-aware parser: syntax errors are collected with
+//! recovery, and otherwise each node, queue, schedule and agent is deserialized on its own
+//! (nodes as their specific type) so that every one of them reports its own first error, at the
+//! key that caused it.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::check::{Finding, Report};
+use super::locate::{KeyPath, Locator, Segment};
+use super::model::{
+    AgentConfig, CallbackNode, CollectNode, Config, HangupNode, LanguageNode, MenuNode, Node,
+    PasswordResetNode, QueueConfig, QueueNode, SayNode, ScheduleConfig, ScheduleNode, TransferNode,
+    VerifyNode, VoicemailNode,
+};
+
+/// All findings for a file whose typed parse failed with `error`.
+pub fn report(file: &Path, source: &str, error: &toml::de::Error) -> Report {
+    let locator = Locator::new(source);
+    let (root, syntax_errors) = DeTable::parse_recoverable(source);
+    let errors = if syntax_errors.is_empty() {
+        shape_errors(root)
+    } else {
+        syntax_errors
+    };
+
+    let mut findings: Vec<(usize, Finding)> = errors
+        .iter()
+        .map(|error| {
+            let start = error.span().map_or(usize::MAX, |span| span.start);
+            (start, finding(file, source, &locator, error))
+        })
+        .collect();
+    findings.sort_by_key(|(start, _)| *start);
+    // Recovery after a syntax error can report the same mistake several times on one line.
+    findings.dedup_by(|later, earlier| later.1.line.is_some() && later.1.line == earlier.1.line);
+
+    if findings.is_empty() {
+        return Report::single(finding(file, source, &locator, error));
+    }
+    Report {
+        findings: findings.into_iter().map(|(_, finding)| finding).collect(),
+    }
+}
+
+/// One TOML error as a finding: its key path and line where they can be found, and a hint.
+pub fn finding(file: &Path, source: &str, locator: &Locator, error: &toml::de::Error) -> Finding {
+    let span = error.span();
+    let line = span.as_ref().map(|span| locator.line_at(span.start));
+    let path = span
+        .as_ref()
+        .and_then(|span| locator.path_at(span))
+        .unwrap_or_default();
+    let message = error.message();
+
+    if message == "duplicate key" {
+        return duplicate_key(file, source, locator, span.unwrap_or(0..0), path, line);
+    }
+    let (message, hint) = if let Some(rest) = message.strip_prefix("unknown field") {
+        (
+            format!("unknown key{rest}"),
+            "check the spelling; only the keys listed are allowed here",
+        )
+    } else if let Some(rest) = message.strip_prefix("missing field") {
+        (
+            format!("missing key{rest}"),
+            "add the key to this table; config/careline.toml shows each node type",
+        )
+    } else if let Some(rest) = message.strip_prefix("unknown variant") {
+        (
+            format!("unknown value{rest}"),
+            "use one of the values listed",
+        )
+    } else if message.starts_with("invalid type") {
+        (
+            message.to_owned(),
+            "write the kind of value expected: text in quotes, numbers and true/false without, lists in [ ]",
+        )
+    } else {
+        (
+            message.to_owned(),
+            "fix the TOML at that line; `careline check` lists the remaining problems once it parses",
+        )
+    };
+    Finding::error(file, &path.to_string(), line, message, hint)
+}
+
+/// toml reports the second occurrence of a key; name the full path and say what it means.
+fn duplicate_key(
+    file: &Path,
+    source: &str,
+    locator: &Locator,
+    span: Range<usize>,
+    enclosing: KeyPath,
+    line: Option<usize>,
+) -> Finding {
+    let written = source.get(span.clone()).unwrap_or("");
+    let key = written.trim_matches(|c| c == '"' || c == '\'');
+    let path = match header_path(source, span.start) {
+        // A repeated `[table]` header: the header itself names the path.
+        Some(header) => header,
+        None if enclosing.segments().is_empty() => KeyPath::root().key(key),
+        None => enclosing.key(key),
+    };
+    let in_menu = matches!(
+        path.segments(),
+        [.., Segment::Key(table), Segment::Key(_)] if table == "options"
+    );
+    let first_line = first_header_line(source, &path)
+        .or_else(|| locator.line_of(&path))
+        .filter(|first| Some(*first) != line);
+    let earlier = first_line.map_or(String::new(), |first| format!(" (first on line {first})"));
+    if in_menu {
+        Finding::error(
+            file,
+            &path.to_string(),
+            line,
+            format!("menu key {written} is listed twice{earlier}"),
+            "a key can lead to one node only: keep one of the two entries",
+        )
+    } else {
+        Finding::error(
+            file,
+            &path.to_string(),
+            line,
+            format!("`{path}` is defined twice{earlier}"),
+            "TOML allows each key once per table: merge the two or rename one",
+        )
+    }
+}
+
+/// The first line holding a `[table]` header for `path`.
+fn first_header_line(source: &str, path: &KeyPath) -> Option<usize> {
+    let mut offset = 0;
+    for (index, line) in source.split('\n').enumerate() {
+        if header_path(source, offset).as_ref() == Some(path) {
+            return Some(index + 1);
+        }
+        offset += line.len() + 1;
+    }
+    None
+}
+
+/// The key path of a `[table]` or `[[array]]` header on the line containing `offset`.
+fn header_path(source: &str, offset: usize) -> Option<KeyPath> {
+    let line_start = source.get(..offset)?.rfind('\n').map_or(0, |at| at + 1);
+    let line = source.get(line_start..)?.lines().next()?.trim();
+    let inner = line.strip_prefix('[')?;
+    let end = inner.rfind(']')?;
+    let inner = inner[..end].trim_matches(|c| c == '[' || c == ']').trim();
+    let path = KeyPath::parse(&inner.replace(' ', ""));
+    (!path.segments().is_empty()).then_some(path)
+}
+
+/// Deserialize the document piece by piece, collecting the first error of each piece.
+fn shape_errors(root: Spanned<DeTable<'_>>) -> Vec<toml::de::Error> {
+    let root_span = root.span();
+    let mut rest = root.into_inner();
+    let mut errors = Vec::new();
+
+    if let Some(nodes) = take_table(&mut rest, "nodes") {
+        for (_, value) in nodes {
+            if let Some(error) = node_error(value) {
+                errors.push(error);
+            }
+        }
+    }
+    for (section, check) in [
+        (
+            "queues",
+            first_error::<QueueConfig> as fn(Spanned<DeValue<'_>>) -> _,
+        ),
+        ("schedules", first_error::<ScheduleConfig>),
+    ] {
+        if let Some(table) = take_table(&mut rest, section) {
+            errors.extend(table.into_iter().filter_map(|(_, value)| check(value)));
+        }
+    }
+    if let Some(agents) = take_array(&mut rest, "agents") {
+        errors.extend(agents.into_iter().filter_map(first_error::<AgentConfig>));
+    }
+
+    let document = toml::de::Deserializer::from(Spanned::new(root_span, rest));
+    if let Err(error) = Config::deserialize(document) {
+        errors.push(error);
+    }
+    errors
+}
+
+fn take_table<'i>(table: &mut DeTable<'i>, key: &str) -> Option<DeTable<'i>> {
+    if !matches!(
+        table.get(key).map(Spanned::get_ref),
+        Some(DeValue::Table(_))
+    ) {
+        return None;
+    }
+    match table.remove(key).map(Spanned::into_inner) {
+        Some(DeValue::Table(inner)) => Some(inner),
+        _ => None,
+    }
+}
+
+fn take_array<'i>(table: &mut DeTable<'i>, key: &str) -> Option<Vec<Spanned<DeValue<'i>>>> {
+    if !matches!(
+        table.get(key).map(Spanned::get_ref),
+        Some(DeValue::Array(_))
+    ) {
+        return None;
+    }
+    match table.remove(key).map(Spanned::into_inner) {
+        Some(DeValue::Array(items)) => Some(items.into_iter().collect()),
+        _ => None,
+    }
+}
+
+fn first_error<T: DeserializeOwned>(value: Spanned<DeValue<'_>>) -> Option<toml::de::Error> {
+    T::deserialize(ValueDeserializer::from(value)).err()
+}
+
+/// A node's error, from its specific type when `type` names one, so the span is the bad key.
+fn node_error(value: Spanned<DeValue<'_>>) -> Option<toml::de::Error> {
+    let whole = first_error::<Node>(value.clone())?;
+    let span = value.span();
+    let DeValue::Table(mut table) = value.into_inner() else {
+        return Some(whole);
+    };
+    let kind = match table.remove("type").map(Spanned::into_inner) {
+        Some(DeValue::String(kind)) => kind.into_owned(),
+        _ => return Some(whole),
+    };
+    let fields = Spanned::new(span, DeValue::Table(table));
+    let specific = match kind.as_str() {
+        "menu" => first_error::<MenuNode>(fields),
+        "collect" => first_error::<CollectNode>(fields),
+        "verify" => first_error::<VerifyNode>(fields),
+        "password_reset" => first_error::<PasswordResetNode>(fields),
+        "queue" => first_error::<QueueNode>(fields),
+        "schedule" => first_error::<ScheduleNode>(fields),
+        "hangup" => first_error::<HangupNode>(fields),
+        "say" => first_error::<SayNode>(fields),
+        "language" => first_error::<LanguageNode>(fields),
+        "transfer" => first_error::<TransferNode>(fields),
+        "voicemail" => first_error::<VoicemailNode>(fields),
+        "callback" => first_error::<CallbackNode>(fields),
+        _ => None,
+    };
+    Some(specific.unwrap_or(whole))
+}
