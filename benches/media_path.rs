@@ -34,18 +34,21 @@ fn media_path(c: &mut Criterion) {
         })
     });
     let audio = PromptAudio::from_mulaw(vec![0x55; 480 * 100]);
-    c.bench_function("outbound media: serialize one 20 ms-aligned 480 ms message", |b| {
-        b.iter(|| {
-            let text = Outbound::Media {
-                stream_sid: "MZ18ad3ab5a668481ce02b83e7395059f0",
-                media: OutboundMedia {
-                    payload: audio.base64_chunks(black_box(8), 8),
-                },
-            }
-            .to_json();
-            black_box(text.len())
-        })
-    });
+    c.bench_function(
+        "outbound media: serialize one 20 ms-aligned 480 ms message",
+        |b| {
+            b.iter(|| {
+                let text = Outbound::Media {
+                    stream_sid: "MZ18ad3ab5a668481ce02b83e7395059f0",
+                    media: OutboundMedia {
+                        payload: audio.base64_chunks(black_box(8), 8),
+                    },
+                }
+                .to_json();
+                black_box(text.len())
+            })
+        },
+    );
     c.bench_function("outbound media: serialize one 60 ms message", |b| {
         b.iter(|| {
             let text = Outbound::Media {

@@ -300,9 +300,20 @@ fn a_broken_configuration_reports_every_problem_at_once_with_its_place() {
         duplicate.line,
         Some(line_of(&source, "name = \"Another Anh\"") - 1)
     );
+    for (node, kind) in [
+        ("Reset", "password_reset"),
+        ("check_identity", "verify"),
+        ("front_desk", "queue"),
+    ] {
+        error(
+            &format!("nodes.{node}.type"),
+            &format!("cannot run `{kind}` nodes yet"),
+            &format!("type = \"{kind}\""),
+        );
+    }
     assert_eq!(
         report.errors().count(),
-        26,
+        29,
         "unexpected extra errors:\n{report}"
     );
 }
@@ -375,7 +386,15 @@ fn check_minimal(edit: impl Fn(&str) -> String) -> (String, Result<Report, Repor
         .collect();
     let prompts = prompts_dir(dir.path(), &["en"], &ids);
     let source = edit(MINIMAL).replace("PROMPTS", &prompts.display().to_string());
-    let result = load(&dir, &source).map(|loaded| check(&loaded));
+    // The minimal flow ends in a queue node, which this version's engine cannot run yet and
+    // says so (tested in the broken configuration); the other findings are what matter here.
+    let result = load(&dir, &source).map(|loaded| {
+        let mut report = check(&loaded);
+        report
+            .findings
+            .retain(|finding| !finding.message.contains("cannot run `queue` nodes yet"));
+        report
+    });
     (source, result)
 }
 

@@ -24,6 +24,20 @@ use super::flow::{Flow, is_key};
 use super::prompts;
 use crate::config::{CollectNode, MenuNode, Node};
 
+/// Whether this engine can run `node`. Identity and routing node types are modelled in the
+/// configuration but come with their own work; `careline check` refuses them until then.
+pub fn can_run(node: &Node) -> bool {
+    matches!(
+        node,
+        Node::Menu(_)
+            | Node::Collect(_)
+            | Node::Say(_)
+            | Node::Hangup(_)
+            | Node::Language(_)
+            | Node::Schedule(_)
+    )
+}
+
 /// Identifies one `Play` action, so a late "finished" for an interrupted prompt is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PlaybackId(pub u64);
