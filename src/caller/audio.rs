@@ -152,7 +152,10 @@ mod tests {
         let mut reader = hound::WavReader::open(&path).expect("readable");
         assert_eq!(reader.spec().sample_rate, 8000);
         assert_eq!(reader.spec().channels, 1);
-        let samples: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("sample")).collect();
+        let samples: Vec<i16> = reader
+            .samples::<i16>()
+            .map(|s| s.expect("sample"))
+            .collect();
         assert_eq!(samples.len(), 3);
         assert!(samples[0] > 900 && samples[2] < -900);
         assert_eq!(samples[1], 0);

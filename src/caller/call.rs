@@ -165,7 +165,9 @@ pub async fn place_call(options: CallOptions) -> Result<CallReport, CallerError>
         })?;
     let mut call = Call::new(options, http);
     let voice_url = call.endpoint(&base, "/twilio/voice")?;
-    let verbs = call.fetch_twiml(&voice_url, Method::Post, "ringing").await?;
+    let verbs = call
+        .fetch_twiml(&voice_url, Method::Post, "ringing")
+        .await?;
     call.carry_out(voice_url, verbs).await;
     call.post_status(&base).await;
     Ok(call.into_report())
@@ -283,7 +285,8 @@ impl Call {
             Method::Post => {
                 let mut request = self.http.post(url.clone()).form(&params);
                 if let Some(token) = &self.options.auth_token {
-                    request = request.header(SIGNATURE_HEADER, signature(token, url.as_str(), &params));
+                    request =
+                        request.header(SIGNATURE_HEADER, signature(token, url.as_str(), &params));
                 }
                 request
             }
@@ -470,9 +473,8 @@ impl Call {
             .copied()
             .unwrap_or_default();
         self.dials_done += 1;
-        let ring_limit = Duration::from_secs(u64::from(
-            timeout.unwrap_or(DEFAULT_DIAL_TIMEOUT_SECS),
-        ));
+        let ring_limit =
+            Duration::from_secs(u64::from(timeout.unwrap_or(DEFAULT_DIAL_TIMEOUT_SECS)));
         match behaviour {
             DialBehaviour::Answer { after, .. } if after >= ring_limit => {
                 self.sleep_within_call(ring_limit).await;
@@ -623,12 +625,17 @@ impl Call {
             "CallDuration".to_owned(),
             self.started.elapsed().as_secs().to_string(),
         ));
-        params.push(("CallbackSource".to_owned(), "call-progress-events".to_owned()));
+        params.push((
+            "CallbackSource".to_owned(),
+            "call-progress-events".to_owned(),
+        ));
         params.push(("SequenceNumber".to_owned(), "0".to_owned()));
         params.push((
             "Timestamp".to_owned(),
-            jiff::fmt::rfc2822::to_string(&jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC))
-                .unwrap_or_default(),
+            jiff::fmt::rfc2822::to_string(
+                &jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC),
+            )
+            .unwrap_or_default(),
         ));
         let mut request = self.http.post(url.clone()).form(&params);
         if let Some(token) = &self.options.auth_token {

@@ -204,3 +204,47 @@ fn read_steps_from_stdin() -> mpsc::UnboundedReceiver<Step> {
     });
     received
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        call: CallArgs,
+    }
+
+    #[test]
+    fn the_documented_command_line_parses() {
+        let command = Command::try_parse_from([
+            "call",
+            "https://careline.example.org",
+            "--digits",
+            "1,w2,19700101#",
+            "--record",
+            "out.wav",
+            "--dial",
+            "no-answer,answer",
+            "--keys",
+            "both",
+        ])
+        .expect("valid arguments");
+        let args = command.call;
+        assert_eq!(args.url, "https://careline.example.org");
+        assert_eq!(args.digits.as_deref(), Some("1,w2,19700101#"));
+        assert_eq!(args.record, Some(PathBuf::from("out.wav")));
+        assert_eq!(args.dial, vec![DialChoice::NoAnswer, DialChoice::Answer]);
+        assert_eq!(args.keys, KeySignalling::Both);
+        assert_eq!(args.max_secs, 300);
+    }
+
+    #[test]
+    fn the_url_defaults_to_the_example_config_listener() {
+        let command = Command::try_parse_from(["call"]).expect("valid arguments");
+        assert_eq!(command.call.url, "http://127.0.0.1:8080");
+        assert!(command.call.digits.is_none());
+    }
+}

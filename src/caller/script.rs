@@ -115,7 +115,10 @@ fn parse_step(step: usize, text: &str) -> Result<Step, ScriptError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeypadAction {
     /// Press `key`. `in_entry` when it belongs to a multi-key step (data entry, maybe PHI).
-    Press { key: char, in_entry: bool },
+    Press {
+        key: char,
+        in_entry: bool,
+    },
     HangUp,
 }
 
@@ -282,7 +285,9 @@ mod tests {
             "1,,2".parse::<DigitScript>(),
             Err(ScriptError::EmptyStep { step: 2 })
         );
-        let error = "1,w1970x0101".parse::<DigitScript>().expect_err("x is no key");
+        let error = "1,w1970x0101"
+            .parse::<DigitScript>()
+            .expect_err("x is no key");
         assert_eq!(error, ScriptError::NotAKey { step: 2 });
         assert!(!error.to_string().contains("1970"));
         assert_eq!(
@@ -365,10 +370,11 @@ mod tests {
     fn multi_key_steps_are_flagged_as_data_entry() {
         let mut keypad = Keypad::new("19#".parse().expect("valid"));
         keypad.audio_arrived();
-        assert!(run(&mut keypad, 20, 0).iter().all(|(_, action)| matches!(
-            action,
-            KeypadAction::Press { in_entry: true, .. }
-        )));
+        assert!(
+            run(&mut keypad, 20, 0)
+                .iter()
+                .all(|(_, action)| matches!(action, KeypadAction::Press { in_entry: true, .. }))
+        );
     }
 
     #[test]

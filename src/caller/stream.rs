@@ -128,12 +128,12 @@ impl MediaStreamClient {
         signature_header: Option<&str>,
         ids: StreamIds,
     ) -> Result<Self, CallerError> {
-        let mut request =
-            url.into_client_request()
-                .map_err(|error| CallerError::InvalidUrl {
-                    url: url.to_owned(),
-                    reason: error.to_string(),
-                })?;
+        let mut request = url
+            .into_client_request()
+            .map_err(|error| CallerError::InvalidUrl {
+                url: url.to_owned(),
+                reason: error.to_string(),
+            })?;
         if let Some(header) = signature_header {
             let value = HeaderValue::from_str(header).map_err(|_| CallerError::InvalidUrl {
                 url: url.to_owned(),

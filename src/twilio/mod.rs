@@ -1,5 +1,5 @@
 //! Twilio's side of the call, without I/O: Media Streams wire types, TwiML, signatures.
 
-pub mod wire;
 pub mod signature;
 pub mod twiml;
+pub mod wire;

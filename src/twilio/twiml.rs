@@ -294,10 +294,7 @@ pub enum TwimlError {
         attribute: &'static str,
     },
     #[error("TwiML <{element}> has unexpected content: {what}")]
-    UnexpectedContent {
-        element: &'static str,
-        what: String,
-    },
+    UnexpectedContent { element: &'static str, what: String },
 }
 
 /// Read a `<Response>` document into its verbs, in order.
@@ -374,10 +371,12 @@ fn parse_connect(connect: &Element) -> Result<Verb, TwimlError> {
                 what: format!("<{}>", parameter.name),
             });
         }
-        let name = parameter.attribute("name").ok_or(TwimlError::MissingAttribute {
-            element: "Parameter",
-            attribute: "name",
-        })?;
+        let name = parameter
+            .attribute("name")
+            .ok_or(TwimlError::MissingAttribute {
+                element: "Parameter",
+                attribute: "name",
+            })?;
         let value = parameter.attribute("value").unwrap_or_default();
         parameters.push((name.to_owned(), value.to_owned()));
     }
