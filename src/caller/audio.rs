@@ -10,7 +10,7 @@ use crate::media::{FRAME_BYTES, MULAW_SILENCE, SAMPLE_RATE, ulaw};
 pub type Frame = [u8; FRAME_BYTES];
 
 /// A source of the caller's voice: the next 20 ms to send in a `media` message.
-pub trait InboundAudio: Send {
+pub trait InboundAudio: Send + Sync {
     fn next_frame(&mut self) -> Frame;
 }
 
@@ -27,7 +27,7 @@ impl InboundAudio for Silence {
 /// Frames from an iterator, then silence once it runs out.
 pub struct Frames<I>(pub I);
 
-impl<I: Iterator<Item = Frame> + Send> InboundAudio for Frames<I> {
+impl<I: Iterator<Item = Frame> + Send + Sync> InboundAudio for Frames<I> {
     fn next_frame(&mut self) -> Frame {
         self.0.next().unwrap_or([MULAW_SILENCE; FRAME_BYTES])
     }

@@ -25,6 +25,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate the configuration and prompts; list every problem.
     Check(check::CheckArgs),
+    /// Place a test call the way Twilio would; prints the prompts heard.
+    Call(crate::caller::CallArgs),
 }
 
 /// Run the command line; returns the process exit code.
@@ -33,6 +35,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Call(args) => run_async(crate::caller::run_cli(args)),
     };
     match result {
         Ok(code) => code,

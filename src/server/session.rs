@@ -27,6 +27,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
+/// How long a closing stream waits for the peer's close frame.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+/// How long a broken stream lingers after its close frame before the socket is dropped.
+const CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// A stream that has not sent `start` by then is closed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +74,7 @@ where
         Ok(start) => start,
         Err(end) => {
             if let SessionEnd::PolicyViolation(reason) = &end {
-                close(&mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
             }
             return end;
         }
@@ -111,7 +115,7 @@ where
     }
     let end = loop {
         if stream.hung_up {
-            close(&mut outgoing, CLOSE_NORMAL, "call complete").await;
+            close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
@@ -121,7 +125,7 @@ where
                     Continuation::Continue => {}
                     Continuation::End(end) => {
                         if let SessionEnd::PolicyViolation(reason) = &end {
-                            close(&mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                            close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
                         }
                         break end;
                     }
@@ -133,7 +137,7 @@ where
                 }
             }
             () = context.force_close.cancelled() => {
-                close(&mut outgoing, CLOSE_NORMAL, "server shutting down").await;
+                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
                 break SessionEnd::Shutdown;
             }
         }
@@ -429,11 +433,34 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn close<O: Sink<Message> + Unpin>(outgoing: &mut O, code: u16, reason: &'static str) {
+/// Send a close frame, then wait (briefly) for the peer's close so the frame is read before
+/// the socket goes away: dropping a socket with unread input makes the kernel reset the
+/// connection, and the peer may never see the close code.
+async fn close<I, O, E>(incoming: &mut I, outgoing: &mut O, code: u16, reason: &'static str)
+where
+    I: Stream<Item = Result<Message, E>> + Unpin,
+    O: Sink<Message> + Unpin,
+{
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
     // The peer may already be gone; there is nobody left to tell.
-    let _ = outgoing.send(Message::Close(Some(frame))).await;
+    if outgoing.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let drain = async {
+        loop {
+            match incoming.next().await {
+                Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    // The connection is unusable; give the peer a moment to read our close.
+                    tokio::time::sleep(CLOSE_LINGER).await;
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
 }

@@ -1,0 +1,173 @@
+//! A real careline server on `127.0.0.1:0` for end-to-end tests, with generated prompts.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use careline::server::{self, AppState};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A flow with short prompts so calls finish in seconds.
+pub const SHORT_FLOW: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "PUBLIC_URL"
+shutdown_grace_secs = 10
+
+[prompts]
+dir = "PROMPTS"
+default_language = "en"
+
+[ivr]
+entry = "main"
+operator = "operator"
+first_digit_timeout_secs = 2
+inter_digit_timeout_secs = 1
+max_retries = 2
+
+[nodes.main]
+type = "menu"
+prompt = ["welcome", "main_menu"]
+options = { "1" = "account", "2" = "info", "9" = "spanish" }
+
+[nodes.spanish]
+type = "language"
+language = "es"
+next = "main"
+
+[nodes.account]
+type = "collect"
+prompt = ["enter_account"]
+min_digits = 4
+max_digits = 8
+next = "thanks"
+
+[nodes.info]
+type = "say"
+prompt = ["info"]
+next = "main"
+
+[nodes.thanks]
+type = "say"
+prompt = ["thanks"]
+next = "goodbye"
+
+[nodes.operator]
+type = "say"
+prompt = ["operator_hours"]
+next = "goodbye"
+
+[nodes.goodbye]
+type = "hangup"
+prompt = ["goodbye"]
+"#;
+
+pub const SHORT_PROMPTS: [&str; 8] = [
+    "welcome",
+    "main_menu",
+    "enter_account",
+    "info",
+    "thanks",
+    "operator_hours",
+    "goodbye",
+    "language_option",
+];
+
+pub struct TestServer {
+    pub base_url: String,
+    pub shutdown: CancellationToken,
+    pub state: AppState,
+    pub handle: JoinHandle<std::io::Result<()>>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Start the short flow with every prompt 240 ms long.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(SHORT_FLOW, &["en", "es"], &SHORT_PROMPTS, None).await
+    }
+
+    /// Start `flow` (with `PUBLIC_URL` and `PROMPTS` placeholders) on a free port.
+    pub async fn start_with(
+        flow: &str,
+        languages: &[&str],
+        prompt_ids: &[&str],
+        twilio_auth_token: Option<&str>,
+    ) -> TestServer {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = TempDir::new().expect("tempdir");
+        let prompts = dir.path().join("prompts");
+        let mut ids: Vec<&str> = prompt_ids.to_vec();
+        for id in careline::ivr::prompts::system_prompts() {
+            ids.push(id);
+        }
+        for id in ids {
+            for language in languages {
+                write_tone(&prompts.join(language).join(format!("{id}.wav")), 240);
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let base_url = format!("http://{addr}");
+        let config_path = dir.path().join("careline.toml");
+        std::fs::write(
+            &config_path,
+            flow.replace("PUBLIC_URL", &base_url)
+                .replace("PROMPTS", &prompts.display().to_string()),
+        )
+        .expect("write config");
+        let (loaded, _warnings) =
+            server::load_config(&config_path).unwrap_or_else(|error| panic!("{error}"));
+        let mut state = AppState::load(&loaded)
+            .unwrap_or_else(|error| panic!("{error}"))
+            .state;
+        state.twilio_auth_token = twilio_auth_token.map(Arc::from);
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server::serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+            Duration::from_secs(10),
+        ));
+        TestServer {
+            base_url,
+            shutdown,
+            state,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/twilio/media", self.base_url.replacen("http", "ws", 1))
+    }
+}
+
+/// A 16-bit 16 kHz WAV of a 440 Hz tone, `millis` long.
+pub fn write_tone(path: &Path, millis: u32) {
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).expect("create wav");
+    let samples = 16 * millis;
+    for n in 0..samples {
+        let phase = n as f32 * 440.0 * std::f32::consts::TAU / 16_000.0;
+        writer
+            .write_sample((phase.sin() * 12_000.0) as i16)
+            .expect("write sample");
+    }
+    writer.finalize().expect("finalize wav");
+}
