@@ -21,7 +21,13 @@ pub const DIGITS: [&str; 10] = [
 
 /// Every prompt id the engine may play on its own.
 pub fn system_prompts() -> impl Iterator<Item = &'static str> {
-    [INVALID_CHOICE, NO_INPUT, INVALID_ENTRY, CONNECTING, TECHNICAL_DIFFICULTY]
-        .into_iter()
-        .chain(DIGITS)
+    [
+        INVALID_CHOICE,
+        NO_INPUT,
+        INVALID_ENTRY,
+        CONNECTING,
+        TECHNICAL_DIFFICULTY,
+    ]
+    .into_iter()
+    .chain(DIGITS)
 }

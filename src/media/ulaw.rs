@@ -99,7 +99,10 @@ mod tests {
         for sample in (-32000i32..32000).step_by(97) {
             let sample = sample as i16;
             let error = (decode(encode(sample)) as i32 - sample as i32).abs();
-            assert!(error <= (sample as i32).abs() / 16 + 8, "sample {sample} error {error}");
+            assert!(
+                error <= (sample as i32).abs() / 16 + 8,
+                "sample {sample} error {error}"
+            );
         }
     }
 }

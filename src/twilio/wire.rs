@@ -186,14 +186,19 @@ pub fn parse_stream_event(text: &str) -> Result<StreamEvent<'_>, WireError> {
                 event: "start",
                 field: "start",
             })?;
-            let stream_sid = start.stream_sid.or(raw.stream_sid).map(|sid| sid.0).ok_or(WireError::MissingField {
-                event: "start",
-                field: "streamSid",
-            })?;
-            let call_sid = start.call_sid.map(|sid| sid.0).ok_or(WireError::MissingField {
-                event: "start",
-                field: "callSid",
-            })?;
+            let stream_sid = start.stream_sid.or(raw.stream_sid).map(|sid| sid.0).ok_or(
+                WireError::MissingField {
+                    event: "start",
+                    field: "streamSid",
+                },
+            )?;
+            let call_sid = start
+                .call_sid
+                .map(|sid| sid.0)
+                .ok_or(WireError::MissingField {
+                    event: "start",
+                    field: "callSid",
+                })?;
             let format = start.media_format.unwrap_or(RawMediaFormat {
                 encoding: JsonStr::default(),
                 sample_rate: 0,
@@ -476,9 +481,14 @@ mod tests {
     #[test]
     fn dtmf_mark_and_stop_parse() {
         let dtmf = r#"{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}"#;
-        assert!(matches!(parse_stream_event(dtmf), Ok(StreamEvent::Dtmf { digit, .. }) if digit == "1"));
-        let mark = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"p7"}}"#;
-        assert!(matches!(parse_stream_event(mark), Ok(StreamEvent::Mark { name, .. }) if name == "p7"));
+        assert!(
+            matches!(parse_stream_event(dtmf), Ok(StreamEvent::Dtmf { digit, .. }) if digit == "1")
+        );
+        let mark =
+            r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"p7"}}"#;
+        assert!(
+            matches!(parse_stream_event(mark), Ok(StreamEvent::Mark { name, .. }) if name == "p7")
+        );
         let stop = r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}"#;
         assert!(matches!(
             parse_stream_event(stop),

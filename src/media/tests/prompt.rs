@@ -90,9 +90,8 @@ fn power_at(samples: &[f32], frequency: f32) -> f32 {
         before_previous = previous;
         previous = current;
     }
-    let magnitude_squared =
-        previous * previous + before_previous * before_previous
-            - coefficient * previous * before_previous;
+    let magnitude_squared = previous * previous + before_previous * before_previous
+        - coefficient * previous * before_previous;
     2.0 * magnitude_squared / (samples.len() as f32 * samples.len() as f32)
 }
 
@@ -112,7 +111,9 @@ fn every_supported_wav_format_becomes_8khz_mulaw_with_the_tone_intact() {
         for encoding in ENCODINGS {
             for channel_count in [1usize, 2] {
                 let what = format!("{rate} Hz {encoding:?} {channel_count} ch");
-                let path = dir.path().join(format!("{rate}_{encoding:?}_{channel_count}.wav"));
+                let path = dir
+                    .path()
+                    .join(format!("{rate}_{encoding:?}_{channel_count}.wav"));
                 let tone = sine(rate, 1.0, 1000.0, 0.5);
                 write_wav(&path, rate, encoding, &vec![tone; channel_count]);
 
@@ -135,6 +136,37 @@ fn every_supported_wav_format_becomes_8khz_mulaw_with_the_tone_intact() {
             }
         }
     }
+}
+
+#[test]
+fn a_24_bit_wav_in_4_byte_containers_keeps_its_tone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("extensible.wav");
+    let spec = hound::WavSpecEx {
+        spec: hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        },
+        bytes_per_sample: 4,
+    };
+    let file = std::fs::File::create(&path).expect("create");
+    let mut writer = hound::WavWriter::new_with_spec_ex(file, spec).expect("WAV writer");
+    for sample in sine(48_000, 1.0, 1000.0, 0.5) {
+        writer
+            .write_sample((sample * 8_388_607.0) as i32)
+            .expect("write sample");
+    }
+    writer.finalize().expect("finalize");
+
+    let audio = PromptAudio::from_wav_file(&path).expect("load");
+
+    assert_duration_near(&audio, Duration::from_secs(1), "24-in-32 file");
+    let samples = decoded(&audio);
+    let total = mean_square(&samples);
+    assert!(power_at(&samples, 1000.0) > 0.8 * total);
+    assert!((0.1..0.16).contains(&total), "mean square {total}");
 }
 
 #[test]
@@ -222,7 +254,12 @@ fn a_file_that_is_not_a_wav_is_reported_by_name() {
 fn a_truncated_wav_is_reported_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("goodbye.wav");
-    write_wav(&path, 16_000, Encoding::Int(16), &[sine(16_000, 0.5, 1000.0, 0.5)]);
+    write_wav(
+        &path,
+        16_000,
+        Encoding::Int(16),
+        &[sine(16_000, 0.5, 1000.0, 0.5)],
+    );
     let bytes = std::fs::read(&path).expect("read");
     std::fs::write(&path, &bytes[..bytes.len() / 2 + 1]).expect("truncate");
 
@@ -248,11 +285,19 @@ fn an_empty_wav_is_reported_by_name() {
 fn an_absurd_sample_rate_is_reported_as_unsupported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("slow.wav");
-    write_wav(&path, 1_000, Encoding::Int(16), &[sine(1_000, 1.0, 100.0, 0.5)]);
+    write_wav(
+        &path,
+        1_000,
+        Encoding::Int(16),
+        &[sine(1_000, 1.0, 100.0, 0.5)],
+    );
 
     let error = PromptAudio::from_wav_file(&path).expect_err("1 kHz file");
 
-    assert!(matches!(error, PromptError::UnsupportedFormat { .. }), "{error:?}");
+    assert!(
+        matches!(error, PromptError::UnsupportedFormat { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
     assert!(message.contains("1000 Hz") && message.contains(&path.display().to_string()));
 }
@@ -274,7 +319,11 @@ fn raw_mulaw_is_padded_with_silence_to_whole_chunks() {
     assert_eq!(audio.chunk_count(), 1);
     assert_eq!(audio.mulaw().len(), CHUNK_BYTES);
     assert!(audio.mulaw()[..100].iter().all(|&byte| byte == 0x00));
-    assert!(audio.mulaw()[100..].iter().all(|&byte| byte == MULAW_SILENCE));
+    assert!(
+        audio.mulaw()[100..]
+            .iter()
+            .all(|&byte| byte == MULAW_SILENCE)
+    );
     assert_eq!(audio.duration(), CHUNK_DURATION);
 }
 
@@ -293,9 +342,14 @@ fn base64_chunks_decode_back_to_the_same_bytes() {
         assert_eq!(chunk.len(), CHUNK_BASE64);
         assert!(!chunk.contains('='), "chunk {first} needs no padding");
         let decoded = BASE64.decode(chunk).expect("valid base64");
-        assert_eq!(decoded, &bytes[first * CHUNK_BYTES..(first + 1) * CHUNK_BYTES]);
+        assert_eq!(
+            decoded,
+            &bytes[first * CHUNK_BYTES..(first + 1) * CHUNK_BYTES]
+        );
     }
-    let middle = BASE64.decode(audio.base64_chunks(1, 2)).expect("valid base64");
+    let middle = BASE64
+        .decode(audio.base64_chunks(1, 2))
+        .expect("valid base64");
     assert_eq!(middle, &bytes[CHUNK_BYTES..3 * CHUNK_BYTES]);
 }
 
@@ -371,7 +425,11 @@ fn a_library_reports_every_broken_file_not_just_the_first() {
         .collect();
     assert_eq!(named, expected);
     for error in &errors {
-        assert!(error.to_string().contains(&error.path().display().to_string()));
+        assert!(
+            error
+                .to_string()
+                .contains(&error.path().display().to_string())
+        );
     }
 }
 
@@ -385,7 +443,11 @@ fn a_library_built_by_hand_serves_what_was_inserted() {
 
     assert_eq!(library.len(), 1);
     let beep = library.get("en", "beep").expect("inserted");
-    assert_eq!(beep.mulaw()[0], 0x80, "the second insert replaces the first");
+    assert_eq!(
+        beep.mulaw()[0],
+        0x80,
+        "the second insert replaces the first"
+    );
 }
 
 /// The prompts shipped in the repository: everything the example config, the engine and the
@@ -424,8 +486,10 @@ fn the_shipped_prompts_cover_the_example_config_the_engine_and_the_catalog() {
             catalog_ids(&config.prompts.default_language),
             "catalog [{language}] must have the same prompt ids as the default language"
         );
-        let missing_from_catalog: Vec<&String> =
-            ids.iter().filter(|id| !catalog_ids(language).contains(*id)).collect();
+        let missing_from_catalog: Vec<&String> = ids
+            .iter()
+            .filter(|id| !catalog_ids(language).contains(*id))
+            .collect();
         assert!(
             missing_from_catalog.iter().all(|id| *id == "hold_music"),
             "catalog [{language}] lacks {missing_from_catalog:?}"
