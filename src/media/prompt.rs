@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,7 +36,7 @@ pub const CHUNK_DURATION: Duration = Duration::from_millis(FRAME_MS * CHUNK_FRAM
 
 const _: () = assert!(CHUNK_BYTES == 480 && CHUNK_BASE64 == 640);
 // Slicing the pre-encoded base64 at chunk boundaries is only valid if no chunk needs padding.
-const _: () = assert!(CHUNK_BYTES % 3 == 0);
+const _: () = assert!(CHUNK_BYTES.is_multiple_of(3));
 
 /// Silence kept at each end of a prompt: enough that a soft first syllable is not clipped, short
 /// enough that back-to-back prompts ("welcome", "main menu") flow as one sentence.
@@ -66,7 +66,7 @@ pub struct PromptAudio {
 impl PromptAudio {
     /// Read a WAV file: see the module docs for what is accepted and what is done to it.
     pub fn from_wav_file(path: &Path) -> Result<PromptAudio, PromptError> {
-        let file = std::fs::File::open(path).map_err(|source| match source.kind() {
+        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => PromptError::Missing {
                 path: path.to_path_buf(),
             },
@@ -75,31 +75,38 @@ impl PromptAudio {
                 source,
             },
         })?;
-        PromptAudio::from_wav_reader(file, path)
+        PromptAudio::from_wav_bytes(&bytes, path)
     }
 
     /// Read WAV data from `reader`; `name` is the file it came from, used only in errors.
-    pub fn from_wav_reader<R: Read>(reader: R, name: &Path) -> Result<PromptAudio, PromptError> {
-        let wav = hound::WavReader::new(BufReader::new(reader))
-            .map_err(|error| wav_error(name, error))?;
-        let spec = wav.spec();
-        if !SUPPORTED_RATES.contains(&spec.sample_rate) {
-            return Err(PromptError::UnsupportedFormat {
+    pub fn from_wav_reader<R: Read>(
+        mut reader: R,
+        name: &Path,
+    ) -> Result<PromptAudio, PromptError> {
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|source| PromptError::Unreadable {
                 path: name.to_path_buf(),
-                detail: format!("a sample rate of {} Hz", spec.sample_rate),
-            });
-        }
-        let mono = read_mono(wav, name)?;
+                source,
+            })?;
+        PromptAudio::from_wav_bytes(&bytes, name)
+    }
+
+    /// A whole WAV file in memory; `name` is used only in errors.
+    pub fn from_wav_bytes(bytes: &[u8], name: &Path) -> Result<PromptAudio, PromptError> {
+        let (mono, sample_rate) = read_mono(bytes, name)?;
         if mono.is_empty() {
             return Err(PromptError::Empty {
                 path: name.to_path_buf(),
             });
         }
-        let resampled = resample_to_wire_rate(mono, spec.sample_rate, name)?;
-        let mut pcm: Vec<i16> = resampled.iter().map(|&sample| to_i16(sample)).collect();
-        trim_silence(&mut pcm);
+        let resampled = resample_to_wire_rate(mono, sample_rate, name)?;
+        let kept = without_long_silence(&resampled);
         Ok(PromptAudio::from_mulaw(
-            pcm.into_iter().map(ulaw::encode).collect(),
+            kept.iter()
+                .map(|&sample| ulaw::encode(to_i16(sample)))
+                .collect(),
         ))
     }
 
@@ -265,11 +272,7 @@ impl PromptError {
 fn wav_error(path: &Path, error: hound::Error) -> PromptError {
     let path = path.to_path_buf();
     match error {
-        // A failure of the disk or the OS carries an OS error code; everything else hound
-        // reports as I/O (an EOF, "failed to read enough bytes") means the data ran out early.
-        hound::Error::IoError(source) if source.raw_os_error().is_some() => {
-            PromptError::Unreadable { path, source }
-        }
+        // hound reads from memory here, so its only I/O error is running out of data.
         hound::Error::IoError(_) => PromptError::NotWav {
             path,
             reason: "the file ends early: it is truncated or not a WAV file".to_owned(),
@@ -285,60 +288,95 @@ fn wav_error(path: &Path, error: hound::Error) -> PromptError {
     }
 }
 
-/// Decode every sample to `[-1, 1]` and average each frame's channels.
-fn read_mono<R: Read>(wav: hound::WavReader<R>, path: &Path) -> Result<Vec<f32>, PromptError> {
+/// Decode every sample to `[-1, 1]` and average each frame's channels; also the sample rate.
+///
+/// hound parses the header; the samples are then converted straight from the data chunk's
+/// bytes, because hound's sample-by-sample iterator was more than half of start-up time.
+fn read_mono(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, u32), PromptError> {
+    let not_wav = |reason: &str| PromptError::NotWav {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let wav = hound::WavReader::new(Cursor::new(bytes)).map_err(|error| wav_error(path, error))?;
     let spec = wav.spec();
-    let channels = usize::from(spec.channels);
-    if channels == 0 {
-        return Err(PromptError::NotWav {
+    if !SUPPORTED_RATES.contains(&spec.sample_rate) {
+        return Err(PromptError::UnsupportedFormat {
             path: path.to_path_buf(),
-            reason: "the header declares zero channels".to_owned(),
+            detail: format!("a sample rate of {} Hz", spec.sample_rate),
         });
     }
-    let mut mono = Vec::with_capacity(wav.duration() as usize);
-    match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            let samples = wav
-                .into_samples::<i32>()
-                .map(|sample| sample.map(|value| value as f32 * scale));
-            downmix(samples, channels, &mut mono, path)?;
-        }
-        (hound::SampleFormat::Float, 32) => {
-            downmix(wav.into_samples::<f32>(), channels, &mut mono, path)?;
-        }
-        (format, bits) => {
+    let channels = usize::from(spec.channels);
+    if channels == 0 {
+        return Err(not_wav("the header declares zero channels"));
+    }
+    let sample_count = wav.len() as usize;
+    if sample_count == 0 {
+        return Ok((Vec::new(), spec.sample_rate));
+    }
+    // hound stops right after the data chunk's 8-byte header ("data", length), and has checked
+    // that the length is a whole number of samples; the sample width is not otherwise public.
+    let data_start = wav.into_inner().position() as usize;
+    let header = data_start
+        .checked_sub(8)
+        .and_then(|header_start| bytes.get(header_start..data_start))
+        .filter(|header| header.starts_with(b"data"))
+        .ok_or_else(|| not_wav("the data chunk could not be located"))?;
+    let data_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let data = bytes
+        .get(data_start..data_start.saturating_add(data_len))
+        .ok_or_else(|| not_wav("the file ends early: it is truncated or not a WAV file"))?;
+    let width = data_len / sample_count;
+
+    let mono = match (spec.sample_format, width, spec.bits_per_sample) {
+        (hound::SampleFormat::Int, 1, 8) => downmix(data, width, channels, decode_u8),
+        (hound::SampleFormat::Int, 2, 16) => downmix(data, width, channels, decode_i16),
+        // 24 significant bits, packed in 3 bytes or right-aligned in 4 (WAVE_FORMAT_EXTENSIBLE).
+        (hound::SampleFormat::Int, 3 | 4, 24) => downmix(data, width, channels, decode_i24),
+        (hound::SampleFormat::Int, 4, 32) => downmix(data, width, channels, decode_i32),
+        (hound::SampleFormat::Float, 4, 32) => downmix(data, width, channels, decode_f32),
+        (format, width, bits) => {
             let kind = match format {
                 hound::SampleFormat::Int => "integer",
                 hound::SampleFormat::Float => "float",
             };
             return Err(PromptError::UnsupportedFormat {
                 path: path.to_path_buf(),
-                detail: format!("{bits}-bit {kind} samples"),
+                detail: format!("{bits}-bit {kind} samples stored in {width} bytes"),
             });
         }
-    }
-    Ok(mono)
+    };
+    Ok((mono, spec.sample_rate))
 }
 
-fn downmix(
-    samples: impl Iterator<Item = hound::Result<f32>>,
-    channels: usize,
-    mono: &mut Vec<f32>,
-    path: &Path,
-) -> Result<(), PromptError> {
-    let mut sum = 0.0f32;
-    let mut in_frame = 0;
-    for sample in samples {
-        sum += sample.map_err(|error| wav_error(path, error))?;
-        in_frame += 1;
-        if in_frame == channels {
-            mono.push(sum / channels as f32);
-            sum = 0.0;
-            in_frame = 0;
-        }
+fn decode_u8(bytes: &[u8]) -> f32 {
+    (f32::from(bytes[0]) - 128.0) / 128.0
+}
+
+fn decode_i16(bytes: &[u8]) -> f32 {
+    f32::from(i16::from_le_bytes([bytes[0], bytes[1]])) / 32_768.0
+}
+
+fn decode_i24(bytes: &[u8]) -> f32 {
+    // The 24 bits go to the top of an i32; the arithmetic shift back extends the sign.
+    (i32::from_le_bytes([0, bytes[0], bytes[1], bytes[2]]) >> 8) as f32 / 8_388_608.0
+}
+
+fn decode_i32(bytes: &[u8]) -> f32 {
+    i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as f32 / 2_147_483_648.0
+}
+
+fn decode_f32(bytes: &[u8]) -> f32 {
+    f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// Generic over the decoder so each sample layout gets its own inlined loop.
+fn downmix<D: Fn(&[u8]) -> f32>(data: &[u8], width: usize, channels: usize, decode: D) -> Vec<f32> {
+    if channels == 1 {
+        return data.chunks_exact(width).map(decode).collect();
     }
-    Ok(())
+    data.chunks_exact(width * channels)
+        .map(|frame| frame.chunks_exact(width).map(&decode).sum::<f32>() / channels as f32)
+        .collect()
 }
 
 fn resample_to_wire_rate(
@@ -370,22 +408,25 @@ fn resample_to_wire_rate(
 }
 
 fn to_i16(sample: f32) -> i16 {
-    // NaN becomes 0 under `as`; out-of-range floats (and resampler overshoot) saturate.
-    (sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    // Float-to-int `as` saturates (resampler overshoot, out-of-range float files) and maps NaN
+    // to 0; truncating instead of rounding is far below μ-law's step size.
+    (sample * 32_768.0) as i16
 }
 
-/// Drop silence beyond [`KEPT_SILENCE_SAMPLES`] at each end. Audio that is silent throughout is
-/// left alone: an admin may use a silent file as a deliberate pause.
-fn trim_silence(pcm: &mut Vec<i16>) {
-    let audible = |sample: &i16| sample.unsigned_abs() > SILENCE_THRESHOLD.unsigned_abs();
-    let (Some(first), Some(last)) = (pcm.iter().position(audible), pcm.iter().rposition(audible))
-    else {
-        return;
+/// The audio without silence beyond [`KEPT_SILENCE_SAMPLES`] at either end. Audio that is
+/// silent throughout is kept whole: an admin may use a silent file as a deliberate pause.
+fn without_long_silence(samples: &[f32]) -> &[f32] {
+    let threshold = f32::from(SILENCE_THRESHOLD) / 32_768.0;
+    let audible = |sample: &f32| sample.abs() > threshold;
+    let (Some(first), Some(last)) = (
+        samples.iter().position(audible),
+        samples.iter().rposition(audible),
+    ) else {
+        return samples;
     };
-    let end = (last + 1 + KEPT_SILENCE_SAMPLES).min(pcm.len());
     let start = first.saturating_sub(KEPT_SILENCE_SAMPLES);
-    pcm.truncate(end);
-    pcm.drain(..start);
+    let end = (last + 1 + KEPT_SILENCE_SAMPLES).min(samples.len());
+    &samples[start..end]
 }
 
 /// Decode `paths` on up to one thread per core; results come back in the order of `paths`.

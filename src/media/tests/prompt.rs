@@ -139,6 +139,37 @@ fn every_supported_wav_format_becomes_8khz_mulaw_with_the_tone_intact() {
 }
 
 #[test]
+fn a_24_bit_wav_in_4_byte_containers_keeps_its_tone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("extensible.wav");
+    let spec = hound::WavSpecEx {
+        spec: hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        },
+        bytes_per_sample: 4,
+    };
+    let file = std::fs::File::create(&path).expect("create");
+    let mut writer = hound::WavWriter::new_with_spec_ex(file, spec).expect("WAV writer");
+    for sample in sine(48_000, 1.0, 1000.0, 0.5) {
+        writer
+            .write_sample((sample * 8_388_607.0) as i32)
+            .expect("write sample");
+    }
+    writer.finalize().expect("finalize");
+
+    let audio = PromptAudio::from_wav_file(&path).expect("load");
+
+    assert_duration_near(&audio, Duration::from_secs(1), "24-in-32 file");
+    let samples = decoded(&audio);
+    let total = mean_square(&samples);
+    assert!(power_at(&samples, 1000.0) > 0.8 * total);
+    assert!((0.1..0.16).contains(&total), "mean square {total}");
+}
+
+#[test]
 fn stereo_is_downmixed_by_averaging_the_channels() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("left_only.wav");
