@@ -552,13 +552,14 @@ impl Call {
                     match self.keypad.tick(playing) {
                         Some(KeypadAction::Press { key, in_entry }) => {
                             let signalling = self.options.key_signalling;
-                            if let Err(error) = client.press(key, signalling).await {
-                                tracing::debug!("key not sent: {error}");
+                            match client.press(key, signalling).await {
+                                Ok(()) => self.note(TranscriptEntry::SentDigit {
+                                    digit: key,
+                                    in_entry,
+                                }),
+                                // The socket is going away; the next event says how.
+                                Err(error) => tracing::debug!("key not sent: {error}"),
                             }
-                            self.note(TranscriptEntry::SentDigit {
-                                digit: key,
-                                in_entry,
-                            });
                         }
                         Some(KeypadAction::HangUp) => return self.hang_up(&mut client).await,
                         None => {}

@@ -546,7 +546,7 @@ async fn media(
     upgrade.on_upgrade(move |socket| play_one_menu(socket, mock))
 }
 
-/// Welcome (400 ms), then on a key: clear, "connecting" (100 ms), close once it has played.
+/// Welcome (1 s), then on a key: clear, "connecting" (100 ms), close once it has played.
 async fn play_one_menu(mut socket: WebSocket, mock: Mock) {
     let mut stream_sid = String::new();
     while let Some(Ok(message)) = socket.recv().await {
@@ -557,7 +557,7 @@ async fn play_one_menu(mut socket: WebSocket, mock: Mock) {
             continue;
         };
         let mut replies: Vec<Outbound<'_>> = Vec::new();
-        let welcome = BASE64.encode(vec![0x30; 3200]);
+        let welcome = BASE64.encode(vec![0x30; 8000]);
         let connecting = BASE64.encode(vec![0x40; 800]);
         match event {
             StreamEvent::Start(start) => {
@@ -709,7 +709,6 @@ async fn a_caller_who_hangs_up_sends_stop_and_the_status_callback() {
     assert!(mock.requests("/twilio/next").is_empty());
     let status = mock.requests("/twilio/status");
     assert_eq!(param(&status[0].0, "CallStatus"), Some("completed"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(*mock.seen.stopped.lock().expect("lock"));
 }
 
