@@ -458,6 +458,10 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_str())
 }
 
+fn twiml_response(xml: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], xml).into_response()
+}
+
 async fn start_mock() -> Mock {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -472,6 +476,7 @@ async fn start_mock() -> Mock {
         .route("/twilio/next", post(next))
         .route("/twilio/dial-status", post(dial_status))
         .route("/twilio/status", post(status))
+        .route("/plain/twilio/voice", post(|| async { twiml::hangup() }))
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     mock
@@ -487,12 +492,11 @@ async fn voice(
         return StatusCode::FORBIDDEN.into_response();
     }
     let stream_url = format!("ws://{}/twilio/media", mock.addr);
-    twiml::connect_stream(
+    twiml_response(twiml::connect_stream(
         &stream_url,
         &[("from", &from), ("token", "per-call")],
         "/twilio/next",
-    )
-    .into_response()
+    ))
 }
 
 async fn next(
@@ -501,13 +505,12 @@ async fn next(
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
     mock.record("/twilio/next", &headers, params);
-    twiml::dial(
+    twiml_response(twiml::dial(
         DialTarget::Client("agent-7".to_owned()),
         "/twilio/dial-status",
         5,
         None,
-    )
-    .into_response()
+    ))
 }
 
 async fn dial_status(
@@ -516,7 +519,7 @@ async fn dial_status(
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
     mock.record("/twilio/dial-status", &headers, params);
-    twiml::hangup().into_response()
+    twiml_response(twiml::hangup())
 }
 
 async fn status(
@@ -721,6 +724,14 @@ async fn an_unsigned_call_to_a_server_that_checks_signatures_is_refused() {
         error,
         CallerError::WebhookStatus { status: 403, .. }
     ));
+}
+
+#[tokio::test]
+async fn twiml_served_as_plain_text_is_refused_like_twilio_does() {
+    let mock = start_mock().await;
+    let plain = CallOptions::new(format!("http://{}/plain", mock.addr));
+    let error = place_call(plain).await.expect_err("refused");
+    assert!(matches!(error, CallerError::ContentType { .. }));
 }
 
 #[tokio::test]
