@@ -312,6 +312,18 @@ impl Call {
                 status: status.as_u16(),
             });
         }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !is_twiml_content_type(&content_type) {
+            return Err(CallerError::ContentType {
+                url: url.to_string(),
+                content_type,
+            });
+        }
         let body = response.text().await.map_err(http_error)?;
         twiml::parse(&body).map_err(|source| CallerError::Twiml {
             url: url.to_string(),
@@ -552,13 +564,14 @@ impl Call {
                     match self.keypad.tick(playing) {
                         Some(KeypadAction::Press { key, in_entry }) => {
                             let signalling = self.options.key_signalling;
-                            if let Err(error) = client.press(key, signalling).await {
-                                tracing::debug!("key not sent: {error}");
+                            match client.press(key, signalling).await {
+                                Ok(()) => self.note(TranscriptEntry::SentDigit {
+                                    digit: key,
+                                    in_entry,
+                                }),
+                                // The socket is going away; the next event says how.
+                                Err(error) => tracing::debug!("key not sent: {error}"),
                             }
-                            self.note(TranscriptEntry::SentDigit {
-                                digit: key,
-                                in_entry,
-                            });
                         }
                         Some(KeypadAction::HangUp) => return self.hang_up(&mut client).await,
                         None => {}
@@ -650,4 +663,12 @@ impl Call {
             Err(error) => self.protocol_error(format!("status callback to {url} failed: {error}")),
         }
     }
+}
+
+/// Whether Twilio would run a response of this type as TwiML.
+fn is_twiml_content_type(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    ["text/xml", "application/xml", "text/html"]
+        .iter()
+        .any(|twiml| mime.eq_ignore_ascii_case(twiml))
 }

@@ -18,6 +18,10 @@ pub enum CallerError {
         "{url} answered HTTP {status}; Twilio would play an application error and hang up (403: check CARELINE_TWILIO_AUTH_TOKEN matches on both sides)"
     )]
     WebhookStatus { url: String, status: u16 },
+    #[error(
+        "{url} answered with Content-Type `{content_type}`; Twilio runs TwiML only from text/xml or application/xml (error 12300)"
+    )]
+    ContentType { url: String, content_type: String },
     #[error("{url} answered with TwiML Twilio could not act on: {source}")]
     Twiml {
         url: String,

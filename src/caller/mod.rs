@@ -8,6 +8,23 @@
 //! - [`transcript`]: what the caller noticed, and the [`CallReport`];
 //! - [`audio`]: the caller's voice (silence, frames, DTMF tones) and WAV recording;
 //! - [`cli`]: the `careline call` command.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), careline::caller::CallerError> {
+//! use careline::caller::{CallOptions, place_call};
+//!
+//! let report = place_call(
+//!     CallOptions::new("http://127.0.0.1:8080")
+//!         .auth_token("the same token careline has")
+//!         .digits("w1,w19700101#".parse()?)
+//!         .max_duration(std::time::Duration::from_secs(30)),
+//! )
+//! .await?;
+//! assert!(report.protocol_errors.is_empty());
+//! assert_eq!(report.played_prompts()[0], "welcome");
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod audio;
 pub mod call;

@@ -458,6 +458,10 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_str())
 }
 
+fn twiml_response(xml: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], xml).into_response()
+}
+
 async fn start_mock() -> Mock {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -472,6 +476,7 @@ async fn start_mock() -> Mock {
         .route("/twilio/next", post(next))
         .route("/twilio/dial-status", post(dial_status))
         .route("/twilio/status", post(status))
+        .route("/plain/twilio/voice", post(|| async { twiml::hangup() }))
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     mock
@@ -487,12 +492,11 @@ async fn voice(
         return StatusCode::FORBIDDEN.into_response();
     }
     let stream_url = format!("ws://{}/twilio/media", mock.addr);
-    twiml::connect_stream(
+    twiml_response(twiml::connect_stream(
         &stream_url,
         &[("from", &from), ("token", "per-call")],
         "/twilio/next",
-    )
-    .into_response()
+    ))
 }
 
 async fn next(
@@ -501,13 +505,12 @@ async fn next(
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
     mock.record("/twilio/next", &headers, params);
-    twiml::dial(
+    twiml_response(twiml::dial(
         DialTarget::Client("agent-7".to_owned()),
         "/twilio/dial-status",
         5,
         None,
-    )
-    .into_response()
+    ))
 }
 
 async fn dial_status(
@@ -516,7 +519,7 @@ async fn dial_status(
     Form(params): Form<Vec<(String, String)>>,
 ) -> Response {
     mock.record("/twilio/dial-status", &headers, params);
-    twiml::hangup().into_response()
+    twiml_response(twiml::hangup())
 }
 
 async fn status(
@@ -546,7 +549,7 @@ async fn media(
     upgrade.on_upgrade(move |socket| play_one_menu(socket, mock))
 }
 
-/// Welcome (400 ms), then on a key: clear, "connecting" (100 ms), close once it has played.
+/// Welcome (1 s), then on a key: clear, "connecting" (100 ms), close once it has played.
 async fn play_one_menu(mut socket: WebSocket, mock: Mock) {
     let mut stream_sid = String::new();
     while let Some(Ok(message)) = socket.recv().await {
@@ -557,7 +560,7 @@ async fn play_one_menu(mut socket: WebSocket, mock: Mock) {
             continue;
         };
         let mut replies: Vec<Outbound<'_>> = Vec::new();
-        let welcome = BASE64.encode(vec![0x30; 3200]);
+        let welcome = BASE64.encode(vec![0x30; 8000]);
         let connecting = BASE64.encode(vec![0x40; 800]);
         match event {
             StreamEvent::Start(start) => {
@@ -709,7 +712,6 @@ async fn a_caller_who_hangs_up_sends_stop_and_the_status_callback() {
     assert!(mock.requests("/twilio/next").is_empty());
     let status = mock.requests("/twilio/status");
     assert_eq!(param(&status[0].0, "CallStatus"), Some("completed"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(*mock.seen.stopped.lock().expect("lock"));
 }
 
@@ -722,6 +724,14 @@ async fn an_unsigned_call_to_a_server_that_checks_signatures_is_refused() {
         error,
         CallerError::WebhookStatus { status: 403, .. }
     ));
+}
+
+#[tokio::test]
+async fn twiml_served_as_plain_text_is_refused_like_twilio_does() {
+    let mock = start_mock().await;
+    let plain = CallOptions::new(format!("http://{}/plain", mock.addr));
+    let error = place_call(plain).await.expect_err("refused");
+    assert!(matches!(error, CallerError::ContentType { .. }));
 }
 
 #[tokio::test]
