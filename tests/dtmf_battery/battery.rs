@@ -20,6 +20,7 @@ pub const KEYS: [char; 16] = [
 /// One key per row and per column: enough to cover every tone where a group runs per key.
 pub const DIAGONAL: [char; 4] = ['1', '5', '9', 'D'];
 /// A full-scale μ-law sine is +3.14 dBm0 (G.711).
+#[allow(clippy::approx_constant)] // G.711's +3.14 dBm0, not π.
 const FULL_SCALE_SINE_DBM0: f64 = 3.14;
 
 /// One signal and the keys a receiver must report for it, in order.
