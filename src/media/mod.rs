@@ -4,6 +4,7 @@
 //! and resampled once at start-up into shared, immutable μ-law with their base64 pre-encoded,
 //! so sending a frame costs neither a resample nor a copy of prompt audio.
 
+pub mod dtmf;
 pub mod prompt;
 pub mod ulaw;
 
