@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use careline::caller::{
-    CallEnd, CallOptions, DigitScript, Heard, MediaStreamClient, StreamIds, TranscriptEntry,
-    place_call,
+    CallEnd, CallOptions, DigitScript, Heard, KeySignalling, MediaStreamClient, StreamIds,
+    TranscriptEntry, place_call,
 };
 use careline::twilio::signature;
 use common::TestServer;
@@ -322,4 +322,69 @@ async fn shutdown_lets_a_call_in_progress_finish() {
         .iter()
         .any(|entry| matches!(entry, TranscriptEntry::StreamClosedByServer));
     assert!(transcript_has_hang_up);
+}
+
+async fn call_with_keys(dtmf: &str, signalling: KeySignalling, digits: &str) -> Vec<String> {
+    let flow = common::SHORT_FLOW.replace(
+        "max_retries = 2",
+        &format!("max_retries = 2\ndtmf = \"{dtmf}\""),
+    );
+    let server = TestServer::start_with(&flow, &["en", "es"], &common::SHORT_PROMPTS, None).await;
+    let report = place_call(
+        CallOptions::new(&server.base_url)
+            .key_signalling(signalling)
+            .digits(script(digits))
+            .max_duration(Duration::from_secs(30)),
+    )
+    .await
+    .expect("call completes");
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
+    report.played_prompts()
+}
+
+#[tokio::test]
+async fn keys_sent_only_as_tones_in_the_audio_work_in_inband_mode() {
+    let heard = call_with_keys("inband", KeySignalling::Tones, "w2,w1,w12345#").await;
+    assert_eq!(
+        heard,
+        [
+            "welcome",
+            "main_menu",
+            "info",
+            "welcome",
+            "main_menu",
+            "enter_account",
+            "thanks",
+            "goodbye"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_key_sent_both_as_event_and_tone_counts_once() {
+    let heard = call_with_keys("both", KeySignalling::Both, "w2,w1,w12345#").await;
+    assert_eq!(
+        heard,
+        [
+            "welcome",
+            "main_menu",
+            "info",
+            "welcome",
+            "main_menu",
+            "enter_account",
+            "thanks",
+            "goodbye"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn tones_are_ignored_in_events_mode() {
+    // Only tones, but careline listens to events only: the menu times out to a person.
+    let heard = call_with_keys("events", KeySignalling::Tones, "w2").await;
+    assert_eq!(heard[2], "no_input");
 }

@@ -42,6 +42,7 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Cancelled when calls in progress must close (after the shutdown grace period).
     pub force_close: CancellationToken,
+    pub dtmf: crate::config::DtmfMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,7 @@ impl AppState {
                     .map(Arc::from),
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
+                dtmf: config.ivr.dtmf,
             },
             prompt_load_time,
         })

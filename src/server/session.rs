@@ -18,7 +18,9 @@ use tracing::Instrument;
 
 use super::calls::{CallRegistry, NextStep};
 use super::player::{Player, Send};
+use crate::config::DtmfMode;
 use crate::ivr::{Action, Call, Event, Flow, TimerId};
+use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::PromptLibrary;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
@@ -42,6 +44,8 @@ pub struct SessionContext {
     pub calls: Arc<CallRegistry>,
     /// Cancelled when the server stops waiting for calls to finish.
     pub force_close: CancellationToken,
+    /// Where keypad presses come from: Twilio's `dtmf` messages, tones in the audio, or both.
+    pub dtmf: DtmfMode,
 }
 
 /// How a session ended, for logs and tests.
@@ -108,6 +112,7 @@ where
         context: context.clone(),
         hung_up: false,
         frames_in: 0,
+        keys: Keypad::new(context.dtmf),
     };
     stream.feed(Event::Started);
     if stream.flush(&mut outgoing).await.is_err() {
@@ -282,6 +287,7 @@ struct CallStream {
     context: SessionContext,
     hung_up: bool,
     frames_in: u64,
+    keys: Keypad,
 }
 
 impl CallStream {
@@ -317,15 +323,29 @@ impl CallStream {
             return Continuation::Continue;
         }
         match event {
-            StreamEvent::Media { .. } => {
+            StreamEvent::Media { payload, .. } => {
                 self.frames_in += 1;
+                let mut heard = [None; 4];
+                let mut count = 0;
+                self.keys.listen(&payload, |key| {
+                    if count < heard.len() {
+                        heard[count] = Some(key);
+                        count += 1;
+                    }
+                });
+                for key in heard.into_iter().flatten() {
+                    tracing::trace!("keypad tone heard");
+                    self.feed(Event::Digit(key));
+                }
             }
             StreamEvent::Dtmf { digit, .. } => {
                 let mut keys = digit.chars();
                 match (keys.next(), keys.next()) {
                     (Some(key), None) => {
-                        tracing::trace!("keypad event received");
-                        self.feed(Event::Digit(key));
+                        if self.keys.event(key) {
+                            tracing::trace!("keypad event received");
+                            self.feed(Event::Digit(key));
+                        }
                     }
                     _ => tracing::warn!("dtmf message with a malformed digit skipped"),
                 }
@@ -423,6 +443,81 @@ impl CallStream {
             "media stream ended"
         );
         end
+    }
+}
+
+/// Keypad input for one call: Twilio's `dtmf` events, tones detected in the inbound audio, or
+/// both — in which case one press reported both ways counts once.
+struct Keypad {
+    mode: DtmfMode,
+    detector: Option<DtmfDetector>,
+    /// Decoded inbound audio, reused for every frame.
+    audio: Vec<u8>,
+    /// A key reported by an event, and when: the same key heard in the audio soon after is
+    /// that press, not another.
+    last_event: Option<(char, Instant)>,
+    /// The last key heard as a tone, and when its tone was last heard.
+    last_tone: Option<(char, Instant)>,
+}
+
+/// Within this long, a key reported both as an event and as a tone is one press.
+const SAME_PRESS: Duration = Duration::from_millis(300);
+
+impl Keypad {
+    fn new(mode: DtmfMode) -> Keypad {
+        let listens = matches!(mode, DtmfMode::Inband | DtmfMode::Both);
+        Keypad {
+            mode,
+            detector: listens.then(DtmfDetector::new),
+            audio: Vec::new(),
+            last_event: None,
+            last_tone: None,
+        }
+    }
+
+    /// A `dtmf` message: whether it is a new press.
+    fn event(&mut self, key: char) -> bool {
+        match self.mode {
+            DtmfMode::Inband => false,
+            DtmfMode::Events => true,
+            DtmfMode::Both => {
+                let now = Instant::now();
+                self.last_event = Some((key, now));
+                !self
+                    .last_tone
+                    .is_some_and(|(tone, at)| tone == key && now - at < SAME_PRESS)
+            }
+        }
+    }
+
+    /// A `media` payload: report each press heard in it.
+    fn listen(&mut self, payload: &str, mut on_key: impl FnMut(char)) {
+        let Some(detector) = &mut self.detector else {
+            return;
+        };
+        use base64::Engine;
+        self.audio.clear();
+        if base64::engine::general_purpose::STANDARD
+            .decode_vec(payload.as_bytes(), &mut self.audio)
+            .is_err()
+        {
+            tracing::debug!("media payload is not base64; skipped");
+            return;
+        }
+        let now = Instant::now();
+        let last_event = self.last_event;
+        let mut heard = None;
+        detector.push_mulaw_each(&self.audio, |key| {
+            heard = Some(key);
+            let same_press =
+                last_event.is_some_and(|(event_key, at)| event_key == key && now - at < SAME_PRESS);
+            if !same_press {
+                on_key(key);
+            }
+        });
+        if let Some(key) = heard.or(detector.held()) {
+            self.last_tone = Some((key, now));
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Line {
             prompts: Arc::new(library()),
             calls: calls.clone(),
             force_close: CancellationToken::new(),
+            dtmf: crate::config::DtmfMode::Events,
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {

@@ -137,6 +137,7 @@ pub async fn media(
         prompts: state.prompts.clone(),
         calls: state.calls.clone(),
         force_close: state.force_close.clone(),
+        dtmf: state.dtmf,
     };
     let tracker = state.tracker.clone();
     Ok(upgrade
