@@ -6,6 +6,7 @@
 //! `shutdown_grace_secs`, then closes the rest.
 
 pub mod calls;
+pub mod logging;
 pub mod player;
 pub mod session;
 mod twilio_routes;
