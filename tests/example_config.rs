@@ -36,11 +36,18 @@ async fn the_example_help_desk_answers_and_routes_a_caller_to_a_person() {
     )
     .await
     .expect("call completes");
-    assert!(report.protocol_errors.is_empty(), "{:?}", report.protocol_errors);
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
     // The welcome was cut off (its end mark was never reached), so only these played in full.
     assert_eq!(report.played_prompts(), ["operator_hours", "goodbye"]);
     assert_eq!(report.ended, CallEnd::Hangup);
 
     shutdown.cancel();
-    server.await.expect("server task").expect("server stops cleanly");
+    server
+        .await
+        .expect("server task")
+        .expect("server stops cleanly");
 }

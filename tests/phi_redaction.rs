@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use careline::caller::{CallOptions, place_call};
-use common::TestServer;
 use careline::server::logging::phi_safe;
+use common::TestServer;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -63,10 +63,23 @@ async fn digits_keyed_into_a_collect_never_reach_a_log_even_at_trace() {
     );
 
     let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs").clone()).into_owned();
-    assert!(logs.len() > 1000, "trace logging captured the call ({} bytes)", logs.len());
-    assert!(logs.contains("call entered node"), "engine traces are in the capture");
-    assert!(!logs.contains(entry), "the keyed entry leaked into the logs");
+    assert!(
+        logs.len() > 1000,
+        "trace logging captured the call ({} bytes)",
+        logs.len()
+    );
+    assert!(
+        logs.contains("call entered node"),
+        "engine traces are in the capture"
+    );
+    assert!(
+        !logs.contains(entry),
+        "the keyed entry leaked into the logs"
+    );
     // Nor any keypad frame, as text or as a hex dump of the WebSocket frame ("digit" in hex).
     assert!(!logs.contains("\"digit\""), "a dtmf frame reached the logs");
-    assert!(!logs.contains("6469676974"), "a hex dump of a dtmf frame reached the logs");
+    assert!(
+        !logs.contains("6469676974"),
+        "a hex dump of a dtmf frame reached the logs"
+    );
 }

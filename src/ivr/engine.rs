@@ -20,9 +20,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+mod verify;
+
+pub use verify::{PatientRef, ResetOutcome, VerifyOutcome};
+
 use super::flow::{Flow, is_key};
 use super::prompts;
-use crate::config::{CollectNode, MenuNode, Node};
+use crate::config::{CollectNode, Identifier, MenuNode, Node, ResetMethod};
 
 /// Whether this engine can run `node`. Identity and routing node types are modelled in the
 /// configuration but come with their own work; `careline check` refuses them until then.
@@ -55,6 +59,10 @@ pub enum Event {
     /// Everything a `Play` sent has been played (its last mark came back).
     PlaybackDone(PlaybackId),
     TimerFired(TimerId),
+    /// The directory's answer to [`Action::Verify`].
+    Verification(VerifyOutcome),
+    /// The outcome of [`Action::RequestReset`].
+    Reset(ResetOutcome),
     /// The caller hung up or the stream ended.
     HungUp,
 }
@@ -73,6 +81,21 @@ pub enum Action {
     StartTimer { timer: TimerId, after: Duration },
     /// Disarm the timer.
     CancelTimer,
+    /// Check these identifiers against the patient directory; answer with
+    /// [`Event::Verification`]. `attempt` counts from 1 within the call (for the audit log).
+    Verify {
+        node: Arc<str>,
+        attempt: u32,
+        dob: Digits,
+        identifier: Identifier,
+        value: Digits,
+    },
+    /// Ask for a password reset for the verified patient; answer with [`Event::Reset`].
+    RequestReset {
+        node: Arc<str>,
+        method: ResetMethod,
+        patient: PatientRef,
+    },
     /// End the call.
     Hangup,
 }
@@ -94,12 +117,26 @@ impl Digits {
         self.0.is_empty()
     }
 
+    /// Digits from outside the engine (a reset code to read out, tests).
+    pub fn new(digits: impl Into<String>) -> Digits {
+        Digits(digits.into())
+    }
+
     fn push(&mut self, key: char) {
         self.0.push(key);
     }
 
     fn clear(&mut self) {
         self.0.clear();
+    }
+}
+
+impl Drop for Digits {
+    /// Keyed digits do not linger in freed memory.
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
     }
 }
 
@@ -124,8 +161,15 @@ enum Step {
     Menu,
     /// A collect: prompts playing or gathering keys into `entry`.
     Collect { entry: Digits },
-    /// A `say`: prompts playing, then `next`.
-    Say,
+    /// Prompts playing, then `next` (a `say`, or what follows a verification or reset).
+    Announce { next: Arc<str> },
+    /// Identity verification: keying the date of birth, then the second identifier, then
+    /// waiting for the directory's answer.
+    Verify(verify::Verifying),
+    /// Waiting for the password reset to be requested.
+    Resetting,
+    /// A one-time code was read out; the repeat key reads it again, anything else goes on.
+    ReadingCode { code: Digits, next: Arc<str> },
     /// Playing the goodbye, then hang up.
     HangingUp,
     /// The call is over.
@@ -156,6 +200,10 @@ pub struct Call {
     type_ahead: VecDeque<char>,
     /// What each collect node gathered, by node name.
     collected: Vec<(Arc<str>, Digits)>,
+    /// Set once the caller passed a verify node in this call.
+    patient: Option<PatientRef>,
+    /// The caller failed identity verification; whoever takes the call must know.
+    verification_failed: bool,
 }
 
 impl Call {
@@ -174,6 +222,8 @@ impl Call {
             next_timer: 0,
             type_ahead: VecDeque::new(),
             collected: Vec::new(),
+            patient: None,
+            verification_failed: false,
         }
     }
 
@@ -188,6 +238,16 @@ impl Call {
 
     pub fn is_ended(&self) -> bool {
         self.step == Step::Ended
+    }
+
+    /// The verified patient, if the caller passed verification in this call.
+    pub fn patient(&self) -> Option<&PatientRef> {
+        self.patient.as_ref()
+    }
+
+    /// Whether the caller failed identity verification in this call.
+    pub fn verification_failed(&self) -> bool {
+        self.verification_failed
     }
 
     /// What a collect node gathered in this call.
@@ -226,6 +286,16 @@ impl Call {
                     self.on_timeout(now, &mut out);
                 }
             }
+            Event::Verification(outcome) => {
+                if matches!(&self.step, Step::Verify(verifying) if verifying.is_checking()) {
+                    self.on_verification(outcome, now, &mut out);
+                }
+            }
+            Event::Reset(outcome) => {
+                if self.step == Step::Resetting {
+                    self.on_reset(outcome, now, &mut out);
+                }
+            }
             Event::HungUp => {
                 self.step = Step::Ended;
                 self.playing = None;
@@ -241,7 +311,10 @@ impl Call {
                 self.interrupt(out);
                 self.accept_key(key, now, out);
             }
-            Step::Say | Step::NotStarted => {
+            Step::Verify(_) => self.verify_key(key, now, out),
+            Step::ReadingCode { .. } => self.code_key(key, now, out),
+            Step::Resetting => {}
+            Step::Announce { .. } | Step::NotStarted => {
                 if self.type_ahead.len() < TYPE_AHEAD_LIMIT {
                     self.type_ahead.push_back(key);
                 }
@@ -353,14 +426,17 @@ impl Call {
                 };
                 self.arm_timer(after, out);
             }
-            Step::Say => {
-                let flow = Arc::clone(&self.flow);
-                if let Some(Node::Say(say)) = flow.nodes.get(&self.node) {
-                    self.goto(&say.next, now, out);
-                }
+            Step::Announce { next } => {
+                let next = next.clone();
+                self.goto(&next, now, out);
+            }
+            Step::Verify(_) => self.verify_prompt_done(out),
+            Step::ReadingCode { .. } => {
+                let after = self.flow.first_digit_timeout;
+                self.arm_timer(after, out);
             }
             Step::HangingUp => self.end(out),
-            Step::NotStarted | Step::Ended => {}
+            Step::Resetting | Step::NotStarted | Step::Ended => {}
         }
     }
 
@@ -391,6 +467,11 @@ impl Call {
                 } else {
                     self.finish_collect(collect, now, out);
                 }
+            }
+            (Node::Verify(node), Step::Verify(_)) => self.verify_timeout(node, now, out),
+            (_, Step::ReadingCode { next, .. }) => {
+                let next = next.clone();
+                self.goto(&next, now, out);
             }
             _ => {}
         }
@@ -451,7 +532,9 @@ impl Call {
                     return self.enter_with_type_ahead(&collect.prompt, now, out);
                 }
                 Node::Say(say) => {
-                    self.step = Step::Say;
+                    self.step = Step::Announce {
+                        next: Arc::from(say.next.as_str()),
+                    };
                     if say.prompt.is_empty() {
                         target = Arc::from(say.next.as_str());
                         continue;
@@ -481,12 +564,9 @@ impl Call {
                         schedule.closed.as_str()
                     });
                 }
-                Node::Verify(_)
-                | Node::PasswordReset(_)
-                | Node::Queue(_)
-                | Node::Transfer(_)
-                | Node::Voicemail(_)
-                | Node::Callback(_) => {
+                Node::Verify(node) => return self.start_verify(node, out),
+                Node::PasswordReset(node) => return self.start_reset(node, now, out),
+                Node::Queue(_) | Node::Transfer(_) | Node::Voicemail(_) | Node::Callback(_) => {
                     tracing::error!(
                         node = %self.node,
                         kind = node.type_name(),

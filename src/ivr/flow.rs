@@ -20,6 +20,8 @@ pub struct Flow {
     /// Failed tries at one node (no input or invalid input) before its `on_failure`.
     pub max_retries: u32,
     pub repeat_key: char,
+    /// Failed directory checks per verify node in one call before its `on_failure`.
+    pub verify_max_attempts: u32,
     pub default_language: Arc<str>,
     pub schedules: HashMap<String, Schedule>,
 }
@@ -65,6 +67,10 @@ impl Flow {
             inter_digit_timeout: Duration::from_secs(config.ivr.inter_digit_timeout_secs),
             max_retries: config.ivr.max_retries.max(1),
             repeat_key,
+            verify_max_attempts: config
+                .identity
+                .as_ref()
+                .map_or(3, |identity| identity.max_attempts.max(1)),
             default_language: Arc::from(config.prompts.default_language.as_str()),
             schedules,
         })

@@ -121,6 +121,7 @@ impl Harness {
                 Action::StartTimer { timer, after } => self.timer = Some((*timer, *after)),
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,
+                Action::Verify { .. } | Action::RequestReset { .. } => {}
             }
         }
         actions
@@ -410,4 +411,264 @@ fn collected_digits_never_show_in_debug_output() {
     call.press("918273#");
     let shown = format!("{:?}", call.call);
     assert!(!shown.contains("918273"), "{shown}");
+}
+
+mod identity {
+    //! The verify and password-reset steps.
+
+    use super::*;
+    use crate::config::{Identifier, ResetMethod};
+    use crate::ivr::engine::{Digits, PatientRef, ResetOutcome, VerifyOutcome};
+
+    const IDENTITY_FLOW: &str = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[ivr]
+entry = "main"
+operator = "operator"
+
+[identity]
+directory = { kind = "file", path = "directory.jsonl" }
+max_attempts = 3
+
+[nodes.main]
+type = "menu"
+prompt = ["main_menu"]
+options = { "1" = "verify", "2" = "reset" }
+
+[nodes.verify]
+type = "verify"
+identifiers = ["dob", "zip"]
+on_success = "reset"
+on_failure = "operator"
+
+[nodes.reset]
+type = "password_reset"
+method = "code"
+next = "goodbye"
+on_failure = "operator"
+
+[nodes.operator]
+type = "say"
+prompt = ["operator_hours"]
+next = "goodbye"
+
+[nodes.goodbye]
+type = "hangup"
+prompt = ["goodbye"]
+"#;
+
+    fn harness() -> Harness {
+        let config: Config = toml::from_str(IDENTITY_FLOW).expect("identity flow parses");
+        let flow = Flow::from_config(&config).expect("identity flow compiles");
+        Harness {
+            call: Call::new(Arc::new(flow)),
+            playing: None,
+            timer: None,
+            played: Vec::new(),
+            cleared: 0,
+            hung_up: false,
+        }
+    }
+
+    /// Key `keys` and return the verification request they produced, if any.
+    fn key_in(call: &mut Harness, keys: &str) -> Option<Action> {
+        let mut request = None;
+        for key in keys.chars() {
+            for action in call.send(Event::Digit(key)) {
+                if matches!(action, Action::Verify { .. }) {
+                    request = Some(action);
+                }
+            }
+        }
+        request
+    }
+
+    fn at_verify() -> Harness {
+        let mut call = harness();
+        call.start();
+        call.press("1");
+        call.take_played();
+        call
+    }
+
+    #[test]
+    fn the_caller_keys_dob_then_zip_and_the_engine_asks_the_directory() {
+        let mut call = at_verify();
+        assert!(
+            key_in(&mut call, "07041976").is_none(),
+            "dob ends itself at 8 digits"
+        );
+        assert_eq!(call.take_played(), ["en/enter_zip"]);
+        let request = key_in(&mut call, "60614").expect("zip ends the entry: verify");
+        let Action::Verify {
+            attempt,
+            dob,
+            identifier,
+            value,
+            ..
+        } = &request
+        else {
+            unreachable!()
+        };
+        assert_eq!(*attempt, 1);
+        assert_eq!(dob.expose(), "07041976");
+        assert_eq!(*identifier, Identifier::Zip);
+        assert_eq!(value.expose(), "60614");
+        let shown = format!("{request:?}");
+        assert!(
+            !shown.contains("07041976") && !shown.contains("60614"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_verified_caller_hears_so_and_goes_on_to_the_reset() {
+        let mut call = at_verify();
+        key_in(&mut call, "07041976#60614#");
+        let actions = call.send(Event::Verification(VerifyOutcome::Verified {
+            patient: PatientRef::new("P000123"),
+        }));
+        assert!(
+            actions
+                .iter()
+                .any(|action| matches!(action, Action::Play { .. }))
+        );
+        assert_eq!(
+            call.take_played().last().map(String::as_str),
+            Some("en/verified")
+        );
+        let playback = call.playing.take().expect("verified playing");
+        let actions = call.send(Event::PlaybackDone(playback));
+        let reset = actions
+            .iter()
+            .find(|action| matches!(action, Action::RequestReset { .. }))
+            .expect("reset requested after verification");
+        assert!(matches!(
+            reset,
+            Action::RequestReset { method: ResetMethod::Code, patient, .. } if patient.expose() == "P000123"
+        ));
+        assert!(!format!("{reset:?}").contains("P000123"));
+    }
+
+    #[test]
+    fn three_failed_checks_send_the_caller_to_a_person_flagged() {
+        let mut call = at_verify();
+        for attempt in 1..=3 {
+            let request = key_in(&mut call, "07041976#60614#").expect("verify");
+            assert!(matches!(request, Action::Verify { attempt: a, .. } if a == attempt));
+            call.take_played();
+            call.send(Event::Verification(VerifyOutcome::NotVerified));
+            let heard = call.take_played();
+            assert_eq!(heard[0], "en/verify_failed", "generic failure message");
+        }
+        assert!(call.call.verification_failed());
+        call.finish_prompt();
+        assert_eq!(call.call.node(), "operator");
+    }
+
+    #[test]
+    fn an_impossible_date_is_asked_again_without_using_an_attempt() {
+        let mut call = at_verify();
+        key_in(&mut call, "13451976#60614#");
+        call.take_played();
+        call.send(Event::Verification(VerifyOutcome::Malformed));
+        assert_eq!(call.take_played(), ["en/invalid_entry", "en/enter_dob"]);
+        let request = key_in(&mut call, "07041976#60614#").expect("verify again");
+        assert!(matches!(request, Action::Verify { attempt: 1, .. }));
+    }
+
+    #[test]
+    fn a_short_entry_is_invalid_and_never_reaches_the_directory() {
+        let mut call = at_verify();
+        assert!(key_in(&mut call, "0704197#").is_none());
+        assert_eq!(call.take_played(), ["en/invalid_entry", "en/enter_dob"]);
+        key_in(&mut call, "07041976");
+        assert!(
+            key_in(&mut call, "606#").is_none(),
+            "a 3-digit ZIP is not checked"
+        );
+        assert_eq!(
+            call.take_played(),
+            ["en/enter_zip", "en/invalid_entry", "en/enter_zip"]
+        );
+    }
+
+    #[test]
+    fn a_locked_record_goes_to_a_person_flagged() {
+        let mut call = at_verify();
+        key_in(&mut call, "07041976#60614#");
+        call.send(Event::Verification(VerifyOutcome::LockedOut));
+        assert!(call.call.verification_failed());
+        call.finish_prompt();
+        assert_eq!(call.call.node(), "operator");
+        assert!(call.call.patient().is_none());
+    }
+
+    #[test]
+    fn an_unreachable_directory_never_verifies() {
+        let mut call = at_verify();
+        key_in(&mut call, "07041976#60614#");
+        call.take_played();
+        call.send(Event::Verification(VerifyOutcome::Unavailable));
+        assert_eq!(call.take_played(), ["en/technical_difficulty"]);
+        call.finish_prompt();
+        assert_eq!(call.call.node(), "operator");
+        assert!(call.call.patient().is_none());
+    }
+
+    fn verified() -> Harness {
+        let mut call = at_verify();
+        key_in(&mut call, "07041976#60614#");
+        call.send(Event::Verification(VerifyOutcome::Verified {
+            patient: PatientRef::new("P000123"),
+        }));
+        call.finish_prompt();
+        call.take_played();
+        call
+    }
+
+    #[test]
+    fn a_reset_code_is_read_digit_by_digit_and_star_repeats_it() {
+        let mut call = verified();
+        call.send(Event::Reset(ResetOutcome::CodeIssued(Digits::new("40719"))));
+        let read = [
+            "en/reset_code_intro",
+            "en/digit_4",
+            "en/digit_0",
+            "en/digit_7",
+            "en/digit_1",
+            "en/digit_9",
+            "en/reset_code_repeat",
+        ];
+        assert_eq!(call.take_played(), read);
+        call.finish_prompt();
+        call.press("*");
+        assert_eq!(call.take_played(), read);
+        call.press("1");
+        assert_eq!(call.call.node(), "goodbye");
+    }
+
+    #[test]
+    fn a_failed_reset_goes_to_a_person() {
+        let mut call = verified();
+        call.send(Event::Reset(ResetOutcome::Failed));
+        assert_eq!(call.take_played(), ["en/technical_difficulty"]);
+        call.finish_prompt();
+        assert_eq!(call.call.node(), "operator");
+    }
+
+    #[test]
+    fn a_reset_without_verification_is_refused() {
+        let mut call = harness();
+        call.start();
+        let actions = call.send(Event::Digit('2'));
+        assert!(
+            !actions
+                .iter()
+                .any(|action| matches!(action, Action::RequestReset { .. }))
+        );
+        assert_eq!(call.call.node(), "operator");
+    }
 }

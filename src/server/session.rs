@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::calls::{CallRegistry, NextStep};
 use super::player::{Player, Send};
 use crate::config::DtmfMode;
+use crate::ivr::engine::{ResetOutcome, VerifyOutcome};
 use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::PromptLibrary;
@@ -365,8 +366,15 @@ impl CallStream {
         Continuation::Continue
     }
 
-    /// Hand an event to the engine and carry out its actions.
+    /// Hand an event to the engine and carry out its actions (and any answers they get at once).
     fn feed(&mut self, event: Event) {
+        let mut events = std::collections::VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            self.apply(event, &mut events);
+        }
+    }
+
+    fn apply(&mut self, event: Event, answers: &mut std::collections::VecDeque<Event>) {
         let actions = self.call.handle(event, jiff::Timestamp::now());
         for action in actions {
             match action {
@@ -387,6 +395,15 @@ impl CallStream {
                 }
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,
+                Action::Verify { .. } => {
+                    // No patient directory is configured for this server: never "verified".
+                    tracing::warn!("verification requested but no patient directory is configured");
+                    answers.push_back(Event::Verification(VerifyOutcome::Unavailable));
+                }
+                Action::RequestReset { .. } => {
+                    tracing::warn!("password reset requested but no reset method is configured");
+                    answers.push_back(Event::Reset(ResetOutcome::Failed));
+                }
             }
         }
     }
