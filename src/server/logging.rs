@@ -26,5 +26,6 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(phi_safe(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
