@@ -5,6 +5,7 @@
 //! a `TaskTracker`: on shutdown the server stops accepting, lets calls in progress finish for
 //! `shutdown_grace_secs`, then closes the rest.
 
+pub mod access;
 pub mod calls;
 pub mod logging;
 pub mod player;

@@ -1,0 +1,267 @@
+//! Who may use the admin API: bearer tokens from `CARELINE_ADMIN_TOKENS`, each with a role.
+//!
+//! `CARELINE_ADMIN_TOKENS` is a comma-separated list of `role:token` entries, where the role is
+//! `viewer`, `supervisor` or `agent:<agent id>` (e.g. `supervisor:8f3a…,agent:anguyen:c01d…`).
+//! Viewers read; supervisors also change any agent and unlock patients; an agent changes only
+//! their own status. With no tokens set and a loopback-only listener, the API is open to the
+//! local machine (a developer's laptop); anywhere else, no tokens means no access.
+//! Tokens are compared in constant time; a refusal says nothing about why.
+
+use std::fmt;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Role {
+    Viewer,
+    Supervisor,
+    Agent(String),
+}
+
+impl fmt::Debug for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Viewer => f.write_str("viewer"),
+            Role::Supervisor => f.write_str("supervisor"),
+            Role::Agent(id) => write!(f, "agent:{id}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    secret: Vec<u8>,
+    role: Role,
+}
+
+/// The admin tokens this server accepts.
+#[derive(Clone, Default)]
+pub struct AccessPolicy {
+    tokens: Vec<Token>,
+    /// No tokens and a loopback-only listener: local requests act as a supervisor.
+    open_locally: bool,
+}
+
+impl fmt::Debug for AccessPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessPolicy")
+            .field("tokens", &self.tokens.len())
+            .field("open_locally", &self.open_locally)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AccessConfigError {
+    #[error(
+        "CARELINE_ADMIN_TOKENS entry {0} is not `role:token` with role viewer, supervisor or agent:<id> (e.g. supervisor:$(openssl rand -hex 24))"
+    )]
+    Malformed(usize),
+    #[error(
+        "CARELINE_ADMIN_TOKENS entry {0} has a token shorter than 16 characters; use a long random token"
+    )]
+    TooShort(usize),
+}
+
+/// Why a request was refused. The response body never says more than the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No or unknown token: 401.
+    Unauthenticated,
+    /// A valid token whose role may not do this: 403.
+    Forbidden,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "unauthorized",
+            )
+                .into_response(),
+            Refusal::Forbidden => (StatusCode::FORBIDDEN, "forbidden").into_response(),
+        }
+    }
+}
+
+impl AccessPolicy {
+    /// Parse the `CARELINE_ADMIN_TOKENS` value (`None`: unset).
+    pub fn parse(
+        value: Option<&str>,
+        loopback_only: bool,
+    ) -> Result<AccessPolicy, AccessConfigError> {
+        let mut tokens = Vec::new();
+        for (index, entry) in value
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .enumerate()
+        {
+            let number = index + 1;
+            let (role, secret) = entry
+                .rsplit_once(':')
+                .ok_or(AccessConfigError::Malformed(number))?;
+            let role = match role {
+                "viewer" => Role::Viewer,
+                "supervisor" => Role::Supervisor,
+                other => match other.strip_prefix("agent:") {
+                    Some(id) if !id.is_empty() => Role::Agent(id.to_owned()),
+                    _ => return Err(AccessConfigError::Malformed(number)),
+                },
+            };
+            if secret.len() < 16 {
+                return Err(AccessConfigError::TooShort(number));
+            }
+            tokens.push(Token {
+                secret: secret.as_bytes().to_vec(),
+                role,
+            });
+        }
+        Ok(AccessPolicy {
+            open_locally: tokens.is_empty() && loopback_only,
+            tokens,
+        })
+    }
+
+    /// The role of the request's bearer token.
+    pub fn role(&self, headers: &HeaderMap) -> Result<Role, Refusal> {
+        if self.open_locally {
+            return Ok(Role::Supervisor);
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(Refusal::Unauthenticated)?
+            .as_bytes();
+        let mut found = None;
+        // Every token is compared, so timing does not tell which one (or whether any) matched.
+        for token in &self.tokens {
+            if bool::from(token.secret.as_slice().ct_eq(presented)) {
+                found = Some(token.role.clone());
+            }
+        }
+        found.ok_or(Refusal::Unauthenticated)
+    }
+
+    /// Any valid token may read.
+    pub fn viewer(&self, headers: &HeaderMap) -> Result<Role, Refusal> {
+        self.role(headers)
+    }
+
+    /// Supervisors only.
+    pub fn supervisor(&self, headers: &HeaderMap) -> Result<Role, Refusal> {
+        match self.role(headers)? {
+            role @ Role::Supervisor => Ok(role),
+            _ => Err(Refusal::Forbidden),
+        }
+    }
+
+    /// A supervisor, or the agent `agent_id` themselves.
+    pub fn supervisor_or_agent(
+        &self,
+        headers: &HeaderMap,
+        agent_id: &str,
+    ) -> Result<Role, Refusal> {
+        match self.role(headers)? {
+            role @ Role::Supervisor => Ok(role),
+            Role::Agent(id) if id == agent_id => Ok(Role::Agent(id)),
+            _ => Err(Refusal::Forbidden),
+        }
+    }
+
+    /// Supervisors and agents (who help patients on the phone), not viewers.
+    pub fn staff(&self, headers: &HeaderMap) -> Result<Role, Refusal> {
+        match self.role(headers)? {
+            Role::Viewer => Err(Refusal::Forbidden),
+            role => Ok(role),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    const TOKENS: &str = "viewer:vvvvvvvvvvvvvvvvvvvv,supervisor:ssssssssssssssssssss,agent:anguyen:aaaaaaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn each_token_carries_its_role() {
+        let policy = AccessPolicy::parse(Some(TOKENS), false).expect("valid");
+        assert_eq!(
+            policy.role(&bearer("vvvvvvvvvvvvvvvvvvvv")),
+            Ok(Role::Viewer)
+        );
+        assert_eq!(
+            policy.role(&bearer("ssssssssssssssssssss")),
+            Ok(Role::Supervisor)
+        );
+        assert_eq!(
+            policy.role(&bearer("aaaaaaaaaaaaaaaaaaaa")),
+            Ok(Role::Agent("anguyen".to_owned()))
+        );
+        assert_eq!(policy.role(&bearer("nope")), Err(Refusal::Unauthenticated));
+        assert_eq!(
+            policy.role(&HeaderMap::new()),
+            Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn an_agent_may_change_only_their_own_status() {
+        let policy = AccessPolicy::parse(Some(TOKENS), false).expect("valid");
+        let agent = bearer("aaaaaaaaaaaaaaaaaaaa");
+        assert!(policy.supervisor_or_agent(&agent, "anguyen").is_ok());
+        assert_eq!(
+            policy.supervisor_or_agent(&agent, "bsmith"),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(
+            policy.supervisor_or_agent(&bearer("vvvvvvvvvvvvvvvvvvvv"), "anguyen"),
+            Err(Refusal::Forbidden)
+        );
+        assert!(
+            policy
+                .supervisor_or_agent(&bearer("ssssssssssssssssssss"), "bsmith")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn without_tokens_only_a_loopback_server_is_open() {
+        let local = AccessPolicy::parse(None, true).expect("valid");
+        assert_eq!(local.role(&HeaderMap::new()), Ok(Role::Supervisor));
+        let public = AccessPolicy::parse(None, false).expect("valid");
+        assert_eq!(
+            public.role(&HeaderMap::new()),
+            Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn malformed_or_short_tokens_are_configuration_errors() {
+        assert_eq!(
+            AccessPolicy::parse(Some("boss:ssssssssssssssssssss"), false).err(),
+            Some(AccessConfigError::Malformed(1))
+        );
+        assert_eq!(
+            AccessPolicy::parse(Some("viewer:short"), false).err(),
+            Some(AccessConfigError::TooShort(1))
+        );
+    }
+}
