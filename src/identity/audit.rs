@@ -193,7 +193,10 @@ impl AuditLog {
         let line = entry.to_line();
         // A panic while holding the lock cannot leave a half-written line behind (one
         // write_all per line), so a poisoned lock is still safe to use.
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         file.write_all(&line)
             .and_then(|()| file.flush())
             .map_err(|source| AuditError::Write {
@@ -240,7 +243,11 @@ mod tests {
 
     #[test]
     fn absent_fields_are_null() {
-        let entry = AuditEntry::new(time(), AuditEvent::ResetCodeRedeemed, AuditOutcome::WrongCode);
+        let entry = AuditEntry::new(
+            time(),
+            AuditEvent::ResetCodeRedeemed,
+            AuditOutcome::WrongCode,
+        );
         let value: serde_json::Value =
             serde_json::from_slice(&entry.to_line()).expect("one JSON object");
         assert_eq!(value["call_sid"], serde_json::Value::Null);
@@ -262,7 +269,11 @@ mod tests {
             AuditEvent::ResetCodeRedeemed,
         ]
         .iter()
-        .map(|event| serde_json::to_value(event).expect("serialisable").to_string())
+        .map(|event| {
+            serde_json::to_value(event)
+                .expect("serialisable")
+                .to_string()
+        })
         .collect();
         assert_eq!(
             names,
@@ -283,8 +294,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("var/audit/identity.jsonl");
         let entry = AuditEntry::new(time(), AuditEvent::Lockout, AuditOutcome::LockedOut);
-        AuditLog::open(&path).expect("opens").write(&entry).expect("writes");
-        AuditLog::open(&path).expect("reopens").write(&entry).expect("writes");
+        AuditLog::open(&path)
+            .expect("opens")
+            .write(&entry)
+            .expect("writes");
+        AuditLog::open(&path)
+            .expect("reopens")
+            .write(&entry)
+            .expect("writes");
         let text = std::fs::read_to_string(&path).expect("readable");
         assert_eq!(text.lines().count(), 2);
     }
@@ -299,14 +316,11 @@ mod tests {
                 let log = Arc::clone(&log);
                 std::thread::spawn(move || {
                     for attempt in 0..200 {
-                        let entry = AuditEntry::new(
-                            time(),
-                            AuditEvent::VerifyAttempt,
-                            AuditOutcome::Match,
-                        )
-                        .in_call(&format!("CA{writer}"), "verify")
-                        .attempt(attempt)
-                        .record(pseudonym());
+                        let entry =
+                            AuditEntry::new(time(), AuditEvent::VerifyAttempt, AuditOutcome::Match)
+                                .in_call(&format!("CA{writer}"), "verify")
+                                .attempt(attempt)
+                                .record(pseudonym());
                         log.write(&entry).expect("writes");
                     }
                 })

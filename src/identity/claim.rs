@@ -292,7 +292,11 @@ impl fmt::Debug for Claim {
 
 impl fmt::Display for Claim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<date of birth and {} redacted>", self.second.kind.name())
+        write!(
+            f,
+            "<date of birth and {} redacted>",
+            self.second.kind.name()
+        )
     }
 }
 
@@ -365,7 +369,13 @@ mod tests {
 
     #[test]
     fn a_csv_date_must_be_iso() {
-        for text in ["01/31/1970", "1970-1-31", "19700131", "1970-01-3x", "x970-01-31"] {
+        for text in [
+            "01/31/1970",
+            "1970-1-31",
+            "19700131",
+            "1970-01-3x",
+            "x970-01-31",
+        ] {
             assert_eq!(
                 DateOfBirth::from_iso(text, TODAY),
                 Err(ClaimError::DobNotIso),

@@ -37,7 +37,10 @@ impl<'a> CsvReader<'a> {
 
     /// Read the next non-blank record into `fields` (wiping what they held; surrounding spaces
     /// and tabs trimmed). Returns its row number, or `None` at the end of the file.
-    pub fn next_record(&mut self, fields: &mut Vec<SecretBytes>) -> Result<Option<usize>, CsvError> {
+    pub fn next_record(
+        &mut self,
+        fields: &mut Vec<SecretBytes>,
+    ) -> Result<Option<usize>, CsvError> {
         loop {
             if self.position >= self.input.len() {
                 return Ok(None);
@@ -54,7 +57,11 @@ impl<'a> CsvReader<'a> {
     }
 
     /// Returns how many of `fields` the record filled.
-    fn read_record(&mut self, fields: &mut Vec<SecretBytes>, row: usize) -> Result<usize, CsvError> {
+    fn read_record(
+        &mut self,
+        fields: &mut Vec<SecretBytes>,
+        row: usize,
+    ) -> Result<usize, CsvError> {
         let mut used = 0;
         loop {
             if fields.len() == used {

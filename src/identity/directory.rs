@@ -114,14 +114,8 @@ mod tests {
         assert!(PatientRef::new("P000123").is_ok());
         assert!(PatientRef::new("epic:Z12.345-6_7").is_ok());
         assert_eq!(PatientRef::new(""), Err(PatientRefError::Empty));
-        assert_eq!(
-            PatientRef::new("P 1"),
-            Err(PatientRefError::BadCharacter)
-        );
-        assert_eq!(
-            PatientRef::new("P\n1"),
-            Err(PatientRefError::BadCharacter)
-        );
+        assert_eq!(PatientRef::new("P 1"), Err(PatientRefError::BadCharacter));
+        assert_eq!(PatientRef::new("P\n1"), Err(PatientRefError::BadCharacter));
         assert_eq!(
             PatientRef::new("x".repeat(65)),
             Err(PatientRefError::TooLong)

@@ -118,14 +118,19 @@ impl HashedFileDirectory {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
-        HashedFileDirectory::read(std::io::BufReader::new(file), pepper).map_err(|error| match error {
-            LoadError::Read { source, .. } => read_error(source),
-            other => other,
-        })
+        HashedFileDirectory::read(std::io::BufReader::new(file), pepper).map_err(
+            |error| match error {
+                LoadError::Read { source, .. } => read_error(source),
+                other => other,
+            },
+        )
     }
 
     /// Read a directory from any reader (the path in a read error is empty).
-    pub fn read(reader: impl BufRead, pepper: Arc<Pepper>) -> Result<HashedFileDirectory, LoadError> {
+    pub fn read(
+        reader: impl BufRead,
+        pepper: Arc<Pepper>,
+    ) -> Result<HashedFileDirectory, LoadError> {
         let mut lines = reader.lines();
         let header = match lines.next() {
             Some(line) => line.map_err(|source| LoadError::Read {
@@ -182,7 +187,9 @@ impl HashedFileDirectory {
             }
             let hash = |text: Option<String>, problem| match text {
                 None => Ok(None),
-                Some(text) => IdentifierHash::from_hex(&text).map(Some).ok_or(bad(problem)),
+                Some(text) => IdentifierHash::from_hex(&text)
+                    .map(Some)
+                    .ok_or(bad(problem)),
             };
             let dob = hash(Some(parsed.dob), "dob is not a 64-digit hex hash")?
                 .ok_or(bad("dob is missing"))?;
@@ -280,8 +287,16 @@ mod tests {
         Arc::new(Pepper::new("0123456789abcdef0123456789abcdef").expect("long enough"))
     }
 
-    fn line(pepper: &Pepper, patient_ref: &str, dob: &str, zip: Option<&str>, mrn: Option<&str>) -> String {
-        let dob = DateOfBirth::from_iso(dob, TODAY).expect("valid").hash(pepper);
+    fn line(
+        pepper: &Pepper,
+        patient_ref: &str,
+        dob: &str,
+        zip: Option<&str>,
+        mrn: Option<&str>,
+    ) -> String {
+        let dob = DateOfBirth::from_iso(dob, TODAY)
+            .expect("valid")
+            .hash(pepper);
         let second = |kind, value: Option<&str>| {
             value.map(|v| {
                 SecondIdentifier::from_keyed(kind, v)
@@ -464,11 +479,20 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_garbage_are_bad_lines() {
-        for bad in ["{\"ref\":\"P2\",\"dob\":\"00\",\"name\":\"Jo\"}", "not json", "[1,2]"] {
+        for bad in [
+            "{\"ref\":\"P2\",\"dob\":\"00\",\"name\":\"Jo\"}",
+            "not json",
+            "[1,2]",
+        ] {
             let error = directory(&[bad.to_owned()]).err().expect("refused");
-            assert!(matches!(error, LoadError::BadLine { line: 2, .. }), "{error}");
+            assert!(
+                matches!(error, LoadError::BadLine { line: 2, .. }),
+                "{error}"
+            );
         }
-        let missing_dob = directory(&["{\"ref\":\"P2\"}".to_owned()]).err().expect("refused");
+        let missing_dob = directory(&["{\"ref\":\"P2\"}".to_owned()])
+            .err()
+            .expect("refused");
         assert!(matches!(missing_dob, LoadError::BadLine { line: 2, .. }));
     }
 
@@ -481,6 +505,9 @@ mod tests {
         ])
         .err()
         .expect("refused");
-        assert!(matches!(error, LoadError::DuplicateRef { line: 3, first: 2 }));
+        assert!(matches!(
+            error,
+            LoadError::DuplicateRef { line: 3, first: 2 }
+        ));
     }
 }

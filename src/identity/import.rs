@@ -248,7 +248,8 @@ fn record_line(
         });
     }
     let text = |index: usize| std::str::from_utf8(fields[index].expose());
-    let patient_ref = text(columns.patient_ref).map_err(|_| RowFault::Ref(PatientRefError::BadCharacter))?;
+    let patient_ref =
+        text(columns.patient_ref).map_err(|_| RowFault::Ref(PatientRefError::BadCharacter))?;
     let patient_ref = PatientRef::new(patient_ref).map_err(RowFault::Ref)?;
 
     let dob = text(columns.dob).map_err(|_| RowFault::Identifier {
@@ -325,11 +326,10 @@ pub fn import_file(
     }
     let temporary = temporary_path(out_path);
     let file = create_private(&temporary).map_err(write_error)?;
-    let written = write_directory(file, csv.expose(), pepper, options)
-        .and_then(|report| {
-            std::fs::rename(&temporary, out_path).map_err(write_error)?;
-            Ok(report)
-        });
+    let written = write_directory(file, csv.expose(), pepper, options).and_then(|report| {
+        std::fs::rename(&temporary, out_path).map_err(write_error)?;
+        Ok(report)
+    });
     if written.is_err() {
         // Best effort: the temporary holds only hashes, and the error that matters is the one
         // being returned.
@@ -415,10 +415,16 @@ mod tests {
             HashedFileDirectory::read(text.as_bytes(), Arc::new(pepper())).expect("loads");
         let claim = Claim::from_keyed(Identifier::Zip, "07041985", "02115", OPTIONS.today)
             .expect("well-formed");
-        assert!(matches!(directory.check(&claim), Verification::Match { .. }));
+        assert!(matches!(
+            directory.check(&claim),
+            Verification::Match { .. }
+        ));
         let claim = Claim::from_keyed(Identifier::Mrn, "01311970", "123456", OPTIONS.today)
             .expect("well-formed");
-        assert!(matches!(directory.check(&claim), Verification::Match { .. }));
+        assert!(matches!(
+            directory.check(&claim),
+            Verification::Match { .. }
+        ));
     }
 
     #[test]
@@ -484,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_import_error_never_echoes_a_value() {
-        let error = run(BAD, &OPTIONS).err().expect("refused");
+        let error = run(BAD, &OPTIONS).expect_err("refused");
         let message = error.to_string();
         for value in ["1970", "01/31", "6060", "12a45", "987654321", "P 8", "P11"] {
             assert!(!message.contains(value), "{value} in {message}");
@@ -506,12 +512,13 @@ mod tests {
 
     #[test]
     fn a_header_with_an_unknown_column_is_refused_without_quoting_it() {
-        let error = run("P000001,1970-01-31,60601\n", &OPTIONS)
-            .err()
-            .expect("refused");
+        let error = run("P000001,1970-01-31,60601\n", &OPTIONS).expect_err("refused");
         let message = error.to_string();
         assert!(message.contains("column 1"), "{message}");
-        assert!(!message.contains("P000001") && !message.contains("1970"), "{message}");
+        assert!(
+            !message.contains("P000001") && !message.contains("1970"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -522,7 +529,9 @@ mod tests {
         ));
         assert!(matches!(
             run("dob,dob,zip\n", &OPTIONS),
-            Err(ImportError::Header(HeaderFault::DuplicateColumn { column: 2 }))
+            Err(ImportError::Header(HeaderFault::DuplicateColumn {
+                column: 2
+            }))
         ));
         assert!(matches!(
             run("", &OPTIONS),

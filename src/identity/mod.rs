@@ -35,7 +35,9 @@ pub use hashed_file::{HashedFileDirectory, LoadError};
 pub use http::{EndpointError, HttpVerifier};
 pub use import::{ImportError, ImportOptions, ImportReport, import, import_file};
 pub use reset::{CODE_DIGITS, CODE_MAX_CHECKS, PortalReset, ResetCode, ResetError, code_hash};
-pub use secret::{Pepper, RecordPseudonym, SIGNATURE_HEADER, SecretBytes, SecretError, WebhookSecret};
+pub use secret::{
+    Pepper, RecordPseudonym, SIGNATURE_HEADER, SecretBytes, SecretError, WebhookSecret,
+};
 
 use crate::config::DirectoryConfig;
 
@@ -59,10 +61,9 @@ pub fn open_directory(
     webhook_secret: Option<WebhookSecret>,
 ) -> Result<Arc<dyn Directory>, OpenDirectoryError> {
     match config {
-        DirectoryConfig::File { path } => Ok(Arc::new(HashedFileDirectory::load(
-            &resolve(path),
-            pepper,
-        )?)),
+        DirectoryConfig::File { path } => {
+            Ok(Arc::new(HashedFileDirectory::load(&resolve(path), pepper)?))
+        }
         DirectoryConfig::Http { url, timeout_ms } => {
             let secret = webhook_secret.ok_or(SecretError::Missing {
                 var: WebhookSecret::ENV,

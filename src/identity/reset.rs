@@ -233,8 +233,14 @@ mod tests {
         let code = ResetCode::from_entered("123 45-678").expect("eight digits");
         assert_eq!(code.expose(), "12345678");
         assert_eq!(ResetCode::from_entered("12345"), Err(ResetError::NotACode));
-        assert_eq!(ResetCode::from_entered("1234567a"), Err(ResetError::NotACode));
-        assert_eq!(ResetCode::from_entered("123456789"), Err(ResetError::NotACode));
+        assert_eq!(
+            ResetCode::from_entered("1234567a"),
+            Err(ResetError::NotACode)
+        );
+        assert_eq!(
+            ResetCode::from_entered("123456789"),
+            Err(ResetError::NotACode)
+        );
     }
 
     #[test]

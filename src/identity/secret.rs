@@ -109,9 +109,7 @@ pub enum SecretError {
          `careline serve`"
     )]
     Missing { var: &'static str },
-    #[error(
-        "{var} is shorter than {min} characters; generate one with `openssl rand -hex 32`"
-    )]
+    #[error("{var} is shorter than {min} characters; generate one with `openssl rand -hex 32`")]
     TooShort { var: &'static str, min: usize },
     #[error("{var} is not valid UTF-8; generate one with `openssl rand -hex 32`")]
     NotUnicode { var: &'static str },
@@ -175,7 +173,7 @@ impl Pepper {
     }
 
     /// HMAC-SHA256(pepper, `kind:value`) of an already normalised identifier value.
-    pub(crate) fn identifier_hash(&self, kind: Identifier, normalised: &[u8]) -> IdentifierHash {
+    pub fn identifier_hash(&self, kind: Identifier, normalised: &[u8]) -> IdentifierHash {
         let mut mac = mac(&self.0);
         mac.update(kind.name().as_bytes());
         mac.update(b":");
@@ -243,7 +241,10 @@ impl WebhookSecret {
     /// For portals (and tests) checking what careline sent.
     pub fn verify(&self, body: &[u8], header_value: &str) -> bool {
         let expected = self.sign(body);
-        expected.as_bytes().ct_eq(header_value.trim().as_bytes()).into()
+        expected
+            .as_bytes()
+            .ct_eq(header_value.trim().as_bytes())
+            .into()
     }
 }
 
