@@ -16,6 +16,7 @@
 //! In memory, records are grouped by date-of-birth hash: a lookup is one hash-map probe plus a
 //! constant-time comparison per record sharing that date of birth.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::io::BufRead;
@@ -40,8 +41,7 @@ pub(crate) struct HeaderLine {
     pub pepper_check: String,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 pub(crate) struct RecordLine {
     #[serde(rename = "ref")]
     pub patient_ref: String,
@@ -52,6 +52,23 @@ pub(crate) struct RecordLine {
     pub zip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssn4: Option<String>,
+}
+
+/// [`RecordLine`] as read: borrowed from the line where JSON allows, as it always does for
+/// what import writes (hex and plain refs have nothing to unescape).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredRecord<'a> {
+    #[serde(rename = "ref", borrow)]
+    patient_ref: Cow<'a, str>,
+    #[serde(borrow)]
+    dob: Cow<'a, str>,
+    #[serde(default, borrow)]
+    mrn: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    zip: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ssn4: Option<Cow<'a, str>>,
 }
 
 /// A directory file cannot be used. Names the line, never its content.
@@ -170,7 +187,7 @@ impl HashedFileDirectory {
                 line: number,
                 problem,
             };
-            let parsed: RecordLine =
+            let parsed: StoredRecord =
                 serde_json::from_str(&line).map_err(|_| bad("not the expected JSON object"))?;
             let patient_ref =
                 PatientRef::new(parsed.patient_ref).map_err(|_| bad("unusable ref"))?;
@@ -185,7 +202,7 @@ impl HashedFileDirectory {
                     slot.insert(number);
                 }
             }
-            let hash = |text: Option<String>, problem| match text {
+            let hash = |text: Option<Cow<str>>, problem| match text {
                 None => Ok(None),
                 Some(text) => IdentifierHash::from_hex(&text)
                     .map(Some)
@@ -239,15 +256,13 @@ impl HashedFileDirectory {
         let second = claim.second().hash(&self.pepper);
         let mut matched: Option<&Record> = None;
         let mut matches = 0usize;
-        let mut claimed_records = Vec::new();
         // Every record with this date of birth is compared, match or not, so the time taken
         // does not say which one matched.
         for record in same_dob {
-            let Some(on_file) = record.second(kind) else {
-                continue;
-            };
-            claimed_records.push(record.pseudonym.clone());
-            if on_file.ct_matches(&second) {
+            if record
+                .second(kind)
+                .is_some_and(|on_file| on_file.ct_matches(&second))
+            {
                 matches += 1;
                 matched = Some(record);
             }
@@ -257,7 +272,13 @@ impl HashedFileDirectory {
                 patient_ref: record.patient_ref.clone(),
                 record: record.pseudonym.clone(),
             },
-            (0, _) => Verification::NoMatch { claimed_records },
+            (0, _) => Verification::NoMatch {
+                claimed_records: same_dob
+                    .iter()
+                    .filter(|record| record.second(kind).is_some())
+                    .map(|record| record.pseudonym.clone())
+                    .collect(),
+            },
             _ => Verification::Ambiguous,
         }
     }

@@ -73,3 +73,59 @@ pub fn open_directory(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pepper() -> Arc<Pepper> {
+        Arc::new(Pepper::new("0123456789abcdef0123456789abcdef").expect("long enough"))
+    }
+
+    #[test]
+    fn an_http_directory_needs_the_webhook_secret() {
+        let config = DirectoryConfig::Http {
+            url: "https://portal.example.org/ivr/verify".to_owned(),
+            timeout_ms: 2000,
+        };
+        let error = open_directory(&config, Path::to_path_buf, pepper(), None)
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains(WebhookSecret::ENV), "{error}");
+        let secret = WebhookSecret::new("webhook-secret-for-tests").expect("long enough");
+        let directory =
+            open_directory(&config, Path::to_path_buf, pepper(), Some(secret)).expect("opens");
+        assert_eq!(directory.kind(), "http");
+    }
+
+    #[test]
+    fn a_file_directory_is_read_from_the_resolved_path() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let csv = dir.path().join("patients.csv");
+        std::fs::write(&csv, "patient_ref,dob,zip\nP1,1970-01-31,60601\n").expect("writable");
+        let options = ImportOptions {
+            today: jiff::civil::date(2026, 6, 1),
+            skip_invalid: false,
+        };
+        import_file(
+            &csv,
+            &dir.path().join("directory.jsonl"),
+            &pepper(),
+            &options,
+        )
+        .expect("imports");
+        let config = DirectoryConfig::File {
+            path: PathBuf::from("directory.jsonl"),
+        };
+        let base = dir.path().to_owned();
+        let directory = open_directory(&config, |p| base.join(p), pepper(), None).expect("opens");
+        assert_eq!(directory.kind(), "file");
+        let missing = open_directory(&config, Path::to_path_buf, pepper(), None)
+            .err()
+            .expect("not in the working directory");
+        assert!(matches!(
+            missing,
+            OpenDirectoryError::File(LoadError::Read { .. })
+        ));
+    }
+}

@@ -147,8 +147,11 @@ fn mac(key: &SecretBytes) -> HmacSha256 {
 }
 
 /// The key of every hash careline keeps (`CARELINE_DIRECTORY_PEPPER`).
+///
+/// Holds the HMAC state with the key already absorbed rather than the key itself: each hash
+/// then costs two SHA-256 blocks fewer, and the text of the pepper is wiped once read.
 #[derive(Clone)]
-pub struct Pepper(SecretBytes);
+pub struct Pepper(HmacSha256);
 
 impl Pepper {
     pub const ENV: &'static str = "CARELINE_DIRECTORY_PEPPER";
@@ -164,7 +167,7 @@ impl Pepper {
                 min: Self::MIN_LEN,
             });
         }
-        Ok(Pepper(secret))
+        Ok(Pepper(mac(&secret)))
     }
 
     /// The pepper from `CARELINE_DIRECTORY_PEPPER`.
@@ -174,7 +177,7 @@ impl Pepper {
 
     /// HMAC-SHA256(pepper, `kind:value`) of an already normalised identifier value.
     pub fn identifier_hash(&self, kind: Identifier, normalised: &[u8]) -> IdentifierHash {
-        let mut mac = mac(&self.0);
+        let mut mac = self.0.clone();
         mac.update(kind.name().as_bytes());
         mac.update(b":");
         mac.update(normalised);
@@ -192,7 +195,7 @@ impl Pepper {
     }
 
     pub(crate) fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut mac = mac(&self.0);
+        let mut mac = self.0.clone();
         for part in parts {
             mac.update(part);
         }
