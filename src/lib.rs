@@ -8,6 +8,7 @@
 //! - [`ivr`]: the call engine, a pure state machine (events in, actions out);
 //! - [`routing`]: schedules (time of day, holidays) and queue policy;
 //! - [`config`]: the admin's TOML, its validation (`careline check`);
+//! - [`identity`]: caller verification, reset codes, the audit log (PHI stays inside);
 //! - [`server`]: the axum app and the per-call session task that drives the engine;
 //! - [`caller`]: a Twilio-faithful test caller (`careline call`);
 //! - [`cli`]: the command line.
@@ -15,6 +16,7 @@
 pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod ivr;
 pub mod media;
 pub mod routing;
