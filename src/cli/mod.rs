@@ -4,6 +4,7 @@
 //! at the edge, and nowhere else.
 
 mod check;
+mod directory;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate the configuration and prompts; list every problem.
     Check(check::CheckArgs),
+    /// Patient directory tools: `careline directory import CSV --out FILE`.
+    Directory(directory::DirectoryArgs),
     /// Place a test call the way Twilio would; prints the prompts heard.
     Call(crate::caller::CallArgs),
 }
@@ -35,6 +38,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
+        Command::Directory(args) => directory::run(args),
         Command::Call(args) => run_async(crate::caller::run_cli(args)),
     };
     match result {
