@@ -256,6 +256,7 @@ fn store_error(error: RedisError) -> StoreError {
                 return corrupt(key, detail);
             }
             "UNKNOWN_AGENT" => return StoreError::UnknownAgent(detail.to_owned()),
+            "WRONGTYPE" => return corrupt("(a careline key)", format!("WRONGTYPE {detail}")),
             _ => {}
         }
     }

@@ -5,7 +5,8 @@
 //! it kills the server and removes the directory. It never connects to a server it did not
 //! start (the usual 127.0.0.1:6379 included). [`TestRedis::restart`] brings the server back on
 //! the same port with no data, as a Redis that crashed without persistence would; with
-//! [`TestRedis::stop`] and [`TestRedis::start_again`] a test can keep it down for a while.
+//! [`TestRedis::stop`] and [`TestRedis::start_again`] a test can keep it down for a while, and
+//! [`TestRedis::freeze`] makes it stop answering without closing connections.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -114,6 +115,32 @@ impl TestRedis {
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Suspend the server (SIGSTOP): connections stay open but nothing answers, as with a
+    /// Redis stuck on a slow disk or a network that drops packets.
+    pub fn freeze(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Resume a frozen server (SIGCONT).
+    pub fn thaw(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> io::Result<()> {
+        let Some(server) = &self.server else {
+            return Err(io::Error::other("the test redis-server is stopped"));
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(server.id().to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} failed: {status}")))
         }
     }
 
