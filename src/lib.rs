@@ -21,4 +21,5 @@ pub mod ivr;
 pub mod media;
 pub mod routing;
 pub mod server;
+pub mod store;
 pub mod twilio;

@@ -10,6 +10,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod test_redis;
 
 #[cfg(test)]
 mod conformance;
@@ -50,10 +51,18 @@ pub enum AgentStatus {
 pub enum AgentActivity {
     Idle,
     /// Offered a call, ringing.
-    Reserved { call_sid: String, since_ms: i64 },
-    OnCall { call_sid: String, since_ms: i64 },
+    Reserved {
+        call_sid: String,
+        since_ms: i64,
+    },
+    OnCall {
+        call_sid: String,
+        since_ms: i64,
+    },
     /// After a call; eligible again once `until_ms` has passed (no timer needed).
-    WrapUp { until_ms: i64 },
+    WrapUp {
+        until_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,10 +73,38 @@ pub struct AgentRecord {
     /// When the agent last became free (for `longest_idle`).
     pub idle_since_ms: i64,
     pub status_changed_ms: i64,
-    /// Calls answered today (for `fewest_calls` and the wallboard); the day is the caller's.
+    /// Calls answered on `calls_day` (for `fewest_calls` and the wallboard). Read it through
+    /// [`AgentRecord::calls_today_at`]: a count from an earlier day means none today.
     pub calls_today: u32,
-    /// Offers missed in a row; reset by an answer.
+    /// The UTC day (days since the Unix epoch) that `calls_today` counts.
+    pub calls_day: i64,
+    /// Offers missed in a row; reset by an answer and when the misses put the agent on break.
     pub missed_in_a_row: u32,
+}
+
+impl AgentRecord {
+    /// What the agent is doing at `now_ms`: a wrap-up that has ended is idle (the store keeps
+    /// no timer, so the record still says `WrapUp` until the agent's next change).
+    pub fn activity_at(&self, now_ms: i64) -> AgentActivity {
+        match self.activity {
+            AgentActivity::WrapUp { until_ms } if until_ms <= now_ms => AgentActivity::Idle,
+            ref activity => activity.clone(),
+        }
+    }
+
+    /// Calls answered on the UTC day of `now_ms`.
+    pub fn calls_today_at(&self, now_ms: i64) -> u32 {
+        if self.calls_day == day_of(now_ms) {
+            self.calls_today
+        } else {
+            0
+        }
+    }
+}
+
+/// The UTC day of an instant, in days since the Unix epoch: the day `calls_today` counts.
+pub fn day_of(now_ms: i64) -> i64 {
+    now_ms.div_euclid(86_400_000)
 }
 
 /// A call offered to an agent: both are now held for each other and nobody else.
@@ -108,6 +145,9 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
     #[error("no agent `{0}` (agents come from [[agents]] in the configuration)")]
     UnknownAgent(String),
+    /// `[store]` (or `CARELINE_REDIS_URL`) cannot be used as written.
+    #[error("the [store] configuration is unusable: {0}")]
+    Config(String),
 }
 
 /// Everything careline keeps outside a single call.
@@ -119,10 +159,18 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// An id of the data the store holds, the same on every node. It changes when the store
+    /// lost its data (Redis restarted empty): a node that sees a new epoch registers its agents
+    /// again and re-enqueues the calls it is carrying, with their original enqueue times.
+    async fn data_epoch(&self) -> Result<String, StoreError>;
+
     // --- queues ---
 
-    /// Put a call in its queue. Idempotent: re-adding a call keeps its place, which is how a
-    /// node re-registers its calls after Redis lost its data.
+    /// Put a call in its queue. Idempotent: re-adding a waiting call keeps its queue, place,
+    /// priority and enqueue time, and only takes the new `node` (after an unanswered offer the
+    /// new media stream may land on another node); re-adding a reserved call changes nothing.
+    /// A node re-registers its calls this way after Redis lost its data: with their original
+    /// `enqueued_at_ms` they get their old places back.
     async fn enqueue(&self, call: &QueuedCall) -> Result<(), StoreError>;
 
     /// Take a call out of every queue and release any agent reserved for it (hang-up).
@@ -137,9 +185,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- agents ---
 
-    /// Make sure every configured agent exists (new ones start `offline`, idle).
+    /// Make sure every configured agent exists (new ones start `offline`, idle). Existing
+    /// agents are left as they are; agents missing from `agent_ids` are kept.
     async fn register_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<(), StoreError>;
 
+    /// Set what the agent says about themselves. A call in progress is never interrupted (the
+    /// activity is unchanged); anything but `available` makes the agent ineligible for new
+    /// calls. Becoming `available` starts the agent's idle time now (or when their wrap-up ends),
+    /// so coming back from a break does not jump the `longest_idle` line.
     async fn set_agent_status(
         &self,
         agent_id: &str,
@@ -147,6 +200,7 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<AgentRecord, StoreError>;
 
+    /// Every agent, by id.
     async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError>;
@@ -155,6 +209,12 @@ pub trait Store: Send + Sync + 'static {
     /// on shift with the queue's skills, decided by the caller), if the call belongs to `node`
     /// and one candidate is available and idle (or past wrap-up). Exactly once across every
     /// node sharing the store: no call is offered twice, no agent holds two calls.
+    ///
+    /// The head of the queue is never skipped: when it belongs to another node, nothing is
+    /// reserved here. `longest_idle` takes the smallest `idle_since_ms`; `round_robin` the next
+    /// candidate by id after the one this queue served last; `fewest_calls` the fewest calls
+    /// today, then the longest idle. Remaining ties go to the smaller id, so the outcome does not
+    /// depend on the order of `candidates`.
     async fn reserve(
         &self,
         queue: &str,
@@ -164,13 +224,20 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<Reservation>, StoreError>;
 
-    /// The agent answered the reserved call: `on_call`.
-    async fn offer_answered(&self, agent_id: &str, call_sid: &str, now_ms: i64)
-    -> Result<(), StoreError>;
+    /// The agent answered the reserved call: `on_call`, one more call today, misses forgotten;
+    /// the call leaves the store. An answer for an offer the store no longer holds (the caller
+    /// hung up meanwhile) changes nothing.
+    async fn offer_answered(
+        &self,
+        agent_id: &str,
+        call_sid: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// The agent did not answer (no-answer, busy, failed): the agent is freed (or put on
     /// break after `max_missed` misses in a row) and the call goes back to its queue with its
-    /// original place.
+    /// original place. `max_missed` = 0 never puts the agent on break. Nothing changes when the
+    /// agent is no longer reserved for the call, and a call that has gone (hung up) stays gone.
     async fn offer_missed(
         &self,
         agent_id: &str,
@@ -179,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<MissedOffer, StoreError>;
 
-    /// The agent's call ended: wrap-up until `wrap_up_until_ms`.
+    /// The agent's call ended: wrap-up until `wrap_up_until_ms`, idle from then on. A call still
+    /// reserved (its answer was never reported) counts as answered: Dial completed means it was.
     async fn call_finished(
         &self,
         agent_id: &str,
@@ -191,7 +259,8 @@ pub trait Store: Send + Sync + 'static {
     // --- identity ---
 
     /// Count a failed verification against a claimed record (a keyed pseudonym, never an
-    /// identifier). Returns the failures within the window, this one included.
+    /// identifier). Returns the failures within the window, this one included. A failure
+    /// counts while it is less than `window_ms` old.
     async fn record_verification_failure(
         &self,
         record: &str,
@@ -211,6 +280,7 @@ pub trait Store: Send + Sync + 'static {
     async fn clear_verification_failures(&self, record: &str) -> Result<(), StoreError>;
 
     /// Store the hash of a one-time reset code for `patient_ref`, replacing any earlier one.
+    /// `max_checks` = 0 stores nothing (and voids any earlier code).
     async fn put_reset_code(
         &self,
         patient_ref: &str,
@@ -219,7 +289,8 @@ pub trait Store: Send + Sync + 'static {
         expires_at_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// Check a code hash for `patient_ref`: single use, at most `max_checks` tries.
+    /// Check a code hash for `patient_ref`: single use, at most `max_checks` tries. A code is
+    /// live while `now_ms` < its `expires_at_ms`.
     async fn check_reset_code(
         &self,
         patient_ref: &str,

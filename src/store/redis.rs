@@ -1,0 +1,790 @@
+//! The shared store: several careline nodes on one Redis.
+//!
+//! Every change that touches more than one value is one Lua script (`src/store/lua/*.lua`), so
+//! Redis runs it whole or not at all and no other node sees it half done: that is what makes a
+//! reservation exactly-once across nodes. The key schema, each script's keys and arguments, and
+//! why the keys are grouped as they are, are in `docs/redis.md`.
+//!
+//! The connection is a [`ConnectionManager`]: it reconnects on its own after Redis restarts.
+//! Every operation has a deadline; an unreachable or silent Redis is [`StoreError::Unavailable`]
+//! within it, so a caller who needs a queue hears the apology instead of dead air.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, RedisResult, Script, ScriptInvocation, Value};
+use serde::{Deserialize, Serialize};
+
+use super::memory::{candidate_order, priority_rank, time_rank};
+use super::{
+    AgentActivity, AgentRecord, AgentStatus, CodeCheck, MissedOffer, QueuedCall, Reservation,
+    Store, StoreError, Strategy, day_of,
+};
+
+/// A connection attempt that takes longer than this has failed.
+const CONNECTION_TIMEOUT: Duration = Duration::from_millis(500);
+/// A command whose answer takes longer than this has failed (the library's default, 500 ms, is
+/// tight for a loaded Redis; scripts here run in microseconds).
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Reconnection attempts after a lost connection, before an operation fails.
+const RECONNECT_ATTEMPTS: usize = 2;
+/// Whatever happens inside, an operation answers within this.
+const OPERATION_DEADLINE: Duration = Duration::from_millis(2500);
+
+/// The [`Store`] for several nodes: `[store] url` set.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    keys: Keys,
+    scripts: Scripts,
+}
+
+/// Key names. Routing keys share one hash tag, `{<prefix>:routing}`: the reserve script reads
+/// and writes the waiting set, the calls and the agents together, and agents serve every queue,
+/// so on Redis Cluster all of them must live in one slot. Identity keys each touch one record
+/// and carry their own tag, so they spread over the cluster.
+struct Keys {
+    prefix: String,
+    /// Sorted set, all scores 0: member = queue, NUL, priority rank, time rank, call id.
+    waiting: String,
+    /// Hash: call id → call JSON (waiting or reserved).
+    calls: String,
+    /// Hash: call id → agent id, for reserved calls.
+    reserved: String,
+    /// Hash: agent id → agent JSON.
+    agents: String,
+    /// Hash: queue → the agent it served last (`round_robin`).
+    last_served: String,
+    /// String: the id of the data set (see [`Store::data_epoch`]).
+    epoch: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let routing = |name: &str| format!("{{{prefix}:routing}}:{name}");
+        Keys {
+            prefix: prefix.to_owned(),
+            waiting: routing("waiting"),
+            calls: routing("calls"),
+            reserved: routing("reserved"),
+            agents: routing("agents"),
+            last_served: routing("last_served"),
+            epoch: routing("epoch"),
+        }
+    }
+
+    /// Sorted set of failure times for one claimed record.
+    fn failures(&self, record: &str) -> String {
+        format!("{}:failures:{{{record}}}", self.prefix)
+    }
+
+    /// Hash of one patient's reset code.
+    fn reset_code(&self, patient_ref: &str) -> String {
+        format!("{}:reset_code:{{{patient_ref}}}", self.prefix)
+    }
+}
+
+macro_rules! routing_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+struct Scripts {
+    enqueue: Script,
+    remove_call: Script,
+    waiting: Script,
+    position: Script,
+    reserve: Script,
+    offer_answered: Script,
+    offer_missed: Script,
+    call_finished: Script,
+    set_agent_status: Script,
+    register_agents: Script,
+    data_epoch: Script,
+    record_failure: Script,
+    put_reset_code: Script,
+    check_reset_code: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            enqueue: routing_script!("enqueue.lua"),
+            remove_call: routing_script!("remove_call.lua"),
+            waiting: routing_script!("waiting.lua"),
+            position: routing_script!("position.lua"),
+            reserve: routing_script!("reserve.lua"),
+            offer_answered: routing_script!("offer_answered.lua"),
+            offer_missed: routing_script!("offer_missed.lua"),
+            call_finished: routing_script!("call_finished.lua"),
+            set_agent_status: routing_script!("set_agent_status.lua"),
+            register_agents: Script::new(include_str!("lua/register_agents.lua")),
+            data_epoch: Script::new(include_str!("lua/data_epoch.lua")),
+            record_failure: Script::new(include_str!("lua/record_failure.lua")),
+            put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
+            check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
+        }
+    }
+}
+
+/// A call as the scripts keep it.
+#[derive(Serialize, Deserialize)]
+struct StoredCall {
+    call_sid: String,
+    queue: String,
+    node: String,
+    enqueued_at_ms: i64,
+    priority: i32,
+    verification_failed: bool,
+    /// Its member in the waiting set, kept so the scripts can put it back in the same place.
+    rank: String,
+}
+
+/// An agent as the scripts keep it: flat, without nulls (Lua's cjson has no good `null`).
+#[derive(Serialize, Deserialize)]
+struct StoredAgent {
+    status: AgentStatus,
+    state: String,
+    call_sid: String,
+    since_ms: i64,
+    until_ms: i64,
+    idle_since_ms: i64,
+    status_changed_ms: i64,
+    calls_today: u32,
+    calls_day: i64,
+    missed_in_a_row: u32,
+}
+
+impl StoredAgent {
+    fn new(now_ms: i64) -> StoredAgent {
+        StoredAgent {
+            status: AgentStatus::Offline,
+            state: "idle".to_owned(),
+            call_sid: String::new(),
+            since_ms: 0,
+            until_ms: 0,
+            idle_since_ms: now_ms,
+            status_changed_ms: now_ms,
+            calls_today: 0,
+            calls_day: day_of(now_ms),
+            missed_in_a_row: 0,
+        }
+    }
+
+    fn into_record(self, id: String, key: &str) -> Result<AgentRecord, StoreError> {
+        let activity = match self.state.as_str() {
+            "idle" => AgentActivity::Idle,
+            "reserved" => AgentActivity::Reserved {
+                call_sid: self.call_sid,
+                since_ms: self.since_ms,
+            },
+            "on_call" => AgentActivity::OnCall {
+                call_sid: self.call_sid,
+                since_ms: self.since_ms,
+            },
+            "wrap_up" => AgentActivity::WrapUp {
+                until_ms: self.until_ms,
+            },
+            other => {
+                return Err(corrupt(
+                    key,
+                    format!("agent `{id}` has unknown state `{other}`"),
+                ));
+            }
+        };
+        Ok(AgentRecord {
+            id,
+            status: self.status,
+            activity,
+            idle_since_ms: self.idle_since_ms,
+            status_changed_ms: self.status_changed_ms,
+            calls_today: self.calls_today,
+            calls_day: self.calls_day,
+            missed_in_a_row: self.missed_in_a_row,
+        })
+    }
+}
+
+/// The waiting-set member of a call: lexicographic order is service order.
+fn rank(call: &QueuedCall) -> String {
+    format!(
+        "{}\0{:08x}{:016x}{}",
+        call.queue,
+        priority_rank(call.priority),
+        time_rank(call.enqueued_at_ms),
+        call.call_sid
+    )
+}
+
+fn corrupt(key: &str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::LongestIdle => "longest_idle",
+        Strategy::RoundRobin => "round_robin",
+        Strategy::FewestCalls => "fewest_calls",
+    }
+}
+
+fn status_name(status: AgentStatus) -> &'static str {
+    match status {
+        AgentStatus::Available => "available",
+        AgentStatus::Break => "break",
+        AgentStatus::Offline => "offline",
+    }
+}
+
+/// What a Redis failure means to careline.
+fn store_error(error: RedisError) -> StoreError {
+    if let Some(code) = error.code() {
+        // Errors raised by a script end with " script: <sha>, on @user_script:<line>."
+        let detail = error.detail().unwrap_or_default();
+        let detail = detail.split(" script: ").next().unwrap_or_default().trim();
+        match code {
+            "CORRUPT" => {
+                let (key, detail) = detail.split_once(' ').unwrap_or((detail, ""));
+                return corrupt(key, detail);
+            }
+            "UNKNOWN_AGENT" => return StoreError::UnknownAgent(detail.to_owned()),
+            "WRONGTYPE" => return corrupt("(a careline key)", format!("WRONGTYPE {detail}")),
+            _ => {}
+        }
+    }
+    if error.is_timeout() {
+        return StoreError::Unavailable(format!(
+            "Redis did not answer within {} ms",
+            RESPONSE_TIMEOUT.as_millis()
+        ));
+    }
+    if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+        return StoreError::Unavailable(format!("cannot reach Redis: {error}"));
+    }
+    match error.kind() {
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
+            corrupt("(reply)", error.to_string())
+        }
+        _ => StoreError::Unavailable(format!("Redis refused the command: {error}")),
+    }
+}
+
+fn text(value: Value, key: &str, what: &str) -> Result<String, StoreError> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|_| corrupt(key, format!("{what} is not UTF-8")))
+        }
+        Value::SimpleString(text) => Ok(text),
+        Value::VerbatimString { text, .. } => Ok(text),
+        other => Err(corrupt(key, format!("{what} is not text: {other:?}"))),
+    }
+}
+
+fn integer(value: Value, key: &str, what: &str) -> Result<i64, StoreError> {
+    match value {
+        Value::Int(n) => Ok(n),
+        other => Err(corrupt(key, format!("{what} is not an integer: {other:?}"))),
+    }
+}
+
+fn array(value: Value, key: &str, what: &str) -> Result<Vec<Value>, StoreError> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        other => Err(corrupt(key, format!("{what} is not a list: {other:?}"))),
+    }
+}
+
+fn json<T: for<'de> Deserialize<'de>>(raw: &str, key: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|error| corrupt(key, format!("{what}: {error}")))
+}
+
+fn queued_call(value: Value, key: &str) -> Result<QueuedCall, StoreError> {
+    let raw = text(value, key, "a call")?;
+    let stored: StoredCall = json(&raw, key, "a call")?;
+    Ok(QueuedCall {
+        call_sid: stored.call_sid,
+        queue: stored.queue,
+        node: stored.node,
+        enqueued_at_ms: stored.enqueued_at_ms,
+        priority: stored.priority,
+        verification_failed: stored.verification_failed,
+    })
+}
+
+fn agent_record(id: String, value: Value, key: &str) -> Result<AgentRecord, StoreError> {
+    let raw = text(value, key, "an agent")?;
+    let stored: StoredAgent = json(&raw, key, &format!("agent `{id}`"))?;
+    stored.into_record(id, key)
+}
+
+impl RedisStore {
+    /// Connect to the Redis at `url`, keeping careline's keys under `key_prefix`. Fails when
+    /// Redis cannot be reached now.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = client(url, key_prefix)?;
+        let connecting = ConnectionManager::new_with_config(client, manager_config());
+        let connection = match tokio::time::timeout(OPERATION_DEADLINE, connecting).await {
+            Ok(result) => result.map_err(store_error)?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no connection to Redis within {} ms",
+                    OPERATION_DEADLINE.as_millis()
+                )));
+            }
+        };
+        Ok(RedisStore::with_connection(connection, key_prefix))
+    }
+
+    /// Like [`RedisStore::connect`], but connects on first use: a node can start while Redis is
+    /// down, and its operations fail with [`StoreError::Unavailable`] until Redis is back.
+    pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
+        let client = client(url, key_prefix)?;
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config())
+            .map_err(store_error)?;
+        Ok(RedisStore::with_connection(connection, key_prefix))
+    }
+
+    fn with_connection(connection: ConnectionManager, key_prefix: &str) -> RedisStore {
+        RedisStore {
+            connection,
+            keys: Keys::new(key_prefix),
+            scripts: Scripts::new(),
+        }
+    }
+
+    /// One Redis exchange within the operation deadline; the outer error is the deadline.
+    async fn exchange<F, Fut>(&self, attempt: F) -> Result<RedisResult<Value>, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<Value>>,
+    {
+        tokio::time::timeout(OPERATION_DEADLINE, attempt(self.connection.clone()))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "Redis did not answer within {} ms",
+                    OPERATION_DEADLINE.as_millis()
+                ))
+            })
+    }
+
+    async fn script_once(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<RedisResult<Value>, StoreError> {
+        self.exchange(
+            |mut connection| async move { invocation.invoke_async(&mut connection).await },
+        )
+        .await
+    }
+
+    /// Run a script once: for changes that must not happen twice if an answer was lost.
+    async fn run(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        self.script_once(invocation).await?.map_err(store_error)
+    }
+
+    /// Run a script that is safe to repeat, once more if the connection had dropped: the first
+    /// command after a Redis restart finds the old connection dead and starts the reconnect.
+    async fn run_idempotent(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        match self.script_once(invocation).await? {
+            Err(error) if error.is_connection_dropped() => self.run(invocation).await,
+            result => result.map_err(store_error),
+        }
+    }
+
+    /// Run a plain command (each is safe to repeat), once more if the connection had dropped.
+    async fn command(&self, command: &redis::Cmd) -> Result<Value, StoreError> {
+        let once = || {
+            self.exchange(|mut connection| async move {
+                command.query_async::<Value>(&mut connection).await
+            })
+        };
+        match once().await? {
+            Err(error) if error.is_connection_dropped() => once().await?.map_err(store_error),
+            result => result.map_err(store_error),
+        }
+    }
+}
+
+fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
+    if key_prefix.contains(['{', '}']) {
+        return Err(StoreError::Config(format!(
+            "key_prefix `{key_prefix}` contains `{{` or `}}`, which would break the Redis Cluster \
+             hash tags careline puts around it; use letters, digits, `-`, `_` or `:`"
+        )));
+    }
+    // The URL may carry a password: it is never repeated in a message.
+    Client::open(url).map_err(|error| {
+        StoreError::Config(format!(
+            "url (or CARELINE_REDIS_URL) is not a Redis URL ({}); expected \
+             redis://[:password@]host[:port][/db]",
+            error.category()
+        ))
+    })
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_ATTEMPTS)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(400))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self.command(&redis::cmd("PING")).await? {
+            Value::SimpleString(_) | Value::Okay | Value::BulkString(_) => Ok(()),
+            other => Err(corrupt("(ping)", format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn data_epoch(&self) -> Result<String, StoreError> {
+        let mut invocation = self.scripts.data_epoch.prepare_invoke();
+        invocation
+            .key(&self.keys.epoch)
+            .arg(format!("{:016x}", rand::random::<u64>()));
+        let value = self.run_idempotent(&invocation).await?;
+        text(value, &self.keys.epoch, "the data epoch")
+    }
+
+    async fn enqueue(&self, call: &QueuedCall) -> Result<(), StoreError> {
+        let rank = rank(call);
+        let stored = StoredCall {
+            call_sid: call.call_sid.clone(),
+            queue: call.queue.clone(),
+            node: call.node.clone(),
+            enqueued_at_ms: call.enqueued_at_ms,
+            priority: call.priority,
+            verification_failed: call.verification_failed,
+            rank: rank.clone(),
+        };
+        let stored = serde_json::to_string(&stored)
+            .map_err(|error| corrupt(&self.keys.calls, format!("a call: {error}")))?;
+        let mut invocation = self.scripts.enqueue.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .arg(&call.call_sid)
+            .arg(stored)
+            .arg(rank)
+            .arg(&call.node);
+        self.run_idempotent(&invocation).await?;
+        Ok(())
+    }
+
+    async fn remove_call(&self, call_sid: &str) -> Result<Option<QueuedCall>, StoreError> {
+        let mut invocation = self.scripts.remove_call.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .arg(call_sid);
+        match self.run(&invocation).await? {
+            Value::Nil => Ok(None),
+            value => queued_call(value, &self.keys.calls).map(Some),
+        }
+    }
+
+    async fn waiting(&self, queue: &str) -> Result<Vec<QueuedCall>, StoreError> {
+        let mut invocation = self.scripts.waiting.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .arg(queue);
+        let value = self.run_idempotent(&invocation).await?;
+        array(value, &self.keys.waiting, "the waiting calls")?
+            .into_iter()
+            .map(|call| queued_call(call, &self.keys.calls))
+            .collect()
+    }
+
+    async fn position(&self, queue: &str, call_sid: &str) -> Result<Option<usize>, StoreError> {
+        let mut invocation = self.scripts.position.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .arg(queue)
+            .arg(call_sid);
+        match self.run_idempotent(&invocation).await? {
+            Value::Nil => Ok(None),
+            value => {
+                let place = integer(value, &self.keys.waiting, "a place")?;
+                usize::try_from(place)
+                    .map(Some)
+                    .map_err(|_| corrupt(&self.keys.waiting, format!("place {place}")))
+            }
+        }
+    }
+
+    async fn register_agents(&self, agent_ids: &[String], now_ms: i64) -> Result<(), StoreError> {
+        if agent_ids.is_empty() {
+            return Ok(());
+        }
+        let fresh = serde_json::to_string(&StoredAgent::new(now_ms))
+            .map_err(|error| corrupt(&self.keys.agents, format!("an agent: {error}")))?;
+        let mut invocation = self.scripts.register_agents.prepare_invoke();
+        invocation.key(&self.keys.agents);
+        for id in agent_ids {
+            invocation.arg(id).arg(&fresh);
+        }
+        self.run_idempotent(&invocation).await?;
+        Ok(())
+    }
+
+    async fn set_agent_status(
+        &self,
+        agent_id: &str,
+        status: AgentStatus,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let mut invocation = self.scripts.set_agent_status.prepare_invoke();
+        invocation
+            .key(&self.keys.agents)
+            .arg(agent_id)
+            .arg(status_name(status))
+            .arg(now_ms);
+        let value = self.run_idempotent(&invocation).await?;
+        agent_record(agent_id.to_owned(), value, &self.keys.agents)
+    }
+
+    async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(&self.keys.agents);
+        let key = &self.keys.agents;
+        let pairs = match self.command(&command).await? {
+            Value::Map(pairs) => pairs,
+            value => {
+                let mut flat = array(value, key, "the agents")?.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(id), Some(agent)) = (flat.next(), flat.next()) {
+                    pairs.push((id, agent));
+                }
+                pairs
+            }
+        };
+        let mut agents = pairs
+            .into_iter()
+            .map(|(id, agent)| agent_record(text(id, key, "an agent id")?, agent, key))
+            .collect::<Result<Vec<_>, _>>()?;
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(agents)
+    }
+
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let mut command = redis::cmd("HGET");
+        command.arg(&self.keys.agents).arg(agent_id);
+        match self.command(&command).await? {
+            Value::Nil => Ok(None),
+            value => agent_record(agent_id.to_owned(), value, &self.keys.agents).map(Some),
+        }
+    }
+
+    async fn reserve(
+        &self,
+        queue: &str,
+        node: &str,
+        candidates: &[String],
+        strategy: Strategy,
+        now_ms: i64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let mut invocation = self.scripts.reserve.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .key(&self.keys.last_served)
+            .arg(queue)
+            .arg(node)
+            .arg(strategy_name(strategy))
+            .arg(now_ms)
+            .arg(day_of(now_ms));
+        for id in candidate_order(candidates) {
+            invocation.arg(id);
+        }
+        let value = self.run(&invocation).await?;
+        if value == Value::Nil {
+            return Ok(None);
+        }
+        let mut pair = array(value, &self.keys.reserved, "a reservation")?.into_iter();
+        let (Some(call), Some(agent_id), None) = (pair.next(), pair.next(), pair.next()) else {
+            return Err(corrupt(&self.keys.reserved, "a reservation is not a pair"));
+        };
+        Ok(Some(Reservation {
+            call: queued_call(call, &self.keys.calls)?,
+            agent_id: text(agent_id, &self.keys.reserved, "an agent id")?,
+            reserved_at_ms: now_ms,
+        }))
+    }
+
+    async fn offer_answered(
+        &self,
+        agent_id: &str,
+        call_sid: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.offer_answered.prepare_invoke();
+        invocation
+            .key(&self.keys.agents)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .arg(agent_id)
+            .arg(call_sid)
+            .arg(now_ms)
+            .arg(day_of(now_ms));
+        self.run(&invocation).await?;
+        Ok(())
+    }
+
+    async fn offer_missed(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        max_missed: u32,
+        now_ms: i64,
+    ) -> Result<MissedOffer, StoreError> {
+        let mut invocation = self.scripts.offer_missed.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .arg(agent_id)
+            .arg(&call.call_sid)
+            .arg(max_missed)
+            .arg(now_ms);
+        let value = self.run(&invocation).await?;
+        match text(value, &self.keys.agents, "a missed offer's outcome")?.as_str() {
+            "idle" => Ok(MissedOffer::BackToIdle),
+            "break" => Ok(MissedOffer::PutOnBreak),
+            other => Err(corrupt(
+                &self.keys.agents,
+                format!("unknown missed-offer outcome `{other}`"),
+            )),
+        }
+    }
+
+    async fn call_finished(
+        &self,
+        agent_id: &str,
+        call_sid: &str,
+        wrap_up_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.call_finished.prepare_invoke();
+        invocation
+            .key(&self.keys.agents)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .arg(agent_id)
+            .arg(call_sid)
+            .arg(wrap_up_until_ms)
+            .arg(day_of(now_ms));
+        self.run(&invocation).await?;
+        Ok(())
+    }
+
+    async fn record_verification_failure(
+        &self,
+        record: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<u32, StoreError> {
+        let key = self.keys.failures(record);
+        let mut invocation = self.scripts.record_failure.prepare_invoke();
+        invocation
+            .key(&key)
+            .arg(now_ms)
+            .arg(window_ms)
+            .arg(format!("{now_ms}:{:016x}", rand::random::<u64>()));
+        let count = integer(self.run(&invocation).await?, &key, "a failure count")?;
+        u32::try_from(count).map_err(|_| corrupt(&key, format!("failure count {count}")))
+    }
+
+    async fn verification_failures(
+        &self,
+        record: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<u32, StoreError> {
+        let key = self.keys.failures(record);
+        let mut command = redis::cmd("ZCOUNT");
+        command
+            .arg(&key)
+            .arg(format!("({}", now_ms.saturating_sub(window_ms)))
+            .arg("+inf");
+        let count = integer(self.command(&command).await?, &key, "a count")?;
+        u32::try_from(count).map_err(|_| corrupt(&key, format!("failure count {count}")))
+    }
+
+    async fn clear_verification_failures(&self, record: &str) -> Result<(), StoreError> {
+        let mut command = redis::cmd("DEL");
+        command.arg(self.keys.failures(record));
+        self.command(&command).await?;
+        Ok(())
+    }
+
+    async fn put_reset_code(
+        &self,
+        patient_ref: &str,
+        code_hash: &str,
+        max_checks: u32,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.put_reset_code.prepare_invoke();
+        invocation
+            .key(self.keys.reset_code(patient_ref))
+            .arg(code_hash)
+            .arg(max_checks)
+            .arg(expires_at_ms);
+        self.run_idempotent(&invocation).await?;
+        Ok(())
+    }
+
+    async fn check_reset_code(
+        &self,
+        patient_ref: &str,
+        code_hash: &str,
+        now_ms: i64,
+    ) -> Result<CodeCheck, StoreError> {
+        let key = self.keys.reset_code(patient_ref);
+        let mut invocation = self.scripts.check_reset_code.prepare_invoke();
+        invocation.key(&key).arg(code_hash).arg(now_ms);
+        let mut answer = array(self.run(&invocation).await?, &key, "a code check")?.into_iter();
+        let verdict = match answer.next() {
+            Some(verdict) => text(verdict, &key, "a code check")?,
+            None => return Err(corrupt(&key, "empty code check")),
+        };
+        match (verdict.as_str(), answer.next()) {
+            ("valid", None) => Ok(CodeCheck::Valid {
+                patient_ref: patient_ref.to_owned(),
+            }),
+            ("none", None) => Ok(CodeCheck::NoCode),
+            ("wrong", Some(left)) => {
+                let left = integer(left, &key, "checks left")?;
+                let checks_left = u32::try_from(left)
+                    .map_err(|_| corrupt(&key, format!("checks left {left}")))?;
+                Ok(CodeCheck::Wrong { checks_left })
+            }
+            _ => Err(corrupt(&key, format!("unknown code check `{verdict}`"))),
+        }
+    }
+}

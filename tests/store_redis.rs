@@ -1,0 +1,376 @@
+//! What only the Redis store has to get right: its key schema, sharing one Redis between
+//! deployments, and staying honest when Redis is down, frozen, restarted empty, or holds data
+//! careline did not write. (Behaviour shared with the memory store is in the conformance suite.)
+
+use careline::store::redis::RedisStore;
+use careline::store::test_redis::TestRedis;
+use careline::store::{AgentStatus, QueuedCall, Store, StoreError, Strategy};
+use redis::AsyncCommands;
+
+const T0: i64 = 1_767_268_800_000;
+const DAY: i64 = 86_400_000;
+
+fn portal_call(sid: &str, enqueued_at_ms: i64) -> QueuedCall {
+    QueuedCall {
+        call_sid: sid.to_owned(),
+        queue: "portal".to_owned(),
+        node: "node-a".to_owned(),
+        enqueued_at_ms,
+        priority: 0,
+        verification_failed: false,
+    }
+}
+
+fn start_redis() -> TestRedis {
+    TestRedis::start().expect("a redis-server of our own")
+}
+
+async fn raw(server: &TestRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("test URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection to the test redis-server")
+}
+
+async fn waiting_sids(store: &dyn Store) -> Vec<String> {
+    store
+        .waiting("portal")
+        .await
+        .expect("waiting")
+        .into_iter()
+        .map(|call| call.call_sid)
+        .collect()
+}
+
+/// A few attempts while the connection manager notices the server came back.
+async fn eventually<T>(mut attempt: impl AsyncFnMut() -> Result<T, StoreError>) -> T {
+    let mut last = None;
+    for _ in 0..40 {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the store never recovered: {last:?}");
+}
+
+#[tokio::test]
+async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
+    let server = start_redis();
+    let store = RedisStore::connect(&server.url(), "clinic")
+        .await
+        .expect("connect");
+    store
+        .register_agents(&["anguyen".to_owned()], T0)
+        .await
+        .expect("register");
+    store
+        .set_agent_status("anguyen", AgentStatus::Available, T0)
+        .await
+        .expect("available");
+    store
+        .enqueue(&portal_call("CA1", T0))
+        .await
+        .expect("enqueue");
+    store
+        .enqueue(&portal_call("CA2", T0))
+        .await
+        .expect("enqueue");
+    store
+        .reserve(
+            "portal",
+            "node-a",
+            &["anguyen".to_owned()],
+            Strategy::RoundRobin,
+            T0,
+        )
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    store.data_epoch().await.expect("epoch");
+    store
+        .record_verification_failure("rec-9c1e", DAY, T0)
+        .await
+        .expect("failure");
+    store
+        .put_reset_code("pt-42", "hash", 5, T0 + 600_000)
+        .await
+        .expect("code");
+
+    let mut redis = raw(&server).await;
+    let mut keys: Vec<String> = redis.keys("*").await.expect("KEYS");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "clinic:failures:{rec-9c1e}",
+            "clinic:reset_code:{pt-42}",
+            "{clinic:routing}:agents",
+            "{clinic:routing}:calls",
+            "{clinic:routing}:epoch",
+            "{clinic:routing}:last_served",
+            "{clinic:routing}:reserved",
+            "{clinic:routing}:waiting",
+        ]
+    );
+    // Identity keys clear themselves away; routing keys live as long as the calls and agents.
+    for key in ["clinic:failures:{rec-9c1e}", "clinic:reset_code:{pt-42}"] {
+        let ttl: i64 = redis.pttl(key).await.expect("PTTL");
+        assert!(ttl > 0, "{key} has no expiry");
+    }
+    let failures_ttl: i64 = redis
+        .pttl("clinic:failures:{rec-9c1e}")
+        .await
+        .expect("PTTL");
+    assert!(failures_ttl <= DAY);
+    let agents_ttl: i64 = redis.pttl("{clinic:routing}:agents").await.expect("PTTL");
+    assert_eq!(agents_ttl, -1);
+}
+
+#[tokio::test]
+async fn two_deployments_on_one_redis_do_not_see_each_other() {
+    let server = start_redis();
+    let north = RedisStore::connect(&server.url(), "north")
+        .await
+        .expect("connect");
+    let south = RedisStore::connect(&server.url(), "south")
+        .await
+        .expect("connect");
+    north
+        .enqueue(&portal_call("CA-north", T0))
+        .await
+        .expect("enqueue");
+    south
+        .enqueue(&portal_call("CA-south", T0))
+        .await
+        .expect("enqueue");
+    north
+        .record_verification_failure("rec-1", DAY, T0)
+        .await
+        .expect("failure");
+
+    assert_eq!(waiting_sids(&north).await, ["CA-north"]);
+    assert_eq!(waiting_sids(&south).await, ["CA-south"]);
+    assert_eq!(
+        south
+            .verification_failures("rec-1", DAY, T0)
+            .await
+            .expect("count"),
+        0
+    );
+    assert_ne!(
+        north.data_epoch().await.expect("epoch"),
+        south.data_epoch().await.expect("epoch")
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_is_down_is_reported_as_unavailable_and_rejoined_when_back() {
+    let mut server = start_redis();
+    server.stop();
+
+    let refused = RedisStore::connect(&server.url(), "careline").await;
+    let Err(StoreError::Unavailable(message)) = refused else {
+        panic!("connecting to a stopped Redis must fail as unavailable");
+    };
+    assert!(message.contains("Redis"), "{message}");
+
+    // A node may start while Redis is down, and carry on once it is back.
+    let store = RedisStore::connect_lazy(&server.url(), "careline").expect("lazy store");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.enqueue(&portal_call("CA1", T0)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let reserve = store
+        .reserve(
+            "portal",
+            "node-a",
+            &["anguyen".to_owned()],
+            Strategy::LongestIdle,
+            T0,
+        )
+        .await;
+    assert!(matches!(reserve, Err(StoreError::Unavailable(_))));
+
+    server.start_again().expect("redis-server back");
+    eventually(async || store.ping().await).await;
+    store
+        .enqueue(&portal_call("CA1", T0))
+        .await
+        .expect("enqueue");
+    assert_eq!(waiting_sids(&store).await, ["CA1"]);
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_fails_operations_instead_of_hanging_them() {
+    let server = start_redis();
+    let store = RedisStore::connect(&server.url(), "careline")
+        .await
+        .expect("connect");
+    store
+        .enqueue(&portal_call("CA1", T0))
+        .await
+        .expect("enqueue");
+
+    server.freeze().expect("freeze redis-server");
+    let position = store.position("portal", "CA1").await;
+    server.thaw().expect("thaw redis-server");
+    let Err(StoreError::Unavailable(message)) = position else {
+        panic!("a frozen Redis must fail the operation, got {position:?}");
+    };
+    assert!(message.contains("did not answer"), "{message}");
+
+    let place = eventually(async || store.position("portal", "CA1").await).await;
+    assert_eq!(place, Some(1));
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_nodes_put_their_calls_back_in_their_original_places() {
+    let mut server = start_redis();
+    let store = RedisStore::connect(&server.url(), "careline")
+        .await
+        .expect("connect");
+    let agents = vec!["anguyen".to_owned()];
+    store.register_agents(&agents, T0).await.expect("register");
+    let calls = [
+        portal_call("CA1", T0 + 1_000),
+        portal_call("CA2", T0 + 2_000),
+        portal_call("CA3", T0 + 3_000),
+    ];
+    for call in &calls {
+        store.enqueue(call).await.expect("enqueue");
+    }
+    let epoch_before = store.data_epoch().await.expect("epoch");
+
+    server.restart().expect("restart redis-server");
+
+    // The node notices through the epoch, then registers what it carries again.
+    let epoch_after = eventually(async || store.data_epoch().await).await;
+    assert_ne!(
+        epoch_after, epoch_before,
+        "an emptied Redis gets a new epoch"
+    );
+    assert!(waiting_sids(&store).await.is_empty());
+    store
+        .register_agents(&agents, T0 + 10_000)
+        .await
+        .expect("register");
+    for call in [&calls[2], &calls[0], &calls[1]] {
+        store.enqueue(call).await.expect("re-enqueue");
+    }
+    assert_eq!(waiting_sids(&store).await, ["CA1", "CA2", "CA3"]);
+    store
+        .enqueue(&portal_call("CA4", T0 + 20_000))
+        .await
+        .expect("a new caller");
+    assert_eq!(
+        store.position("portal", "CA4").await.expect("position"),
+        Some(4)
+    );
+
+    store
+        .set_agent_status("anguyen", AgentStatus::Available, T0 + 20_000)
+        .await
+        .expect("available");
+    let reservation = store
+        .reserve(
+            "portal",
+            "node-a",
+            &agents,
+            Strategy::LongestIdle,
+            T0 + 21_000,
+        )
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert_eq!(reservation.call, calls[0]);
+}
+
+#[tokio::test]
+async fn data_careline_did_not_write_is_reported_not_trusted() {
+    let server = start_redis();
+    let store = RedisStore::connect(&server.url(), "careline")
+        .await
+        .expect("connect");
+    let mut redis = raw(&server).await;
+    let _: () = redis
+        .hset("{careline:routing}:agents", "anguyen", "{not json")
+        .await
+        .expect("HSET");
+    let _: () = redis
+        .hset(
+            "{careline:routing}:agents",
+            "bkim",
+            r#"{"status":"available"}"#,
+        )
+        .await
+        .expect("HSET");
+
+    assert!(matches!(
+        store.agent("anguyen").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.agents().await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    let status = store.set_agent_status("bkim", AgentStatus::Break, T0).await;
+    let Err(StoreError::Corrupt { key, detail }) = status else {
+        panic!("an agent record without its fields is corrupt, got {status:?}");
+    };
+    assert_eq!(key, "{careline:routing}:agents");
+    assert!(detail.contains("bkim"), "{detail}");
+
+    store
+        .enqueue(&portal_call("CA1", T0))
+        .await
+        .expect("enqueue");
+    let reserve = store
+        .reserve(
+            "portal",
+            "node-a",
+            &["anguyen".to_owned(), "bkim".to_owned()],
+            Strategy::LongestIdle,
+            T0,
+        )
+        .await;
+    assert!(
+        matches!(reserve, Err(StoreError::Corrupt { .. })),
+        "{reserve:?}"
+    );
+
+    let _: () = redis
+        .set("careline:reset_code:{pt-1}", "a string, not a hash")
+        .await
+        .expect("SET");
+    let check = store.check_reset_code("pt-1", "hash", T0).await;
+    assert!(
+        matches!(check, Err(StoreError::Corrupt { .. })),
+        "{check:?}"
+    );
+}
+
+#[tokio::test]
+async fn unusable_store_settings_are_refused_with_what_to_do() {
+    let braces = RedisStore::connect_lazy("redis://127.0.0.1:1/", "care{line}");
+    let Err(StoreError::Config(message)) = braces else {
+        panic!("a key prefix with braces must be refused");
+    };
+    assert!(message.contains("key_prefix"), "{message}");
+
+    let not_redis = RedisStore::connect_lazy("http://:s3cret@example.org/", "careline");
+    let Err(StoreError::Config(message)) = not_redis else {
+        panic!("a URL that is not redis:// must be refused");
+    };
+    assert!(
+        !message.contains("s3cret"),
+        "the password leaked: {message}"
+    );
+    assert!(message.contains("redis://"), "{message}");
+}
