@@ -18,6 +18,7 @@ async fn the_example_help_desk_answers_and_routes_a_caller_to_a_person() {
     // The example's public_url names port 8080; this test listens wherever the OS put it.
     loaded.config.server.public_url = base_url.clone();
     let state = AppState::load(&loaded)
+        .await
         .unwrap_or_else(|error| panic!("{error}"))
         .state;
     let shutdown = CancellationToken::new();

@@ -25,15 +25,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for warning in report.warnings() {
         tracing::warn!("{warning}");
     }
-    let server::Loaded {
-        state,
-        prompt_load_time,
-    } = AppState::load(&loaded)?;
-    tracing::info!(
-        prompts = state.prompts.len(),
-        millis = prompt_load_time.as_millis() as u64,
-        "prompts loaded and resampled"
-    );
     let listen = args
         .listen
         .unwrap_or_else(|| loaded.config.server.listen.clone());
@@ -44,8 +35,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let server::Loaded {
+            state,
+            prompt_load_time,
+        } = AppState::load(&loaded).await?;
+        tracing::info!(
+            prompts = state.prompts.len(),
+            millis = prompt_load_time.as_millis() as u64,
+            "prompts loaded and resampled"
+        );
         let listener = server::bind(addr).await?;
-        tracing::info!(%addr, public_url = %state.public_base, "careline listening");
+        tracing::info!(
+            %addr,
+            public_url = %state.public_base,
+            store = state.store.kind(),
+            identity = state.identity.is_some(),
+            "careline listening"
+        );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         server::serve(listener, state, shutdown, grace)

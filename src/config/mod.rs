@@ -61,18 +61,11 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
-    /// Resolve a path from the config relative to the config file's directory.
+    /// Resolve a path from the configuration. Relative paths are relative to the working
+    /// directory careline runs in (the project root for the example: `prompts`,
+    /// `config/directory.jsonl`); production configurations should use absolute paths.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            return path.to_path_buf();
-        }
-        let base = self.path.parent().unwrap_or_else(|| Path::new("."));
-        // `config/careline.toml` names `prompts` meaning the project's prompts, as run from the
-        // project root; a path that exists relative to the working directory wins.
-        if path.exists() {
-            return path.to_path_buf();
-        }
-        base.join(path)
+        path.to_path_buf()
     }
 
     pub fn prompts_dir(&self) -> PathBuf {

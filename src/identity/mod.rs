@@ -22,11 +22,13 @@ pub mod http;
 pub mod import;
 pub mod reset;
 pub mod secret;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use service::{IdentityService, IdentityStartError, Redemption};
 pub use audit::{AuditEntry, AuditError, AuditEvent, AuditLog, AuditOutcome};
 pub use claim::{Claim, ClaimError, DateOfBirth, SecondIdentifier};
 pub use csv::CsvError;

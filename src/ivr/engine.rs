@@ -22,19 +22,22 @@ use jiff::Timestamp;
 
 mod verify;
 
-pub use verify::{PatientRef, ResetOutcome, VerifyOutcome};
+pub use crate::identity::PatientRef;
+pub use verify::{ResetOutcome, VerifyOutcome};
 
 use super::flow::{Flow, is_key};
 use super::prompts;
 use crate::config::{CollectNode, Identifier, MenuNode, Node, ResetMethod};
 
-/// Whether this engine can run `node`. Identity and routing node types are modelled in the
-/// configuration but come with their own work; `careline check` refuses them until then.
+/// Whether this engine can run `node`. The routing node types are modelled in the configuration
+/// but come with the queue work; `careline check` refuses them until then.
 pub fn can_run(node: &Node) -> bool {
     matches!(
         node,
         Node::Menu(_)
             | Node::Collect(_)
+            | Node::Verify(_)
+            | Node::PasswordReset(_)
             | Node::Say(_)
             | Node::Hangup(_)
             | Node::Language(_)

@@ -528,7 +528,7 @@ prompt = ["goodbye"]
         let mut call = at_verify();
         key_in(&mut call, "07041976#60614#");
         let actions = call.send(Event::Verification(VerifyOutcome::Verified {
-            patient: PatientRef::new("P000123"),
+            patient: PatientRef::new("P000123").expect("valid ref"),
         }));
         assert!(
             actions
@@ -547,7 +547,7 @@ prompt = ["goodbye"]
             .expect("reset requested after verification");
         assert!(matches!(
             reset,
-            Action::RequestReset { method: ResetMethod::Code, patient, .. } if patient.expose() == "P000123"
+            Action::RequestReset { method: ResetMethod::Code, patient, .. } if patient.as_str() == "P000123"
         ));
         assert!(!format!("{reset:?}").contains("P000123"));
     }
@@ -622,7 +622,7 @@ prompt = ["goodbye"]
         let mut call = at_verify();
         key_in(&mut call, "07041976#60614#");
         call.send(Event::Verification(VerifyOutcome::Verified {
-            patient: PatientRef::new("P000123"),
+            patient: PatientRef::new("P000123").expect("valid ref"),
         }));
         call.finish_prompt();
         call.take_played();

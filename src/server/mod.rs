@@ -6,6 +6,7 @@
 //! `shutdown_grace_secs`, then closes the rest.
 
 pub mod access;
+mod api;
 pub mod calls;
 pub mod logging;
 pub mod player;
@@ -27,6 +28,11 @@ use crate::config::{LoadedConfig, Report};
 use crate::ivr::{Flow, flow::FlowError};
 use crate::media::prompt::{PromptError, PromptLibrary};
 use crate::twilio::signature::{PublicUrlError, websocket_base};
+use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Store, StoreError};
+use access::AccessPolicy;
 use calls::CallRegistry;
 
 /// Everything a request handler can reach. Cheap to clone.
@@ -45,6 +51,15 @@ pub struct AppState {
     /// Cancelled when calls in progress must close (after the shutdown grace period).
     pub force_close: CancellationToken,
     pub dtmf: crate::config::DtmfMode,
+    /// Queues, agents, lockout counters, reset codes: memory (one node) or Redis (shared).
+    pub store: Arc<dyn Store>,
+    /// Verification and reset; `None` when the configuration has no `[identity]` or its
+    /// secrets are missing (verify nodes then send callers to a person).
+    pub identity: Option<Arc<IdentityService>>,
+    /// Signs the portal's calls to careline (reset code redemption).
+    pub webhook_secret: Option<Arc<WebhookSecret>>,
+    /// Who may use `/api/*`.
+    pub access: AccessPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +81,14 @@ pub enum StartError {
     },
     #[error("server.listen `{0}` is not an address like 127.0.0.1:8080")]
     ListenAddress(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Identity(#[from] IdentityStartError),
+    #[error("{0}")]
+    Secret(#[from] crate::identity::secret::SecretError),
+    #[error("{0}")]
+    Access(#[from] access::AccessConfigError),
 }
 
 fn list(errors: &[PromptError]) -> String {
@@ -83,9 +106,41 @@ pub struct Loaded {
 }
 
 impl AppState {
-    /// Build the state from a checked configuration: compile the flow, load every prompt.
-    pub fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
+    /// Build the state from a checked configuration: compile the flow, load every prompt,
+    /// connect the store, open the patient directory. Secrets come from the environment.
+    pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
+        let store = open_store(config).await?;
+        let webhook_secret = match WebhookSecret::from_env() {
+            Ok(secret) => Some(secret),
+            Err(crate::identity::secret::SecretError::Missing { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let identity = match (&config.identity, Pepper::from_env()) {
+            (None, _) => None,
+            (Some(_), Ok(pepper)) => IdentityService::open(
+                config,
+                |path| loaded.resolve(path),
+                Arc::new(pepper),
+                webhook_secret.clone(),
+                store.clone(),
+            )?
+            .map(Arc::new),
+            (Some(_), Err(crate::identity::secret::SecretError::Missing { var })) => {
+                tracing::warn!(
+                    "{var} is not set: identity verification is off and verify nodes send callers to a person"
+                );
+                None
+            }
+            (Some(_), Err(error)) => return Err(error.into()),
+        };
+        let loopback_only = listen_address(&config.server.listen)
+            .map(|addr| addr.ip().is_loopback())
+            .unwrap_or(false);
+        let access = AccessPolicy::parse(
+            std::env::var("CARELINE_ADMIN_TOKENS").ok().as_deref(),
+            loopback_only,
+        )?;
         let flow = Flow::from_config(config)?;
         let started = Instant::now();
         let languages = config.languages();
@@ -109,10 +164,26 @@ impl AppState {
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
                 dtmf: config.ivr.dtmf,
+                store,
+                identity,
+                webhook_secret: webhook_secret.map(Arc::new),
+                access,
             },
             prompt_load_time,
         })
     }
+}
+
+/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
+pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
+    let url = std::env::var("CARELINE_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .or_else(|| config.store.url.clone());
+    Ok(match url {
+        Some(url) => Arc::new(RedisStore::connect(&url, &config.store.key_prefix).await?),
+        None => Arc::new(MemoryStore::new()),
+    })
 }
 
 pub fn router(state: AppState) -> Router {
@@ -123,6 +194,8 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/status", post(twilio_routes::status))
         .route("/twilio/dial-status", post(twilio_routes::dial_status))
         .route("/healthz", get(twilio_routes::healthz))
+        .route("/api/v1/patients/{patient_ref}/unlock", post(api::unlock_patient))
+        .route("/api/v1/reset-codes/verify", post(api::verify_reset_code))
         .with_state(state)
 }
 

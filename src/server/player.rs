@@ -23,7 +23,7 @@ pub const LEAD_MESSAGES: usize = 3;
 
 /// What the session must send, in order.
 #[derive(Debug, Clone)]
-pub enum Send {
+pub enum Outgoing {
     /// `count` chunks of `audio` from chunk `first`.
     Media {
         audio: Arc<PromptAudio>,
@@ -66,7 +66,7 @@ impl Player {
         playback: PlaybackId,
         language: &str,
         prompts: &[Arc<str>],
-        out: &mut Vec<Send>,
+        out: &mut Vec<Outgoing>,
     ) {
         let last = prompts.len().saturating_sub(1);
         for (index, id) in prompts.iter().enumerate() {
@@ -90,18 +90,18 @@ impl Player {
     }
 
     /// Drop everything queued and buffered (barge-in).
-    pub fn clear(&mut self, out: &mut Vec<Send>) {
+    pub fn clear(&mut self, out: &mut Vec<Outgoing>) {
         if self.queue.is_empty() && self.in_flight.is_empty() {
             return;
         }
         self.queue.clear();
         self.in_flight.clear();
         self.stale_through = self.next_mark;
-        out.push(Send::Clear);
+        out.push(Outgoing::Clear);
     }
 
     /// A mark came back. Returns the playback it finished, if any, and sends more audio.
-    pub fn on_mark(&mut self, name: &str, out: &mut Vec<Send>) -> Option<PlaybackId> {
+    pub fn on_mark(&mut self, name: &str, out: &mut Vec<Outgoing>) -> Option<PlaybackId> {
         let number = mark_number(name)?;
         if number <= self.stale_through {
             return None;
@@ -126,7 +126,7 @@ impl Player {
         !self.queue.is_empty() || !self.in_flight.is_empty()
     }
 
-    fn pump(&mut self, out: &mut Vec<Send>) {
+    fn pump(&mut self, out: &mut Vec<Outgoing>) {
         while self.in_flight.len() < LEAD_MESSAGES {
             let Some(clip) = self.queue.front_mut() else {
                 return;
@@ -134,7 +134,7 @@ impl Player {
             let remaining = clip.audio.chunk_count() - clip.next_chunk;
             let count = remaining.min(MESSAGE_CHUNKS);
             if count > 0 {
-                out.push(Send::Media {
+                out.push(Outgoing::Media {
                     audio: clip.audio.clone(),
                     first: clip.next_chunk,
                     count,
@@ -148,10 +148,10 @@ impl Player {
                 let finishes = clip.finishes;
                 self.queue.pop_front();
                 self.in_flight.push_back((number, finishes));
-                out.push(Send::Mark(name));
+                out.push(Outgoing::Mark(name));
             } else {
                 self.in_flight.push_back((number, None));
-                out.push(Send::Mark(format!("pace:{number}")));
+                out.push(Outgoing::Mark(format!("pace:{number}")));
             }
         }
     }
@@ -186,19 +186,19 @@ mod tests {
         library
     }
 
-    fn marks(out: &[Send]) -> Vec<String> {
+    fn marks(out: &[Outgoing]) -> Vec<String> {
         out.iter()
             .filter_map(|send| match send {
-                Send::Mark(name) => Some(name.clone()),
+                Outgoing::Mark(name) => Some(name.clone()),
                 _ => None,
             })
             .collect()
     }
 
-    fn chunks_sent(out: &[Send]) -> usize {
+    fn chunks_sent(out: &[Outgoing]) -> usize {
         out.iter()
             .map(|send| match send {
-                Send::Media { count, .. } => *count,
+                Outgoing::Media { count, .. } => *count,
                 _ => 0,
             })
             .sum()
@@ -264,7 +264,7 @@ mod tests {
         let stale = marks(&out);
         let mut cleared = Vec::new();
         player.clear(&mut cleared);
-        assert!(matches!(cleared.as_slice(), [Send::Clear]));
+        assert!(matches!(cleared.as_slice(), [Outgoing::Clear]));
         for name in stale {
             assert_eq!(player.on_mark(&name, &mut Vec::new()), None);
         }

@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::calls::{CallRegistry, NextStep};
-use super::player::{Player, Send};
+use super::player::{Outgoing, Player};
 use crate::config::DtmfMode;
+use crate::identity::IdentityService;
 use crate::ivr::engine::{ResetOutcome, VerifyOutcome};
 use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::dtmf::DtmfDetector;
@@ -47,6 +48,8 @@ pub struct SessionContext {
     pub force_close: CancellationToken,
     /// Where keypad presses come from: Twilio's `dtmf` messages, tones in the audio, or both.
     pub dtmf: DtmfMode,
+    /// Verification and reset; `None` sends verify nodes' callers to a person.
+    pub identity: Option<Arc<IdentityService>>,
 }
 
 /// How a session ended, for logs and tests.
@@ -114,6 +117,7 @@ where
         hung_up: false,
         frames_in: 0,
         keys: Keypad::new(context.dtmf),
+        lookup: None,
     };
     stream.feed(Event::Started);
     if stream.flush(&mut outgoing).await.is_err() {
@@ -125,7 +129,12 @@ where
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
+        let mut lookup = stream.lookup.take();
         tokio::select! {
+            event = answer_of(&mut lookup) => {
+                lookup = None;
+                stream.feed(event);
+            }
             message = incoming.next() => {
                 match stream.on_message(message) {
                     Continuation::Continue => {}
@@ -146,6 +155,9 @@ where
                 close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
                 break SessionEnd::Shutdown;
             }
+        }
+        if lookup.is_some() {
+            stream.lookup = lookup;
         }
         if stream.flush(&mut outgoing).await.is_err() {
             break SessionEnd::ConnectionLost;
@@ -284,11 +296,23 @@ struct CallStream {
     call_sid: String,
     timer: Option<(TimerId, Instant)>,
     /// Messages waiting to go out; reused between events.
-    sends: Vec<Send>,
+    sends: Vec<Outgoing>,
     context: SessionContext,
     hung_up: bool,
     frames_in: u64,
     keys: Keypad,
+    /// A verification or reset in progress; its answer becomes the engine's next event.
+    lookup: Option<Lookup>,
+}
+
+/// An identity step running outside the engine (a directory or portal request).
+type Lookup = std::pin::Pin<Box<dyn std::future::Future<Output = Event> + Send>>;
+
+async fn answer_of(lookup: &mut Option<Lookup>) -> Event {
+    match lookup {
+        Some(lookup) => lookup.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl CallStream {
@@ -395,15 +419,57 @@ impl CallStream {
                 }
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,
-                Action::Verify { .. } => {
-                    // No patient directory is configured for this server: never "verified".
-                    tracing::warn!("verification requested but no patient directory is configured");
-                    answers.push_back(Event::Verification(VerifyOutcome::Unavailable));
-                }
-                Action::RequestReset { .. } => {
-                    tracing::warn!("password reset requested but no reset method is configured");
-                    answers.push_back(Event::Reset(ResetOutcome::Failed));
-                }
+                Action::Verify {
+                    node,
+                    attempt,
+                    dob,
+                    identifier,
+                    value,
+                } => match &self.context.identity {
+                    Some(identity) => {
+                        let identity = identity.clone();
+                        let call_sid = self.call_sid.clone();
+                        self.lookup = Some(Box::pin(async move {
+                            let outcome = identity
+                                .verify(
+                                    &call_sid,
+                                    &node,
+                                    attempt,
+                                    &dob,
+                                    identifier,
+                                    &value,
+                                    jiff::Timestamp::now(),
+                                )
+                                .await;
+                            Event::Verification(outcome)
+                        }));
+                    }
+                    None => {
+                        // No patient directory on this server: never "verified".
+                        tracing::warn!("verification requested but identity is not configured");
+                        answers.push_back(Event::Verification(VerifyOutcome::Unavailable));
+                    }
+                },
+                Action::RequestReset {
+                    node,
+                    method,
+                    patient,
+                } => match &self.context.identity {
+                    Some(identity) => {
+                        let identity = identity.clone();
+                        let call_sid = self.call_sid.clone();
+                        self.lookup = Some(Box::pin(async move {
+                            let outcome = identity
+                                .reset(&call_sid, &node, method, &patient, jiff::Timestamp::now())
+                                .await;
+                            Event::Reset(outcome)
+                        }));
+                    }
+                    None => {
+                        tracing::warn!("password reset requested but identity is not configured");
+                        answers.push_back(Event::Reset(ResetOutcome::Failed));
+                    }
+                },
             }
         }
     }
@@ -415,7 +481,7 @@ impl CallStream {
         }
         for send in self.sends.drain(..) {
             let text = match &send {
-                Send::Media {
+                Outgoing::Media {
                     audio,
                     first,
                     count,
@@ -426,14 +492,14 @@ impl CallStream {
                     },
                 }
                 .to_json(),
-                Send::Mark(name) => Outbound::Mark {
+                Outgoing::Mark(name) => Outbound::Mark {
                     stream_sid: &self.stream_sid,
                     mark: MarkName {
                         name: std::borrow::Cow::Borrowed(name),
                     },
                 }
                 .to_json(),
-                Send::Clear => Outbound::Clear {
+                Outgoing::Clear => Outbound::Clear {
                     stream_sid: &self.stream_sid,
                 }
                 .to_json(),

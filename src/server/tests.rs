@@ -71,6 +71,7 @@ impl Line {
             calls: calls.clone(),
             force_close: CancellationToken::new(),
             dtmf: crate::config::DtmfMode::Events,
+            identity: None,
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {

@@ -138,6 +138,7 @@ pub async fn media(
         calls: state.calls.clone(),
         force_close: state.force_close.clone(),
         dtmf: state.dtmf,
+        identity: state.identity.clone(),
     };
     let tracker = state.tracker.clone();
     Ok(upgrade
@@ -204,7 +205,7 @@ pub async fn dial_status(
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "status": "ok",
-        "store": "memory",
+        "store": state.store.kind(),
         "calls": state.calls.len(),
         "streams": state.tracker.len(),
     }))

@@ -98,6 +98,20 @@ impl TestServer {
         prompt_ids: &[&str],
         twilio_auth_token: Option<&str>,
     ) -> TestServer {
+        let token = twilio_auth_token.map(Arc::from);
+        TestServer::start_configured(flow, languages, prompt_ids, move |_, state| {
+            state.twilio_auth_token = token;
+        })
+        .await
+    }
+
+    /// Start `flow`, letting `configure` adjust the state (secrets, identity) before serving.
+    pub async fn start_configured(
+        flow: &str,
+        languages: &[&str],
+        prompt_ids: &[&str],
+        configure: impl FnOnce(&careline::config::LoadedConfig, &mut AppState),
+    ) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -128,9 +142,10 @@ impl TestServer {
         let (loaded, _warnings) =
             server::load_config(&config_path).unwrap_or_else(|error| panic!("{error}"));
         let mut state = AppState::load(&loaded)
+            .await
             .unwrap_or_else(|error| panic!("{error}"))
             .state;
-        state.twilio_auth_token = twilio_auth_token.map(Arc::from);
+        configure(&loaded, &mut state);
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server::serve(
             listener,

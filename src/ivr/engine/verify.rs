@@ -5,35 +5,14 @@
 //! the engine only inside [`Action::Verify`]. Failure messages are generic: the caller never
 //! learns which identifier was wrong.
 
-use std::fmt;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use super::{Action, Call, Digits, Step};
 use crate::config::{Identifier, Node, PasswordResetNode, VerifyNode};
+use crate::identity::PatientRef;
 use crate::ivr::prompts;
-
-/// An opaque reference to the verified patient's record, for the reset that follows.
-/// Never printed: it identifies a patient.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PatientRef(String);
-
-impl PatientRef {
-    pub fn new(reference: impl Into<String>) -> PatientRef {
-        PatientRef(reference.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PatientRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PatientRef(<redacted>)")
-    }
-}
 
 /// The directory's answer to a verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
