@@ -16,11 +16,7 @@ end
 local AGENT_NUMBERS = { 'idle_since_ms', 'status_changed_ms', 'calls_today', 'calls_day',
   'missed_in_a_row', 'since_ms', 'until_ms' }
 
-local function load_agent(agents_key, id)
-  local json = redis.call('HGET', agents_key, id)
-  if not json then
-    return nil
-  end
+local function parse_agent(agents_key, id, json)
   local agent = decode(agents_key, id, json)
   for _, name in ipairs(AGENT_NUMBERS) do
     if type(agent[name]) ~= 'number' then
@@ -32,6 +28,14 @@ local function load_agent(agents_key, id)
     corrupt(agents_key, 'agent `' .. id .. '` has no status, state or call')
   end
   return agent
+end
+
+local function load_agent(agents_key, id)
+  local json = redis.call('HGET', agents_key, id)
+  if not json then
+    return nil
+  end
+  return parse_agent(agents_key, id, json)
 end
 
 local function known_agent(agents_key, id)

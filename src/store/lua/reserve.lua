@@ -42,10 +42,11 @@ local function calls_on(agent)
 end
 
 local last = redis.call('HGET', KEYS[5], queue)
+local records = redis.call('HMGET', KEYS[4], unpack(ARGV, 6))
 local chosen, chosen_id, first, first_id
-for i = 6, #ARGV do
-  local id = ARGV[i]
-  local agent = load_agent(KEYS[4], id)
+for i = 1, #records do
+  local id, json = ARGV[5 + i], records[i]
+  local agent = json and parse_agent(KEYS[4], id, json)
   local free = agent and agent.status == 'available'
     and (agent.state == 'idle' or (agent.state == 'wrap_up' and agent.until_ms <= now))
   if free then
