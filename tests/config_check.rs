@@ -300,13 +300,11 @@ fn a_broken_configuration_reports_every_problem_at_once_with_its_place() {
         duplicate.line,
         Some(line_of(&source, "name = \"Another Anh\"") - 1)
     );
-    for (node, kind) in [("front_desk", "queue")] {
-        error(
-            &format!("nodes.{node}.type"),
-            &format!("cannot run `{kind}` nodes yet"),
-            &format!("type = \"{kind}\""),
-        );
-    }
+    error(
+        "nodes.front_desk.type",
+        "cannot run `queue` nodes yet",
+        "type = \"queue\"",
+    );
     assert_eq!(
         report.errors().count(),
         27,

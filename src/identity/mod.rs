@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use service::{IdentityService, IdentityStartError, Redemption};
 pub use audit::{AuditEntry, AuditError, AuditEvent, AuditLog, AuditOutcome};
 pub use claim::{Claim, ClaimError, DateOfBirth, SecondIdentifier};
 pub use csv::CsvError;
@@ -40,6 +39,7 @@ pub use reset::{CODE_DIGITS, CODE_MAX_CHECKS, PortalReset, ResetCode, ResetError
 pub use secret::{
     Pepper, RecordPseudonym, SIGNATURE_HEADER, SecretBytes, SecretError, WebhookSecret,
 };
+pub use service::{IdentityService, IdentityStartError, Redemption};
 
 use crate::config::DirectoryConfig;
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{
-    AuditEntry, AuditEvent, AuditLog, AuditOutcome, CODE_MAX_CHECKS, Claim, Directory,
-    PatientRef, Pepper, PortalReset, RecordPseudonym, ResetCode, Verification, WebhookSecret,
-    code_hash, open_directory,
+    AuditEntry, AuditEvent, AuditLog, AuditOutcome, CODE_MAX_CHECKS, Claim, Directory, PatientRef,
+    Pepper, PortalReset, RecordPseudonym, ResetCode, Verification, WebhookSecret, code_hash,
+    open_directory,
 };
 use crate::config::{Config, Identifier, ResetMethod};
 use crate::ivr::Digits;
@@ -31,7 +31,9 @@ pub enum IdentityStartError {
     Audit(#[from] super::AuditError),
     #[error("[password_reset] portal_url: {0}")]
     Portal(#[from] super::EndpointError),
-    #[error("[password_reset] portal_url needs {var} to sign its requests (set it in the environment)")]
+    #[error(
+        "[password_reset] portal_url needs {var} to sign its requests (set it in the environment)"
+    )]
     PortalSecret { var: &'static str },
 }
 
@@ -133,7 +135,10 @@ impl IdentityService {
         match self.directory.verify(call_sid, &claim).await {
             Err(error) => {
                 tracing::warn!(%error, "verification could not be decided");
-                self.write(entry(AuditEvent::VerifyAttempt, AuditOutcome::DirectoryUnavailable));
+                self.write(entry(
+                    AuditEvent::VerifyAttempt,
+                    AuditOutcome::DirectoryUnavailable,
+                ));
                 VerifyOutcome::Unavailable
             }
             Ok(Verification::Ambiguous) => {
@@ -147,8 +152,11 @@ impl IdentityService {
                 Err(error) => {
                     tracing::warn!(%error, "lockout state unknown; the caller goes to a person");
                     self.write(
-                        entry(AuditEvent::VerifyAttempt, AuditOutcome::DirectoryUnavailable)
-                            .record(record),
+                        entry(
+                            AuditEvent::VerifyAttempt,
+                            AuditOutcome::DirectoryUnavailable,
+                        )
+                        .record(record),
                     );
                     VerifyOutcome::Unavailable
                 }
@@ -157,7 +165,9 @@ impl IdentityService {
                     VerifyOutcome::LockedOut
                 }
                 Ok(_) => {
-                    self.write(entry(AuditEvent::VerifySuccess, AuditOutcome::Match).record(record));
+                    self.write(
+                        entry(AuditEvent::VerifySuccess, AuditOutcome::Match).record(record),
+                    );
                     VerifyOutcome::Verified {
                         patient: patient_ref,
                     }
@@ -224,7 +234,10 @@ impl IdentityService {
             ResetMethod::Portal => {
                 let Some(portal) = &self.portal else {
                     tracing::error!("password reset by portal needs [password_reset] portal_url");
-                    self.write(entry(AuditEvent::ResetRequested, AuditOutcome::PortalUnavailable));
+                    self.write(entry(
+                        AuditEvent::ResetRequested,
+                        AuditOutcome::PortalUnavailable,
+                    ));
                     return ResetOutcome::Failed;
                 };
                 match portal.request(patient, call_sid, now).await {
@@ -233,7 +246,10 @@ impl IdentityService {
                         ResetOutcome::LinkSent
                     }
                     Err(_) => {
-                        self.write(entry(AuditEvent::ResetRequested, AuditOutcome::PortalUnavailable));
+                        self.write(entry(
+                            AuditEvent::ResetRequested,
+                            AuditOutcome::PortalUnavailable,
+                        ));
                         ResetOutcome::Failed
                     }
                 }
@@ -302,7 +318,9 @@ impl IdentityService {
     /// An agent cleared a patient's lockout.
     pub async fn unlock(&self, patient: &PatientRef, now: Timestamp) -> Result<(), StoreError> {
         let record = self.pepper.pseudonym(patient.as_str());
-        self.store.clear_verification_failures(record.as_str()).await?;
+        self.store
+            .clear_verification_failures(record.as_str())
+            .await?;
         self.write(AuditEntry::new(now, AuditEvent::Lockout, AuditOutcome::Cleared).record(record));
         Ok(())
     }

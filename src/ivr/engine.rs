@@ -207,6 +207,8 @@ pub struct Call {
     patient: Option<PatientRef>,
     /// The caller failed identity verification; whoever takes the call must know.
     verification_failed: bool,
+    /// The last entry ended by reaching its full length: a `#` right after it is dropped.
+    swallow_pound: bool,
 }
 
 impl Call {
@@ -227,6 +229,7 @@ impl Call {
             collected: Vec::new(),
             patient: None,
             verification_failed: false,
+            swallow_pound: false,
         }
     }
 
@@ -309,13 +312,18 @@ impl Call {
     }
 
     fn on_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
+        // Callers told to "press pound" do so even after an entry that ended by itself at its
+        // full length; that `#` closes the entry before and must not act on what follows.
+        if std::mem::take(&mut self.swallow_pound) && key == '#' {
+            return;
+        }
         match self.step {
             Step::Menu | Step::Collect { .. } => {
                 self.interrupt(out);
                 self.accept_key(key, now, out);
             }
             Step::Verify(_) => self.verify_key(key, now, out),
-            Step::ReadingCode { .. } => self.code_key(key, now, out),
+            Step::ReadingCode { .. } => self.code_key(key, out),
             Step::Resetting => {}
             Step::Announce { .. } | Step::NotStarted => {
                 if self.type_ahead.len() < TYPE_AHEAD_LIMIT {
@@ -388,6 +396,7 @@ impl Call {
         }
         entry.push(key);
         if entry.len() >= collect.max_digits as usize {
+            self.swallow_pound = true;
             return self.finish_collect(collect, now, out);
         }
         let after = self.flow.inter_digit_timeout;

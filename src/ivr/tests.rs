@@ -647,6 +647,13 @@ prompt = ["goodbye"]
         call.press("*");
         assert_eq!(call.take_played(), read);
         call.press("1");
+        assert_eq!(
+            call.call.node(),
+            "reset",
+            "a stray key does not cut the code off"
+        );
+        call.finish_prompt();
+        call.wait_out();
         assert_eq!(call.call.node(), "goodbye");
     }
 

@@ -43,7 +43,10 @@ pub async fn unlock_patient(
         }
         Err(store_error) => {
             tracing::warn!(error = %store_error, "lockout could not be cleared");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the store is unreachable; try again")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unreachable; try again",
+            )
         }
     }
 }
@@ -73,7 +76,10 @@ pub async fn verify_reset_code(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|header| secret.verify(&body, header));
     if !signed {
-        return error(StatusCode::FORBIDDEN, "missing or invalid X-Careline-Signature");
+        return error(
+            StatusCode::FORBIDDEN,
+            "missing or invalid X-Careline-Signature",
+        );
     }
     let Some(identity) = &state.identity else {
         return error(
@@ -98,12 +104,13 @@ pub async fn verify_reset_code(
         Ok(Redemption::Wrong { checks_left }) => {
             Json(json!({ "valid": false, "checks_left": checks_left })).into_response()
         }
-        Ok(Redemption::NoCode) => {
-            Json(json!({ "valid": false, "checks_left": 0 })).into_response()
-        }
+        Ok(Redemption::NoCode) => Json(json!({ "valid": false, "checks_left": 0 })).into_response(),
         Err(store_error) => {
             tracing::warn!(error = %store_error, "reset code could not be checked");
-            error(StatusCode::SERVICE_UNAVAILABLE, "the store is unreachable; try again")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unreachable; try again",
+            )
         }
     }
 }

@@ -25,13 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LoadedConfig, Report};
+use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
 use crate::ivr::{Flow, flow::FlowError};
 use crate::media::prompt::{PromptError, PromptLibrary};
-use crate::twilio::signature::{PublicUrlError, websocket_base};
-use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
+use crate::twilio::signature::{PublicUrlError, websocket_base};
 use access::AccessPolicy;
 use calls::CallRegistry;
 
@@ -194,7 +194,10 @@ pub fn router(state: AppState) -> Router {
         .route("/twilio/status", post(twilio_routes::status))
         .route("/twilio/dial-status", post(twilio_routes::dial_status))
         .route("/healthz", get(twilio_routes::healthz))
-        .route("/api/v1/patients/{patient_ref}/unlock", post(api::unlock_patient))
+        .route(
+            "/api/v1/patients/{patient_ref}/unlock",
+            post(api::unlock_patient),
+        )
         .route("/api/v1/reset-codes/verify", post(api::verify_reset_code))
         .with_state(state)
 }

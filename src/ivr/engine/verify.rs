@@ -167,6 +167,7 @@ impl Call {
         }
         verifying.entry.push(key);
         if verifying.entry.len() >= max_digits(identifier) {
+            self.swallow_pound = true;
             return self.finish_entry(now, out);
         }
         let after = self.flow.inter_digit_timeout;
@@ -249,6 +250,8 @@ impl Call {
             );
         }
         let entry = std::mem::take(&mut verifying.entry);
+        // A good entry earns the next one a fresh set of tries.
+        self.failures = 0;
         match verifying.stage {
             Stage::DateOfBirth => {
                 verifying.dob = entry;
@@ -374,6 +377,7 @@ impl Call {
                     code,
                     next: Arc::from(node.next.as_str()),
                 };
+                self.type_ahead.clear();
                 self.read_code(out);
             }
             ResetOutcome::Failed => {
@@ -403,14 +407,12 @@ impl Call {
         self.play(list, out);
     }
 
-    pub(super) fn code_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
-        self.interrupt(out);
+    /// While a code is read out only the repeat key acts: a stray key must not cut off a code
+    /// the caller is writing down. The call goes on once the code has played and a moment passed.
+    pub(super) fn code_key(&mut self, key: char, out: &mut Vec<Action>) {
         if key == self.flow.repeat_key {
-            return self.read_code(out);
-        }
-        if let Step::ReadingCode { next, .. } = &self.step {
-            let next = next.clone();
-            self.goto(&next, now, out);
+            self.interrupt(out);
+            self.read_code(out);
         }
     }
 }
