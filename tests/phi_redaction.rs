@@ -1,5 +1,6 @@
-//! Keyed digits are protected health information: a whole call that enters them, run with every
-//! log at `trace`, must leave no trace of them in the logs.
+//! Keyed digits are protected health information: whole calls that enter them — a collect, a
+//! full identity verification and a one-time reset code — run with every log at `trace`, must
+//! leave no trace of them in the logs or the audit log.
 
 mod common;
 
@@ -38,14 +39,132 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// Every test in this file logs into one capture at `trace`.
+fn capture() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            tracing_subscriber::fmt()
+                .with_env_filter(phi_safe(EnvFilter::new("trace")))
+                .with_writer(captured.clone())
+                .with_ansi(false)
+                // Microsecond timestamps would contain any short digit string by chance.
+                .without_time()
+                .init();
+            captured
+        })
+        .clone()
+}
+
+fn logs(captured: &Captured) -> String {
+    String::from_utf8_lossy(&captured.0.lock().expect("logs").clone()).into_owned()
+}
+
+/// `text` without what may hold any digit string by chance: Twilio SIDs and other long hex
+/// values (call ids, pseudonyms) and TCP port numbers.
+fn without_random_numbers(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut token = String::new();
+    let mut after_colon = false;
+    let flush = |token: &mut String, kept: &mut String, after_colon: bool| {
+        let long_hex = token.len() >= 16 && token.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let sid = token.len() == 34
+            && ["CA", "MZ", "AC"]
+                .iter()
+                .any(|prefix| token.starts_with(prefix));
+        let port = after_colon && token.len() == 5 && token.bytes().all(|b| b.is_ascii_digit());
+        if !(long_hex || sid || port) {
+            kept.push_str(token);
+        }
+        token.clear();
+    };
+    for character in text.chars() {
+        if character.is_ascii_alphanumeric() {
+            token.push(character);
+        } else {
+            flush(&mut token, &mut kept, after_colon);
+            after_colon = character == ':';
+            kept.push(character);
+        }
+    }
+    flush(&mut token, &mut kept, after_colon);
+    kept
+}
+
+/// Neither the value nor a keypad frame carrying it (as text or a hex dump) is in `logs`.
+fn assert_absent(logs: &str, secret: &str) {
+    assert!(
+        !without_random_numbers(logs).contains(secret),
+        "{secret} leaked into the logs"
+    );
+    assert!(!logs.contains("\"digit\""), "a dtmf frame reached the logs");
+    assert!(
+        !logs.contains("6469676974"),
+        "a hex dump of a dtmf frame reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn a_full_verification_and_reset_code_leave_no_identifier_in_logs_or_audit() {
+    let captured = capture();
+    let desk = common::desk::help_desk().await;
+    let report = place_call(
+        CallOptions::new(&desk.server.base_url)
+            .digits(
+                format!("w1,w{},w{}#", common::desk::DOB, common::desk::ZIP)
+                    .parse()
+                    .expect("script"),
+            )
+            .max_duration(Duration::from_secs(40)),
+    )
+    .await
+    .expect("call completes");
+    let played = report.played_prompts();
+    assert!(played.contains(&"verified".to_owned()), "{played:?}");
+    let code: String = played
+        .iter()
+        .skip_while(|prompt| *prompt != "reset_code_intro")
+        .skip(1)
+        .take_while(|prompt| prompt.starts_with("digit_"))
+        .map(|prompt| prompt.trim_start_matches("digit_"))
+        .collect();
+    assert_eq!(code.len(), 6, "the code was read out: {played:?}");
+
+    let logs = logs(&captured);
+    assert!(
+        logs.contains("call entered node"),
+        "engine traces are in the capture"
+    );
+    let audit = std::fs::read_to_string(&desk.audit).expect("audit log");
+    // Each audit line without its time (which may hold any digits) and its hex ids.
+    let audit_fields: String = audit
+        .lines()
+        .map(|line| {
+            let mut entry: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            if let Some(fields) = entry.as_object_mut() {
+                fields.remove("time");
+            }
+            without_random_numbers(&entry.to_string())
+        })
+        .collect();
+    assert!(audit_fields.contains("verify_success"), "{audit}");
+    for secret in [common::desk::DOB, common::desk::ZIP, code.as_str()] {
+        assert_absent(&logs, secret);
+        assert!(
+            !audit_fields.contains(secret),
+            "{secret} is in the audit log"
+        );
+    }
+    assert!(
+        !audit.contains("P000101"),
+        "the patient reference is in the audit log"
+    );
+}
+
 #[tokio::test]
 async fn digits_keyed_into_a_collect_never_reach_a_log_even_at_trace() {
-    let captured = Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter(phi_safe(EnvFilter::new("trace")))
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .init();
+    let captured = capture();
 
     let server = TestServer::start().await;
     let entry = "90817263";
