@@ -107,7 +107,7 @@ next = "goodbye"
 
 [nodes.collect_mrn]
 type = "collect"
-prompt = ["enter_mrn"]
+prompt = ["enter_account"]
 min_digits = 8
 max_digits = 6
 next = "check_identity"
@@ -274,8 +274,8 @@ fn a_broken_configuration_reports_every_problem_at_once_with_its_place() {
     );
     error(
         "nodes.collect_mrn.prompt[0]",
-        "`enter_mrn`",
-        "prompt = [\"enter_mrn\"]",
+        "`enter_account`",
+        "prompt = [\"enter_account\"]",
     );
     error("prompts.dir", "system prompt `no_input`", "dir =");
     error(

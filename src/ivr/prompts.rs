@@ -46,6 +46,15 @@ pub fn system_prompts() -> impl Iterator<Item = &'static str> {
         INVALID_ENTRY,
         CONNECTING,
         TECHNICAL_DIFFICULTY,
+        ENTER_DOB,
+        ENTER_MRN,
+        ENTER_ZIP,
+        ENTER_SSN4,
+        VERIFY_FAILED,
+        VERIFIED,
+        RESET_LINK_SENT,
+        RESET_CODE_INTRO,
+        RESET_CODE_REPEAT,
     ]
     .into_iter()
     .chain(DIGITS)

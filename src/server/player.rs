@@ -37,8 +37,9 @@ pub enum Outgoing {
 #[derive(Debug)]
 struct Clip {
     audio: Arc<PromptAudio>,
-    /// `{lang}/{id}`, for the prompt's end mark.
-    label: Arc<str>,
+    /// `{lang}/{id}`, for the prompt's end mark; `None` for audio that is missing, whose mark
+    /// must not claim a prompt was played.
+    label: Option<Arc<str>>,
     next_chunk: usize,
     /// Set on the last clip of a play: its end mark finishes the playback.
     finishes: Option<PlaybackId>,
@@ -70,18 +71,18 @@ impl Player {
     ) {
         let last = prompts.len().saturating_sub(1);
         for (index, id) in prompts.iter().enumerate() {
-            let audio = match library.get(language, id) {
-                Some(audio) => audio.clone(),
+            let (audio, label) = match library.get(language, id) {
+                Some(audio) => (audio.clone(), Some(Arc::from(format!("{language}/{id}")))),
                 None => {
-                    // Checked at start-up; reaching here means files changed under us. The
-                    // prompt's mark is still sent so the call moves on.
-                    tracing::warn!(language, prompt = %id, "prompt audio missing; skipped");
-                    Arc::new(PromptAudio::from_mulaw(Vec::new()))
+                    // `careline check` and start-up make sure every prompt is loaded; reaching
+                    // here is a bug. A mark is still sent so the call moves on.
+                    tracing::error!(language, prompt = %id, "prompt audio missing; skipped");
+                    (Arc::new(PromptAudio::from_mulaw(Vec::new())), None)
                 }
             };
             self.queue.push_back(Clip {
                 audio,
-                label: Arc::from(format!("{language}/{id}")),
+                label,
                 next_chunk: 0,
                 finishes: (index == last).then_some(playback),
             });
@@ -144,7 +145,10 @@ impl Player {
             self.next_mark += 1;
             let number = self.next_mark;
             if clip.next_chunk >= clip.audio.chunk_count() {
-                let name = format!("prompt:{}:{number}", clip.label);
+                let name = match &clip.label {
+                    Some(label) => format!("prompt:{label}:{number}"),
+                    None => format!("pace:{number}"),
+                };
                 let finishes = clip.finishes;
                 self.queue.pop_front();
                 self.in_flight.push_back((number, finishes));
@@ -305,7 +309,11 @@ mod tests {
             &mut out,
         );
         let sent = marks(&out);
-        assert_eq!(sent, ["prompt:en/nope:1"]);
+        assert_eq!(
+            sent,
+            ["pace:1"],
+            "a missing prompt is not reported as played"
+        );
         assert_eq!(
             player.on_mark(&sent[0], &mut Vec::new()),
             Some(PlaybackId(3))
