@@ -154,3 +154,35 @@ async fn an_unsigned_redemption_is_refused() {
         .expect("request");
     assert_eq!(answer.status(), 403);
 }
+
+#[tokio::test]
+async fn a_lockout_holds_across_nodes_sharing_redis_and_across_a_restart() {
+    let redis =
+        careline::store::test_redis::TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
+    let url = redis.url();
+    let wrong = format!("w1,w{DOB}#,w99999#,w{DOB}#,w99999#,w{DOB}#,w99999#");
+    // Two careline nodes on one Redis: three failures on each.
+    let first = common::desk::help_desk_on(Some(&url)).await;
+    let second = common::desk::help_desk_on(Some(&url)).await;
+    let (one, two) = tokio::join!(call(&first, &wrong), call(&second, &wrong));
+    assert!(!one.played_prompts().contains(&"verified".to_owned()));
+    assert!(!two.played_prompts().contains(&"verified".to_owned()));
+    first.server.shutdown.cancel();
+    second.server.shutdown.cancel();
+    drop((first, second));
+
+    // careline restarts; the store remembers.
+    let restarted = common::desk::help_desk_on(Some(&url)).await;
+    let report = call(&restarted, &format!("w1,w{DOB}#,w{ZIP}#")).await;
+    let played = report.played_prompts();
+    assert!(
+        !played.contains(&"verified".to_owned()),
+        "locked: {played:?}"
+    );
+    assert!(played.contains(&"operator_hours".to_owned()));
+    let audit = std::fs::read_to_string(&restarted.audit).expect("audit log");
+    assert!(
+        audit.contains("\"lockout\""),
+        "the restarted node audits the lockout"
+    );
+}

@@ -72,6 +72,11 @@ pub struct Desk {
 }
 
 pub async fn help_desk() -> Desk {
+    help_desk_on(None).await
+}
+
+/// A help desk whose store is the Redis at `redis_url` (the embedded store without one).
+pub async fn help_desk_on(redis_url: Option<&str>) -> Desk {
     let dir = TempDir::new().expect("tempdir");
     let directory = dir.path().join("directory.jsonl");
     let audit = dir.path().join("audit.jsonl");
@@ -86,7 +91,10 @@ pub async fn help_desk() -> Desk {
         },
     )
     .expect("import the example patients");
-    let flow = FLOW
+    let store = redis_url
+        .map(|url| format!("[store]\nurl = \"{url}\"\nkey_prefix = \"careline\"\n"))
+        .unwrap_or_default();
+    let flow = format!("{FLOW}\n{store}")
         .replace("DIRECTORY", &directory.display().to_string())
         .replace("AUDIT", &audit.display().to_string());
     let server = TestServer::start_configured(
