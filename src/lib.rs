@@ -16,6 +16,7 @@ pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod ivr;
+pub mod load;
 pub mod media;
 pub mod routing;
 pub mod server;
