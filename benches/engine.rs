@@ -48,16 +48,19 @@ fn engine(c: &mut Criterion) {
             black_box(actions)
         })
     });
-    c.bench_function("engine: key → prompt, then its end → first-digit timer", |b| {
-        b.iter(|| {
-            let actions = call.handle(black_box(Event::Digit('1')), now);
-            let playback = actions.iter().find_map(|action| match action {
-                Action::Play { playback, .. } => Some(*playback),
-                _ => None,
-            });
-            playback.map(|playback| black_box(call.handle(Event::PlaybackDone(playback), now)))
-        })
-    });
+    c.bench_function(
+        "engine: key → prompt, then its end → first-digit timer",
+        |b| {
+            b.iter(|| {
+                let actions = call.handle(black_box(Event::Digit('1')), now);
+                let playback = actions.iter().find_map(|action| match action {
+                    Action::Play { playback, .. } => Some(*playback),
+                    _ => None,
+                });
+                playback.map(|playback| black_box(call.handle(Event::PlaybackDone(playback), now)))
+            })
+        },
+    );
 }
 
 criterion_group!(benches, engine);

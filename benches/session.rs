@@ -151,11 +151,8 @@ impl Write for Frames {
 
 /// `count` masked text frames, each as a client (Twilio) puts it on the wire.
 fn client_frames(count: u64) -> std::collections::VecDeque<Vec<u8>> {
-    let mut client = WebSocket::from_raw_socket(
-        std::io::Cursor::new(Vec::<u8>::new()),
-        Role::Client,
-        None,
-    );
+    let mut client =
+        WebSocket::from_raw_socket(std::io::Cursor::new(Vec::<u8>::new()), Role::Client, None);
     (0..count)
         .map(|sequence| {
             client
@@ -176,7 +173,10 @@ fn websocket_read(c: &mut Criterion) {
     let mut group = c.benchmark_group("websocket");
     group.throughput(Throughput::Elements(COUNT));
     for (label, read_buffer) in [
-        ("read one media frame, 128 KiB read buffer (default)", 128 * 1024),
+        (
+            "read one media frame, 128 KiB read buffer (default)",
+            128 * 1024,
+        ),
         ("read one media frame, 2 KiB read buffer", 2 * 1024),
     ] {
         group.bench_function(label, |b| {

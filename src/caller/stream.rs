@@ -38,10 +38,10 @@ use crate::twilio::wire::{
 /// How long to wait for the other side's close frame once the stream is ending.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Initial read buffer per stream: room for one 480 ms `media` message from careline (larger
-/// messages grow it). tungstenite's 128 KiB default is zeroed on every read, which costs more
-/// than the rest of receiving a message, and the load generator holds thousands of streams.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Initial read buffer per stream (careline's larger messages grow it). tungstenite zero-fills
+/// the free part of its read buffer before every read, so its 128 KiB default cost more than
+/// the rest of receiving a message, and the load generator holds thousands of streams.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// The identifiers Twilio puts in a stream's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
@@ -24,6 +25,28 @@ use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_
 
 /// Largest inbound message accepted; Twilio's are a few hundred bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Initial WebSocket read buffer per stream: Twilio's messages are a few hundred bytes (a larger
+/// one grows it). tungstenite zero-fills the free part of its read buffer before every read, so
+/// its 128 KiB default cost a cold 128 KiB memset per inbound frame (40% of the server's CPU
+/// under load) and 128 KiB of memory per call.
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Unsent outbound data a stream may hold: the player keeps about 1.5 s of audio (~16 KiB of
+/// messages) in flight, so more means the peer stopped reading; it is cut off rather than
+/// allowed to grow the server's memory.
+pub const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The WebSocket settings of a media stream (see the constants). Messages are written to the
+/// socket as they are queued rather than gathered into a batch first: the write buffer then
+/// only ever holds one message, where batching kept up to 32 KiB per call. (The listener sets
+/// TCP_NODELAY, so a batch written as several messages goes out at once.)
+pub fn configure_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
 /// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
