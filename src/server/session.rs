@@ -136,12 +136,25 @@ where
     if stream.flush(&mut outgoing).await.is_err() {
         return stream.finish(SessionEnd::ConnectionLost);
     }
+    // Both wait for the whole call rather than being created anew for every frame: a new
+    // `cancelled()` future locked the server-wide token's waiter list twice per frame, and a
+    // new sleep registered and removed a timer. The child token's list is this call's alone.
+    let shutdown = context.force_close.child_token().cancelled_owned();
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(shutdown, timer);
+    let mut timer_set_for = None;
     let end = loop {
         if stream.hung_up {
             close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
+        if let Some(at) = deadline
+            && timer_set_for != Some(at)
+        {
+            timer.as_mut().reset(at);
+            timer_set_for = Some(at);
+        }
         tokio::select! {
             message = incoming.next() => {
                 match stream.on_message(message) {
@@ -154,12 +167,13 @@ where
                     }
                 }
             }
-            () = sleep_until(deadline) => {
+            () = &mut timer, if deadline.is_some() => {
+                timer_set_for = None;
                 if let Some((timer, _)) = stream.timer.take() {
                     stream.feed(Event::TimerFired(timer));
                 }
             }
-            () = context.force_close.cancelled() => {
+            () = &mut shutdown => {
                 close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
                 break SessionEnd::Shutdown;
             }
@@ -446,13 +460,6 @@ impl CallStream {
             "media stream ended"
         );
         end
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
