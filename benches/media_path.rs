@@ -1,10 +1,14 @@
 //! The per-frame hot path: one inbound `media` message parsed (and its payload base64-decoded),
-//! one outbound `media` message serialized from pre-encoded prompt audio.
+//! one outbound `media` message serialized from pre-encoded prompt audio, and the μ-law codec on
+//! one 20 ms frame.
+//!
+//! Run with `cargo bench --bench media_path`.
 
 use std::hint::black_box;
 
 use base64::Engine;
 use careline::media::prompt::PromptAudio;
+use careline::media::ulaw;
 use careline::twilio::wire::{Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -63,5 +67,24 @@ fn media_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, media_path);
+fn mulaw(c: &mut Criterion) {
+    let frame: Vec<u8> = (0..160u32).map(|n| (n * 37 % 256) as u8).collect();
+    let mut samples = Vec::with_capacity(160);
+    c.bench_function("μ-law: decode one 20 ms frame (160 bytes)", |b| {
+        b.iter(|| {
+            ulaw::decode_into(black_box(&frame), &mut samples);
+            black_box(samples[0])
+        })
+    });
+    ulaw::decode_into(&frame, &mut samples);
+    let mut encoded = Vec::with_capacity(160);
+    c.bench_function("μ-law: encode one 20 ms frame (160 samples)", |b| {
+        b.iter(|| {
+            ulaw::encode_into(black_box(&samples), &mut encoded);
+            black_box(encoded[0])
+        })
+    });
+}
+
+criterion_group!(benches, media_path, mulaw);
 criterion_main!(benches);

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod ivr;
+pub mod load;
 pub mod media;
 pub mod routing;
 pub mod server;

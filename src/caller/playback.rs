@@ -49,7 +49,15 @@ pub struct BufferOverflow;
 
 #[derive(Debug)]
 enum Queued {
-    Audio { bytes: Vec<u8>, played: usize },
+    Audio {
+        bytes: Vec<u8>,
+        played: usize,
+    },
+    /// Audio whose length is kept but not its bytes ([`PlaybackBuffer::push_audio_len`]).
+    Counted {
+        len: usize,
+        played: usize,
+    },
     Mark(String),
 }
 
@@ -85,6 +93,21 @@ impl PlaybackBuffer {
         Ok(())
     }
 
+    /// Queue `len` bytes of careline's audio without keeping them: it plays (and is reported) as
+    /// silence. The load generator uses this, since it needs the timing, not the sound.
+    pub fn push_audio_len(&mut self, len: usize) -> Result<(), BufferOverflow> {
+        if len == 0 {
+            return Ok(());
+        }
+        if self.buffered + len > MAX_BUFFERED_BYTES {
+            return Err(BufferOverflow);
+        }
+        self.cut_since_last_mark = false;
+        self.buffered += len;
+        self.queue.push_back(Queued::Counted { len, played: 0 });
+        Ok(())
+    }
+
     /// Queue a mark; it comes straight back if nothing is buffered ahead of it.
     pub fn push_mark(&mut self, name: String) -> Option<MarkEcho> {
         let cut = std::mem::take(&mut self.cut_since_last_mark);
@@ -107,6 +130,11 @@ impl PlaybackBuffer {
             match item {
                 Queued::Audio { bytes, played } => {
                     if played < bytes.len() {
+                        self.cut_since_last_mark = true;
+                    }
+                }
+                Queued::Counted { len, played } => {
+                    if played < len {
                         self.cut_since_last_mark = true;
                     }
                 }
@@ -145,6 +173,15 @@ impl PlaybackBuffer {
                     filled += take;
                     self.buffered -= take;
                     if *played == bytes.len() {
+                        self.queue.pop_front();
+                    }
+                }
+                Some(Queued::Counted { len, played }) if filled < FRAME_BYTES => {
+                    let take = (*len - *played).min(FRAME_BYTES - filled);
+                    *played += take;
+                    filled += take;
+                    self.buffered -= take;
+                    if *played == *len {
                         self.queue.pop_front();
                     }
                 }
@@ -261,6 +298,24 @@ mod tests {
         buffer.push_audio(vec![2; 160]).expect("room");
         buffer.tick();
         assert_eq!(buffer.push_mark("fresh".to_owned()), Some(played("fresh")));
+    }
+
+    #[test]
+    fn counted_audio_paces_marks_like_real_audio_but_sounds_silent() {
+        let mut buffer = PlaybackBuffer::new();
+        buffer.push_audio_len(200).expect("room");
+        assert_eq!(buffer.push_mark("end".to_owned()), None);
+        let first = buffer.tick();
+        assert_eq!(first.played_bytes, FRAME_BYTES);
+        assert_eq!(first.heard, [MULAW_SILENCE; FRAME_BYTES]);
+        assert!(first.echoes.is_empty());
+        let second = buffer.tick();
+        assert_eq!(second.played_bytes, 40);
+        assert_eq!(second.echoes, vec![played("end")]);
+        buffer.push_audio_len(1600).expect("room");
+        buffer.tick();
+        assert!(buffer.clear().is_empty());
+        assert_eq!(buffer.push_mark("late".to_owned()), Some(cleared("late")));
     }
 
     #[test]

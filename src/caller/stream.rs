@@ -18,14 +18,14 @@ use tokio::net::TcpStream;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::audio::{Frame, InboundAudio, KeySignalling, Silence, TONE_MS, dtmf_tone};
 use super::error::CallerError;
-use super::playback::{MarkEcho, PlaybackBuffer};
+use super::playback::{BufferOverflow, MarkEcho, PlaybackBuffer};
 use super::script::KEY_GAP_TICKS;
 use super::transcript::StreamClose;
 use crate::media::{FRAME_BYTES, FRAME_MS, MULAW_SILENCE};
@@ -37,6 +37,11 @@ use crate::twilio::wire::{
 
 /// How long to wait for the other side's close frame once the stream is ending.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Initial read buffer per stream (careline's larger messages grow it). tungstenite zero-fills
+/// the free part of its read buffer before every read, so its 128 KiB default cost more than
+/// the rest of receiving a message, and the load generator holds thousands of streams.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// The identifiers Twilio puts in a stream's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +107,9 @@ pub struct MediaStreamClient<S = MaybeTlsStream<TcpStream>> {
     stopped: bool,
     /// Send a `media` frame every tick once started (Twilio does; tests may turn it off).
     auto_media: bool,
+    /// Keep the bytes of careline's audio (the test caller records them); the load generator
+    /// keeps only their length.
+    keep_audio: bool,
     inbound: Box<dyn InboundAudio>,
     /// Tone frames to say before `inbound` resumes.
     tones: VecDeque<Frame>,
@@ -141,7 +149,10 @@ impl MediaStreamClient {
             })?;
             request.headers_mut().insert(SIGNATURE_HEADER, value);
         }
-        match tokio_tungstenite::connect_async(request).await {
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+        // Without TCP_NODELAY a key press can wait behind an unacknowledged media frame, and the
+        // delay would be charged to careline.
+        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
             Ok((socket, _response)) => Ok(MediaStreamClient::from_socket(socket, ids)),
             Err(tungstenite::Error::Http(response)) => Err(CallerError::HandshakeRefused {
                 url: url.to_owned(),
@@ -169,6 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
             started: false,
             stopped: false,
             auto_media: true,
+            keep_audio: true,
             inbound: Box::new(Silence),
             tones: VecDeque::new(),
             playback: PlaybackBuffer::new(),
@@ -190,6 +202,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
     /// Whether a `media` frame goes out every tick once started.
     pub fn set_auto_media(&mut self, on: bool) {
         self.auto_media = on;
+    }
+
+    /// Whether to keep careline's audio (default) or only its length: playback, marks and
+    /// [`Heard`] are the same either way, but what was heard is silence.
+    pub fn set_keep_audio(&mut self, keep: bool) {
+        self.keep_audio = keep;
     }
 
     /// Whether careline's audio is still waiting to be played.
@@ -255,18 +273,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
     /// One `media` message of the caller's audio (normally 160 bytes).
     pub async fn send_media(&mut self, audio: &[u8]) -> Result<(), CallerError> {
         self.chunks += 1;
-        let sequence_number = self.next_sequence();
-        let message = TwilioMessage::Media {
-            sequence_number,
-            media: MediaBody {
-                track: "inbound",
-                chunk: self.chunks.to_string(),
-                timestamp: ((self.chunks - 1) * FRAME_MS).to_string(),
-                payload: BASE64.encode(audio),
-            },
-            stream_sid: self.ids.stream_sid.clone(),
-        };
-        self.send_message(&message).await
+        self.sequence += 1;
+        let text = media_json(self.sequence, self.chunks, &self.ids.stream_sid, audio);
+        self.send_raw(Message::text(text)).await
     }
 
     /// A `dtmf` message for `key`.
@@ -460,6 +469,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
         Heard::Closed(close)
     }
 
+    fn buffer_audio(&mut self, pushed: Result<(), BufferOverflow>, bytes: usize) -> Option<Heard> {
+        match pushed {
+            Ok(()) if bytes == 0 => None,
+            Ok(()) => Some(Heard::Audio { bytes }),
+            Err(overflow) if !self.overflow_reported => {
+                self.overflow_reported = true;
+                Some(Heard::ProtocolError(overflow.to_string()))
+            }
+            Err(_) => None,
+        }
+    }
+
     async fn on_text(&mut self, text: &str) -> Option<Heard> {
         if self.stopped {
             return None;
@@ -488,6 +509,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
             )));
         }
         match message {
+            OutboundOwned::Media { media, .. } if !self.keep_audio => {
+                let Some(bytes) = base64_decoded_len(&media.payload) else {
+                    return Some(Heard::ProtocolError(
+                        "careline sent `media` whose payload is not base64".to_owned(),
+                    ));
+                };
+                let pushed = self.playback.push_audio_len(bytes);
+                self.buffer_audio(pushed, bytes)
+            }
             OutboundOwned::Media { media, .. } => {
                 let audio = match BASE64.decode(media.payload.as_bytes()) {
                     Ok(audio) => audio,
@@ -504,15 +534,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
                             .to_owned(),
                     ));
                 }
-                match self.playback.push_audio(audio) {
-                    Ok(()) if bytes == 0 => None,
-                    Ok(()) => Some(Heard::Audio { bytes }),
-                    Err(overflow) if !self.overflow_reported => {
-                        self.overflow_reported = true;
-                        Some(Heard::ProtocolError(overflow.to_string()))
-                    }
-                    Err(_) => None,
-                }
+                let pushed = self.playback.push_audio(audio);
+                self.buffer_audio(pushed, bytes)
             }
             OutboundOwned::Mark { mark, .. } => {
                 let echo = self.playback.push_mark(mark.name)?;
@@ -527,5 +550,89 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
                 Some(Heard::Cleared(echoes))
             }
         }
+    }
+}
+
+/// Twilio's `media` message exactly as serializing [`TwilioMessage::Media`] writes it, built
+/// directly: a caller sends fifty a second, and the load generator thousands of callers' worth.
+fn media_json(sequence: u64, chunk: u64, stream_sid: &str, audio: &[u8]) -> String {
+    use std::fmt::Write as _;
+
+    let timestamp = (chunk - 1) * FRAME_MS;
+    if stream_sid
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        return TwilioMessage::Media {
+            sequence_number: sequence.to_string(),
+            media: MediaBody {
+                track: "inbound",
+                chunk: chunk.to_string(),
+                timestamp: timestamp.to_string(),
+                payload: BASE64.encode(audio),
+            },
+            stream_sid: stream_sid.to_owned(),
+        }
+        .to_json();
+    }
+    let mut text = String::with_capacity(160 + stream_sid.len() + audio.len().div_ceil(3) * 4);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        text,
+        r#"{{"event":"media","sequenceNumber":"{sequence}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{timestamp}","payload":""#
+    );
+    BASE64.encode_string(audio, &mut text);
+    text.push_str(r#""},"streamSid":""#);
+    text.push_str(stream_sid);
+    text.push_str(r#""}"#);
+    text
+}
+
+/// The length of what a base64 string decodes to, if it is well-formed padded base64 (the
+/// characters themselves are not checked: the load generator only needs the length).
+fn base64_decoded_len(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let padding = bytes
+        .iter()
+        .rev()
+        .take(2)
+        .filter(|&&byte| byte == b'=')
+        .count();
+    Some(bytes.len() / 4 * 3 - padding)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn media_messages_are_written_exactly_as_twilio_message_serializes_them() {
+        let audio: Vec<u8> = (0..160u16).map(|n| (n * 7) as u8).collect();
+        for sid in ["MZ18ad3ab5a668481ce02b83e7395059f0", "odd \"sid\""] {
+            let expected = TwilioMessage::Media {
+                sequence_number: "42".to_owned(),
+                media: MediaBody {
+                    track: "inbound",
+                    chunk: "41".to_owned(),
+                    timestamp: "800".to_owned(),
+                    payload: BASE64.encode(&audio),
+                },
+                stream_sid: sid.to_owned(),
+            }
+            .to_json();
+            assert_eq!(media_json(42, 41, sid, &audio), expected);
+        }
+    }
+
+    #[test]
+    fn decoded_length_follows_the_padding() {
+        assert_eq!(base64_decoded_len("AAAA"), Some(3));
+        assert_eq!(base64_decoded_len("AAA="), Some(2));
+        assert_eq!(base64_decoded_len("AA=="), Some(1));
+        assert_eq!(base64_decoded_len(""), Some(0));
+        assert_eq!(base64_decoded_len("AAAAA"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The `careline` command line: `serve`, `check`, `call`.
+//! The `careline` command line: `serve`, `check`, `call`, `load`, `directory`.
 //!
 //! Thin: each subcommand parses its arguments and calls into the library. `anyhow` lives here,
 //! at the edge, and nowhere else.
@@ -30,6 +30,8 @@ pub enum Command {
     Directory(directory::DirectoryArgs),
     /// Place a test call the way Twilio would; prints the prompts heard.
     Call(crate::caller::CallArgs),
+    /// Place many concurrent test calls and report latency, underruns and errors.
+    Load(crate::load::LoadArgs),
 }
 
 /// Run the command line; returns the process exit code.
@@ -40,6 +42,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Check(args) => check::run(args),
         Command::Directory(args) => directory::run(args),
         Command::Call(args) => run_async(crate::caller::run_cli(args)),
+        Command::Load(args) => run_async(crate::load::run_cli(args)),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
@@ -28,6 +29,28 @@ use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_
 
 /// Largest inbound message accepted; Twilio's are a few hundred bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Initial WebSocket read buffer per stream: Twilio's messages are a few hundred bytes (a larger
+/// one grows it). tungstenite zero-fills the free part of its read buffer before every read, so
+/// its 128 KiB default cost a cold 128 KiB memset per inbound frame (40% of the server's CPU
+/// under load) and 128 KiB of memory per call.
+pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Unsent outbound data a stream may hold: the player keeps about 1.5 s of audio (~16 KiB of
+/// messages) in flight, so more means the peer stopped reading; it is cut off rather than
+/// allowed to grow the server's memory.
+pub const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The WebSocket settings of a media stream (see the constants). Messages are written to the
+/// socket as they are queued rather than gathered into a batch first: the write buffer then
+/// only ever holds one message, where batching kept up to 32 KiB per call. (The listener sets
+/// TCP_NODELAY, so a batch written as several messages goes out at once.)
+pub fn configure_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+}
 /// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
@@ -123,12 +146,25 @@ where
     if stream.flush(&mut outgoing).await.is_err() {
         return stream.finish(SessionEnd::ConnectionLost);
     }
+    // Both wait for the whole call rather than being created anew for every frame: a new
+    // `cancelled()` future locked the server-wide token's waiter list twice per frame, and a
+    // new sleep registered and removed a timer. The child token's list is this call's alone.
+    let shutdown = context.force_close.child_token().cancelled_owned();
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(shutdown, timer);
+    let mut timer_set_for = None;
     let end = loop {
         if stream.hung_up {
             close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
+        if let Some(at) = deadline
+            && timer_set_for != Some(at)
+        {
+            timer.as_mut().reset(at);
+            timer_set_for = Some(at);
+        }
         let mut lookup = stream.lookup.take();
         tokio::select! {
             event = answer_of(&mut lookup) => {
@@ -146,12 +182,13 @@ where
                     }
                 }
             }
-            () = sleep_until(deadline) => {
+            () = &mut timer, if deadline.is_some() => {
+                timer_set_for = None;
                 if let Some((timer, _)) = stream.timer.take() {
                     stream.feed(Event::TimerFired(timer));
                 }
             }
-            () = context.force_close.cancelled() => {
+            () = &mut shutdown => {
                 close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
                 break SessionEnd::Shutdown;
             }
@@ -601,13 +638,6 @@ impl Keypad {
         if let Some(key) = heard.or(detector.held()) {
             self.last_tone = Some((key, now));
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

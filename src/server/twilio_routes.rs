@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use super::AppState;
 use super::calls::NextStep;
-use super::session::{MAX_MESSAGE_BYTES, SessionContext, run_session};
+use super::session::{SessionContext, configure_upgrade, run_session};
 use crate::twilio::{signature, twiml};
 
 /// A refused or malformed Twilio request. The body says what happened, never request data.
@@ -141,16 +141,13 @@ pub async fn media(
         identity: state.identity.clone(),
     };
     let tracker = state.tracker.clone();
-    Ok(upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            let (sink, stream) = socket.split();
-            let session = run_session(stream, sink, context);
-            async move {
-                tracker.spawn(session);
-            }
-        }))
+    Ok(configure_upgrade(upgrade).on_upgrade(move |socket| {
+        let (sink, stream) = socket.split();
+        let session = run_session(stream, sink, context);
+        async move {
+            tracker.spawn(session);
+        }
+    }))
 }
 
 /// `POST /twilio/next`: the stream closed; what now.

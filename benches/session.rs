@@ -1,0 +1,220 @@
+//! One call's session loop on the inbound hot path: `media` frames in through `run_session`
+//! (classification, parse, streamSid check, the select over socket, timer and shutdown), with
+//! the WebSocket itself replaced by an in-memory stream, so this is careline's own cost per
+//! frame. Also the WebSocket layer on its own: reading one masked client frame with tungstenite,
+//! at its default 128 KiB read buffer and at careline's.
+//!
+//! Run with `cargo bench --bench session`.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Message;
+use base64::Engine;
+use careline::config::Config;
+use careline::ivr::Flow;
+use careline::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
+use careline::server::calls::CallRegistry;
+use careline::server::session::{SessionContext, SessionEnd, run_session};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+
+const FLOW: &str = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[ivr]
+entry = "main"
+operator = "goodbye"
+
+[nodes.main]
+type = "menu"
+prompt = ["welcome"]
+options = { "1" = "goodbye" }
+
+[nodes.goodbye]
+type = "hangup"
+prompt = ["goodbye"]
+"#;
+
+const STREAM_SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
+const CALL_SID: &str = "CA18ad3ab5a668481ce02b83e7395059f0";
+const FRAMES: u64 = 5_000;
+
+fn media_frame(sequence: u64) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode([0xFFu8; 160]);
+    format!(
+        r#"{{"event":"media","sequenceNumber":"{sequence}","media":{{"track":"inbound","chunk":"{sequence}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{STREAM_SID}"}}"#,
+        sequence * 20
+    )
+}
+
+fn context() -> SessionContext {
+    let config: Config = toml::from_str(FLOW).expect("flow parses");
+    let mut prompts = PromptLibrary::default();
+    for id in ["welcome", "goodbye", "no_input", "invalid_choice"] {
+        prompts.insert(
+            "en",
+            id,
+            PromptAudio::from_mulaw(vec![0x55; 50 * CHUNK_BYTES]),
+        );
+    }
+    SessionContext {
+        flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
+        prompts: Arc::new(prompts),
+        calls: Arc::new(CallRegistry::new()),
+        force_close: CancellationToken::new(),
+        dtmf: careline::config::DtmfMode::Events,
+        identity: None,
+    }
+}
+
+fn session(c: &mut Criterion) {
+    let context = context();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let frames: Vec<Message> = (2..FRAMES + 2)
+        .map(|sequence| Message::Text(media_frame(sequence).into()))
+        .collect();
+    let mut group = c.benchmark_group("session");
+    group.throughput(Throughput::Elements(FRAMES));
+    group.bench_function("inbound media frames through run_session", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let token = context.calls.register(CALL_SID, "+13125550101");
+                let start = format!(
+                    r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"{STREAM_SID}","callSid":"{CALL_SID}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"token":"{token}"}}}},"streamSid":"{STREAM_SID}"}}"#
+                );
+                let stop = format!(r#"{{"event":"stop","sequenceNumber":"9","streamSid":"{STREAM_SID}"}}"#);
+                let mut messages: Vec<Result<Message, std::io::Error>> =
+                    Vec::with_capacity(frames.len() + 2);
+                messages.push(Ok(Message::Text(start.into())));
+                messages.extend(frames.iter().cloned().map(Ok));
+                messages.push(Ok(Message::Text(stop.into())));
+                let incoming = futures_util::stream::iter(messages);
+                let outgoing = futures_util::sink::drain();
+                let began = Instant::now();
+                let end = runtime.block_on(run_session(incoming, outgoing, context.clone()));
+                total += began.elapsed();
+                assert_eq!(end, SessionEnd::CallerHungUp);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// A socket that delivers one client frame per read, then "would block" until the next, as a
+/// socket carrying one frame every 20 ms does; writes are dropped.
+struct Frames {
+    frames: std::collections::VecDeque<Vec<u8>>,
+    /// The frame being read and how much of it has been.
+    current: Option<(Vec<u8>, usize)>,
+}
+
+impl Read for Frames {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (frame, offset) = match self.current.take() {
+            Some(current) => current,
+            None => match self.frames.pop_front() {
+                Some(frame) => (frame, 0),
+                None => return Ok(0),
+            },
+        };
+        let take = (frame.len() - offset).min(buf.len());
+        buf[..take].copy_from_slice(&frame[offset..offset + take]);
+        if offset + take < frame.len() {
+            self.current = Some((frame, offset + take));
+        } else {
+            // The next frame has not arrived yet.
+            self.current = Some((Vec::new(), 0));
+        }
+        if take == 0 {
+            self.current = None;
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(take)
+    }
+}
+
+impl Write for Frames {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `count` masked text frames, each as a client (Twilio) puts it on the wire.
+fn client_frames(count: u64) -> std::collections::VecDeque<Vec<u8>> {
+    let mut client =
+        WebSocket::from_raw_socket(std::io::Cursor::new(Vec::<u8>::new()), Role::Client, None);
+    (0..count)
+        .map(|sequence| {
+            client
+                .send(tokio_tungstenite::tungstenite::Message::text(media_frame(
+                    sequence,
+                )))
+                .expect("written");
+            let wire = std::mem::take(client.get_mut().get_mut());
+            client.get_mut().set_position(0);
+            wire
+        })
+        .collect()
+}
+
+fn websocket_read(c: &mut Criterion) {
+    const COUNT: u64 = 1_000;
+    let wire = client_frames(COUNT);
+    let mut group = c.benchmark_group("websocket");
+    group.throughput(Throughput::Elements(COUNT));
+    for (label, read_buffer) in [
+        (
+            "read one media frame, 128 KiB read buffer (default)",
+            128 * 1024,
+        ),
+        ("read one media frame, 2 KiB read buffer", 2 * 1024),
+    ] {
+        group.bench_function(label, |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+                    let mut server = WebSocket::from_raw_socket(
+                        Frames {
+                            frames: wire.clone(),
+                            current: None,
+                        },
+                        Role::Server,
+                        Some(config),
+                    );
+                    let began = Instant::now();
+                    let mut read = 0;
+                    while read < COUNT {
+                        match server.read() {
+                            Ok(message) => {
+                                std::hint::black_box(message.len());
+                                read += 1;
+                            }
+                            Err(tokio_tungstenite::tungstenite::Error::Io(error))
+                                if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(error) => panic!("{error}"),
+                        }
+                    }
+                    total += began.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, session, websocket_read);
+criterion_main!(benches);
