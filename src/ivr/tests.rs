@@ -658,6 +658,15 @@ prompt = ["goodbye"]
     }
 
     #[test]
+    fn a_reset_link_sent_by_the_portal_is_announced_then_the_call_goes_on() {
+        let mut call = verified();
+        call.send(Event::Reset(ResetOutcome::LinkSent));
+        assert_eq!(call.take_played(), ["en/reset_link_sent"]);
+        call.finish_prompt();
+        assert_eq!(call.call.node(), "goodbye");
+    }
+
+    #[test]
     fn a_failed_reset_goes_to_a_person() {
         let mut call = verified();
         call.send(Event::Reset(ResetOutcome::Failed));
