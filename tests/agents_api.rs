@@ -1,0 +1,313 @@
+//! The live-state admin API for people and calls: who may read the roster and change an agent's
+//! status, what the roster says about shifts and states, and that the call list never shows a
+//! caller's number.
+
+mod common;
+
+use careline::server::access::AccessPolicy;
+use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const VIEWER: &str = "viewer-token-0123456789";
+const SUPERVISOR: &str = "supervisor-token-0123456789";
+const ANGUYEN: &str = "anguyen-token-0123456789";
+
+/// Three agents: one on an always-open shift, one on a shift that never opens, one without a
+/// shift (always on shift).
+const ROSTER: &str = r#"
+[schedules.always]
+timezone = "America/Chicago"
+hours = [{ days = "mon-sun", from = "00:00", to = "24:00" }]
+
+[schedules.never]
+timezone = "America/Chicago"
+hours = []
+
+[[agents]]
+id = "anguyen"
+name = "An Nguyen"
+skills = ["ios", "spanish"]
+shift = "always"
+client = "anguyen"
+
+[[agents]]
+id = "bsmith"
+name = "Bea Smith"
+skills = ["android"]
+shift = "never"
+dial = "+13125550199"
+
+[[agents]]
+id = "cdiaz"
+name = "Carla Diaz"
+sip = "sip:cdiaz@pbx.example.org"
+"#;
+
+async fn desk() -> TestServer {
+    desk_with(|_| {}).await
+}
+
+async fn desk_with(adjust: impl FnOnce(&mut careline::server::AppState)) -> TestServer {
+    let flow = format!("{SHORT_FLOW}\n{ROSTER}");
+    TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
+        let tokens = format!("viewer:{VIEWER},supervisor:{SUPERVISOR},agent:anguyen:{ANGUYEN}");
+        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
+        adjust(state);
+    })
+    .await
+}
+
+async fn get(server: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base_url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    answer(request).await
+}
+
+async fn set_status(
+    server: &TestServer,
+    agent: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .put(format!("{}/api/v1/agents/{agent}/status", server.base_url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    answer(request).await
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request reaches the server");
+    let status = response.status();
+    let text = response.text().await.expect("response body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn agent<'a>(roster: &'a Value, id: &str) -> &'a Value {
+    roster
+        .as_array()
+        .expect("a list of agents")
+        .iter()
+        .find(|agent| agent["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is listed"))
+}
+
+#[tokio::test]
+async fn a_viewer_sees_every_configured_agent_starting_offline_and_idle() {
+    let server = desk().await;
+    let (status, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = roster
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|agent| agent["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["anguyen", "bsmith", "cdiaz"]);
+    let anguyen = agent(&roster, "anguyen");
+    assert_eq!(anguyen["name"], "An Nguyen");
+    assert_eq!(anguyen["skills"], json!(["ios", "spanish"]));
+    assert_eq!(anguyen["status"], "offline");
+    assert_eq!(anguyen["state"], "idle");
+    assert_eq!(anguyen["calls_today"], 0);
+    assert!(anguyen["time_in_state_secs"].is_u64());
+}
+
+#[tokio::test]
+async fn the_roster_never_shows_how_an_agent_is_reached() {
+    let server = desk().await;
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    let text = roster.to_string();
+    assert!(!text.contains("5550199"), "{text}");
+    assert!(!text.contains("pbx.example.org"), "{text}");
+}
+
+#[tokio::test]
+async fn on_shift_follows_each_agents_shift_schedule() {
+    let server = desk().await;
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "anguyen")["on_shift"], true);
+    assert_eq!(agent(&roster, "bsmith")["on_shift"], false);
+    assert_eq!(
+        agent(&roster, "cdiaz")["on_shift"],
+        true,
+        "an agent without a shift is always on shift"
+    );
+}
+
+#[tokio::test]
+async fn a_supervisor_changes_any_agent_and_the_roster_shows_it() {
+    let server = desk().await;
+    let (status, changed) = set_status(
+        &server,
+        "bsmith",
+        r#"{"status": "available"}"#,
+        Some(SUPERVISOR),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changed["id"], "bsmith");
+    assert_eq!(changed["status"], "available");
+    assert_eq!(changed["state"], "idle");
+
+    let (status, _) =
+        set_status(&server, "cdiaz", r#"{"status": "break"}"#, Some(SUPERVISOR)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "bsmith")["status"], "available");
+    assert_eq!(agent(&roster, "cdiaz")["status"], "break");
+    assert_eq!(agent(&roster, "anguyen")["status"], "offline");
+}
+
+#[tokio::test]
+async fn an_agent_changes_only_their_own_status() {
+    let server = desk().await;
+    let (status, changed) = set_status(
+        &server,
+        "anguyen",
+        r#"{"status": "available"}"#,
+        Some(ANGUYEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changed["status"], "available");
+
+    let (status, _) =
+        set_status(&server, "bsmith", r#"{"status": "offline"}"#, Some(ANGUYEN)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, roster) = get(&server, "/api/v1/agents", Some(ANGUYEN)).await;
+    assert_eq!(agent(&roster, "bsmith")["status"], "offline");
+    assert_eq!(agent(&roster, "anguyen")["status"], "available");
+}
+
+#[tokio::test]
+async fn a_viewer_reads_but_cannot_change_anyone() {
+    let server = desk().await;
+    let (status, _) = set_status(
+        &server,
+        "anguyen",
+        r#"{"status": "available"}"#,
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "anguyen")["status"], "offline");
+}
+
+#[tokio::test]
+async fn a_missing_or_unknown_token_is_refused_everywhere() {
+    let server = desk().await;
+    for token in [None, Some("not-a-token-anyone-was-given")] {
+        let (status, _) = get(&server, "/api/v1/agents", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = get(&server, "/api/v1/calls", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = set_status(&server, "anguyen", r#"{"status": "available"}"#, token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_agent_is_not_found() {
+    let server = desk().await;
+    let (status, body) = set_status(
+        &server,
+        "zzed",
+        r#"{"status": "available"}"#,
+        Some(SUPERVISOR),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_status_careline_does_not_know_is_refused_naming_the_accepted_ones() {
+    let server = desk().await;
+    for body in [
+        r#"{"status": "lunch"}"#,
+        r#"{"state": "available"}"#,
+        "available",
+        "",
+    ] {
+        let (status, answer) = set_status(&server, "anguyen", body, Some(SUPERVISOR)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = answer["error"].as_str().expect("an error message");
+        for accepted in ["available", "break", "offline"] {
+            assert!(message.contains(accepted), "{message}");
+        }
+    }
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "anguyen")["status"], "offline");
+}
+
+#[tokio::test]
+async fn the_call_list_shows_a_call_in_progress_with_only_the_last_two_digits() {
+    let server = desk().await;
+    let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(calls, json!([]));
+
+    let voice = reqwest::Client::new()
+        .post(format!("{}/twilio/voice", server.base_url))
+        .form(&[("CallSid", "CA0123"), ("From", "+13125550147")])
+        .send()
+        .await
+        .expect("voice webhook answers");
+    assert!(voice.status().is_success());
+
+    let (status, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = calls.to_string();
+    assert!(!text.contains("5550147"), "{text}");
+    let calls = calls.as_array().expect("a list of calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_sid"], "CA0123");
+    assert_eq!(calls[0]["state"], "connecting");
+    assert_eq!(calls[0]["caller_id"], "•••••••••47");
+    assert!(calls[0]["since_secs"].is_u64());
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
+    // A port nobody listens on: the store's operations fail, start-up and the IVR do not.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let store = careline::store::redis::RedisStore::connect_lazy(
+        &format!("redis://127.0.0.1:{port}"),
+        "careline-test",
+    )
+    .expect("a lazy client");
+    let server = desk_with(|state| state.store = std::sync::Arc::new(store)).await;
+    let (status, body) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|message| message.contains("unreachable")),
+        "{body}"
+    );
+    let (status, _) = set_status(
+        &server,
+        "anguyen",
+        r#"{"status": "available"}"#,
+        Some(SUPERVISOR),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::OK, "the call list needs no store");
+}
