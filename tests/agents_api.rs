@@ -5,6 +5,7 @@
 mod common;
 
 use careline::server::access::AccessPolicy;
+use careline::store::{QueuedCall, Strategy};
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -23,6 +24,8 @@ hours = [{ days = "mon-sun", from = "00:00", to = "24:00" }]
 [schedules.never]
 timezone = "America/Chicago"
 hours = []
+
+[queues.portal]
 
 [[agents]]
 id = "anguyen"
@@ -310,4 +313,101 @@ async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let (status, _) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::OK, "the call list needs no store");
+}
+
+async fn call_arrives(server: &TestServer, call_sid: &str, from: &str) {
+    let voice = reqwest::Client::new()
+        .post(format!("{}/twilio/voice", server.base_url))
+        .form(&[("CallSid", call_sid), ("From", from)])
+        .send()
+        .await
+        .expect("voice webhook answers");
+    assert!(voice.status().is_success());
+}
+
+fn queued(call_sid: &str, enqueued_at_ms: i64) -> QueuedCall {
+    QueuedCall {
+        call_sid: call_sid.to_owned(),
+        queue: "portal".to_owned(),
+        node: "this-node".to_owned(),
+        enqueued_at_ms,
+        priority: 0,
+        verification_failed: false,
+    }
+}
+
+#[tokio::test]
+async fn the_lists_follow_a_call_from_the_queue_to_an_agent_and_into_wrap_up() {
+    let server = desk().await;
+    let store = server.state.store.clone();
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    call_arrives(&server, "CA-first", "+13125550101").await;
+    call_arrives(&server, "CA-second", "+13125550102").await;
+    store
+        .enqueue(&queued("CA-first", now_ms - 90_000))
+        .await
+        .expect("enqueue");
+    store
+        .enqueue(&queued("CA-second", now_ms - 30_000))
+        .await
+        .expect("enqueue");
+
+    let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(calls[0]["call_sid"], "CA-first");
+    assert_eq!(calls[0]["state"], "queued");
+    assert_eq!(calls[0]["queue"], "portal");
+    assert_eq!(calls[0]["position"], 1);
+    assert!(calls[0]["wait_secs"].as_i64().expect("a wait") >= 90);
+    assert_eq!(calls[1]["position"], 2);
+
+    set_status(
+        &server,
+        "cdiaz",
+        r#"{"status": "available"}"#,
+        Some(SUPERVISOR),
+    )
+    .await;
+    let reservation = store
+        .reserve(
+            "portal",
+            "this-node",
+            &["cdiaz".to_owned()],
+            Strategy::LongestIdle,
+            now_ms,
+        )
+        .await
+        .expect("reserve")
+        .expect("cdiaz is free");
+    assert_eq!(reservation.call.call_sid, "CA-first");
+
+    let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(calls[0]["state"], "offered");
+    assert_eq!(calls[0]["agent"], "cdiaz");
+    assert_eq!(calls[1]["state"], "queued");
+    assert_eq!(calls[1]["position"], 1);
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "cdiaz")["state"], "reserved");
+    assert_eq!(agent(&roster, "cdiaz")["call_sid"], "CA-first");
+
+    store
+        .offer_answered("cdiaz", "CA-first", now_ms)
+        .await
+        .expect("answered");
+    let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
+    assert_eq!(calls[0]["state"], "with_agent");
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(agent(&roster, "cdiaz")["state"], "on_call");
+    assert_eq!(agent(&roster, "cdiaz")["calls_today"], 1);
+
+    store
+        .call_finished("cdiaz", "CA-first", now_ms + 600_000, now_ms)
+        .await
+        .expect("finished");
+    let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
+    let cdiaz = agent(&roster, "cdiaz");
+    assert_eq!(cdiaz["state"], "wrap_up");
+    assert_eq!(cdiaz["status"], "available");
+    assert!(cdiaz["time_in_state_secs"].is_null());
+    assert!(cdiaz["wrap_up_left_secs"].as_i64().expect("time left") > 0);
+    assert_eq!(cdiaz["calls_today"], 1);
 }

@@ -6,7 +6,7 @@
 //! `shutdown_grace_secs`, then closes the rest.
 
 pub mod access;
-mod agents;
+pub mod agents;
 mod api;
 pub mod calls;
 pub mod logging;
@@ -62,9 +62,8 @@ pub struct AppState {
     pub webhook_secret: Option<Arc<WebhookSecret>>,
     /// Who may use `/api/*`.
     pub access: AccessPolicy,
-    /// The configured agents (`[[agents]]`), in configuration order; their shifts are
-    /// schedules in `flow`.
-    pub roster: Arc<[crate::config::AgentConfig]>,
+    /// The configured agents and queues, for the live-state API.
+    pub roster: Arc<agents::Roster>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +173,7 @@ impl AppState {
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
-                roster: Arc::from(config.agents.as_slice()),
+                roster: Arc::new(agents::Roster::from_config(config)),
             },
             prompt_load_time,
         })
