@@ -126,6 +126,22 @@ async fn a_viewer_sees_every_configured_agent_starting_offline_and_idle() {
 }
 
 #[tokio::test]
+async fn start_up_registers_every_configured_agent_in_the_store() {
+    let server = desk().await;
+    let mut ids: Vec<String> = server
+        .state
+        .store
+        .agents()
+        .await
+        .expect("the store answers")
+        .into_iter()
+        .map(|agent| agent.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["anguyen", "bsmith", "cdiaz"]);
+}
+
+#[tokio::test]
 async fn the_roster_never_shows_how_an_agent_is_reached() {
     let server = desk().await;
     let (_, roster) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
