@@ -5,6 +5,10 @@
 mod common;
 
 use careline::server::access::AccessPolicy;
+use std::sync::Arc;
+
+use careline::store::redis::RedisStore;
+use careline::store::test_redis::TestRedis;
 use careline::store::{QueuedCall, Strategy};
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 use reqwest::StatusCode;
@@ -310,7 +314,7 @@ async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
         "careline-test",
     )
     .expect("a lazy client");
-    let server = desk_with(|state| state.store = std::sync::Arc::new(store)).await;
+    let server = desk_with(|state| state.store = Arc::new(store)).await;
     let (status, body) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -426,4 +430,77 @@ async fn the_lists_follow_a_call_from_the_queue_to_an_agent_and_into_wrap_up() {
     assert!(cdiaz["time_in_state_secs"].is_null());
     assert!(cdiaz["wrap_up_left_secs"].as_i64().expect("time left") > 0);
     assert_eq!(cdiaz["calls_today"], 1);
+}
+
+/// Two careline nodes sharing one Redis, each with the roster's agents unknown to Redis (the
+/// store is swapped in after start-up, as if Redis had been down then).
+async fn two_nodes_on(redis: &TestRedis) -> (TestServer, TestServer) {
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::connect(&redis.url(), "careline-agents-test")
+            .await
+            .expect("the test redis-server answers");
+        nodes.push(desk_with(|state| state.store = Arc::new(store)).await);
+    }
+    let second = nodes.pop().expect("two nodes");
+    let first = nodes.pop().expect("two nodes");
+    (first, second)
+}
+
+#[tokio::test]
+async fn every_node_on_one_redis_shows_the_same_roster_even_after_redis_lost_its_data() {
+    let mut redis = TestRedis::start().expect("a redis-server of our own");
+    let (first, second) = two_nodes_on(&redis).await;
+
+    let (status, _) = set_status(
+        &first,
+        "anguyen",
+        r#"{"status": "available"}"#,
+        Some(ANGUYEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, roster) = get(&second, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(agent(&roster, "anguyen")["status"], "available");
+    assert_eq!(agent(&roster, "bsmith")["status"], "offline");
+
+    redis.stop();
+    let (status, _) = get(&second, "/api/v1/agents", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    redis
+        .start_again()
+        .expect("redis-server starts again, empty");
+    let mut roster = Value::Null;
+    // The client reconnects on its own; give it a few tries rather than a fixed sleep.
+    for _ in 0..50 {
+        let (status, body) = get(&second, "/api/v1/agents", Some(VIEWER)).await;
+        if status == StatusCode::OK {
+            roster = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ids: Vec<&str> = roster
+        .as_array()
+        .expect("the roster is back once Redis is")
+        .iter()
+        .map(|agent| agent["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["anguyen", "bsmith", "cdiaz"]);
+    assert_eq!(
+        agent(&roster, "anguyen")["status"],
+        "offline",
+        "Redis forgot the status, so the agent sets it again"
+    );
+    let (status, changed) = set_status(
+        &first,
+        "anguyen",
+        r#"{"status": "break"}"#,
+        Some(SUPERVISOR),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changed["status"], "break");
 }
