@@ -82,6 +82,7 @@ async fn start_server() -> Server {
         identity: None,
         webhook_secret: None,
         access: crate::server::access::AccessPolicy::default(),
+        roster: Arc::default(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

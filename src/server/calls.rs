@@ -26,7 +26,40 @@ struct CallEntry {
     from_masked: String,
     registered: Instant,
     streaming: bool,
+    /// Media streams this call has opened (a call re-queued after a missed offer opens another).
+    streams: u32,
     next: NextStep,
+}
+
+/// What a call is doing, as far as this node can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPhase {
+    /// The voice webhook answered; Twilio has not opened the media stream yet.
+    Connecting,
+    /// The media stream is open: the caller is in the IVR or waiting in a queue.
+    Streaming,
+    /// The stream closed and Twilio is hanging up.
+    Ending,
+}
+
+impl CallPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallPhase::Connecting => "connecting",
+            CallPhase::Streaming => "streaming",
+            CallPhase::Ending => "ending",
+        }
+    }
+}
+
+/// One call as the admin API shows it: no caller identifier beyond the masked caller ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSnapshot {
+    pub call_sid: String,
+    pub phase: CallPhase,
+    /// How long ago the voice webhook registered the call.
+    pub age: Duration,
+    pub caller_id_masked: String,
 }
 
 /// Calls registered by the voice webhook, keyed by Twilio's CallSid.
@@ -70,6 +103,7 @@ impl CallRegistry {
                 from_masked: mask_caller_id(from),
                 registered: now,
                 streaming: false,
+                streams: 0,
                 next: NextStep::Hangup,
             },
         );
@@ -88,6 +122,7 @@ impl CallRegistry {
             return Err(ClaimError::AlreadyStreaming);
         }
         call.streaming = true;
+        call.streams += 1;
         Ok(())
     }
 
@@ -119,6 +154,37 @@ impl CallRegistry {
         self.lock()
             .get(call_sid)
             .map(|call| call.from_masked.clone())
+    }
+
+    /// Every call this node is carrying, oldest first. The lock is held only to copy the entries.
+    pub fn snapshot(&self) -> Vec<CallSnapshot> {
+        let now = Instant::now();
+        let mut calls: Vec<(Instant, CallSnapshot)> = self
+            .lock()
+            .iter()
+            .map(|(call_sid, call)| {
+                let phase = if call.streaming {
+                    CallPhase::Streaming
+                } else if call.streams == 0 {
+                    CallPhase::Connecting
+                } else {
+                    match call.next {
+                        NextStep::Hangup => CallPhase::Ending,
+                    }
+                };
+                let snapshot = CallSnapshot {
+                    call_sid: call_sid.clone(),
+                    phase,
+                    age: now.saturating_duration_since(call.registered),
+                    caller_id_masked: call.from_masked.clone(),
+                };
+                (call.registered, snapshot)
+            })
+            .collect();
+        calls.sort_by(|(a, left), (b, right)| {
+            a.cmp(b).then_with(|| left.call_sid.cmp(&right.call_sid))
+        });
+        calls.into_iter().map(|(_, snapshot)| snapshot).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -169,6 +235,34 @@ mod tests {
         assert_eq!(
             calls.claim_stream("CA1", &token),
             Err(ClaimError::AlreadyStreaming)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_follows_a_call_through_its_stream_without_its_number() {
+        let calls = CallRegistry::new();
+        let token = calls.register("CA1", "+13125550101");
+        let phases = |calls: &CallRegistry| -> Vec<(String, CallPhase, String)> {
+            calls
+                .snapshot()
+                .into_iter()
+                .map(|call| (call.call_sid, call.phase, call.caller_id_masked))
+                .collect()
+        };
+        let masked = "•••••••••01".to_owned();
+        assert_eq!(
+            phases(&calls),
+            vec![("CA1".to_owned(), CallPhase::Connecting, masked.clone())]
+        );
+        calls.claim_stream("CA1", &token).expect("claims");
+        assert_eq!(
+            phases(&calls),
+            vec![("CA1".to_owned(), CallPhase::Streaming, masked.clone())]
+        );
+        calls.stream_ended("CA1", NextStep::Hangup);
+        assert_eq!(
+            phases(&calls),
+            vec![("CA1".to_owned(), CallPhase::Ending, masked)]
         );
     }
 

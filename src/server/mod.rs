@@ -6,6 +6,7 @@
 //! `shutdown_grace_secs`, then closes the rest.
 
 pub mod access;
+pub mod agents;
 mod api;
 pub mod calls;
 pub mod logging;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub webhook_secret: Option<Arc<WebhookSecret>>,
     /// Who may use `/api/*`.
     pub access: AccessPolicy,
+    /// The configured agents and queues, for the live-state API.
+    pub roster: Arc<agents::Roster>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +115,7 @@ impl AppState {
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
         let store = open_store(config).await?;
+        register_agents(store.as_ref(), &config.agents).await;
         let webhook_secret = match WebhookSecret::from_env() {
             Ok(secret) => Some(secret),
             Err(crate::identity::secret::SecretError::Missing { .. }) => None,
@@ -169,6 +173,7 @@ impl AppState {
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
+                roster: Arc::new(agents::Roster::from_config(config)),
             },
             prompt_load_time,
         })
@@ -187,6 +192,20 @@ pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>
     })
 }
 
+/// Make sure the store knows every configured agent. A store that cannot be reached now does
+/// not stop start-up: calls in the IVR work without it, and the agents are registered again
+/// when it is back (the API does so on first use).
+async fn register_agents(store: &dyn Store, agents: &[crate::config::AgentConfig]) {
+    let ids: Vec<String> = agents.iter().map(|agent| agent.id.clone()).collect();
+    if ids.is_empty() {
+        return;
+    }
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    if let Err(error) = store.register_agents(&ids, now_ms).await {
+        tracing::warn!(%error, agents = ids.len(), "agents could not be registered in the store at start-up");
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/twilio/voice", post(twilio_routes::voice))
@@ -200,6 +219,9 @@ pub fn router(state: AppState) -> Router {
             post(api::unlock_patient),
         )
         .route("/api/v1/reset-codes/verify", post(api::verify_reset_code))
+        .route("/api/v1/agents", get(agents::list_agents))
+        .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
+        .route("/api/v1/calls", get(agents::list_calls))
         .with_state(state)
 }
 
