@@ -187,7 +187,16 @@ pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>
         .filter(|url| !url.is_empty())
         .or_else(|| config.store.url.clone());
     Ok(match url {
-        Some(url) => Arc::new(RedisStore::connect(&url, &config.store.key_prefix).await?),
+        Some(url) => match RedisStore::connect(&url, &config.store.key_prefix).await {
+            Ok(store) => Arc::new(store),
+            // Start anyway: calls in the IVR do not need Redis, and those that do reach a
+            // person until it answers; the store reconnects by itself.
+            Err(StoreError::Unavailable(reason)) => {
+                tracing::error!(%reason, "Redis is unreachable at start-up; carrying on without it until it answers");
+                Arc::new(RedisStore::connect_lazy(&url, &config.store.key_prefix)?)
+            }
+            Err(error) => return Err(error),
+        },
         None => Arc::new(MemoryStore::new()),
     })
 }
