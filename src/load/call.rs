@@ -280,13 +280,9 @@ impl Running<'_, '_> {
                     }
                     match keypad.tick(playing) {
                         Some(KeypadAction::Press { key, .. }) => {
-                            if client
-                                .press(key, self.call.context.signalling)
-                                .await
-                                .is_ok()
-                            {
-                                pressed_at = Some(Instant::now());
-                            }
+                            let sent = client.press(key, self.call.context.signalling).await;
+                            // A failed send means the stream is going; the next event says how.
+                            pressed_at = sent.is_ok().then(Instant::now);
                         }
                         Some(KeypadAction::HangUp) => {
                             self.hang_up(client).await;
