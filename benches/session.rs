@@ -6,8 +6,10 @@
 //!
 //! Run with `cargo bench --bench session`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
@@ -71,6 +73,68 @@ fn context() -> SessionContext {
     }
 }
 
+/// Counts heap allocations, to show that an inbound frame makes none.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// One whole call: `start`, `frames`, `stop`.
+fn call_messages(
+    context: &SessionContext,
+    frames: &[Message],
+) -> Vec<Result<Message, std::io::Error>> {
+    let token = context.calls.register(CALL_SID, "+13125550101");
+    let start = format!(
+        r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"{STREAM_SID}","callSid":"{CALL_SID}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"token":"{token}"}}}},"streamSid":"{STREAM_SID}"}}"#
+    );
+    let stop = format!(r#"{{"event":"stop","sequenceNumber":"9","streamSid":"{STREAM_SID}"}}"#);
+    let mut messages = Vec::with_capacity(frames.len() + 2);
+    messages.push(Ok(Message::Text(start.into())));
+    messages.extend(frames.iter().cloned().map(Ok));
+    messages.push(Ok(Message::Text(stop.into())));
+    messages
+}
+
+/// Run one call through the session: how long it took and how many allocations it made.
+fn run_call(
+    runtime: &tokio::runtime::Runtime,
+    context: &SessionContext,
+    frames: &[Message],
+) -> (Duration, u64) {
+    let incoming = futures_util::stream::iter(call_messages(context, frames));
+    let outgoing = futures_util::sink::drain();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let began = Instant::now();
+    let end = runtime.block_on(run_session(incoming, outgoing, context.clone()));
+    let elapsed = began.elapsed();
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    assert_eq!(end, SessionEnd::CallerHungUp);
+    (elapsed, allocated)
+}
+
 fn session(c: &mut Criterion) {
     let context = context();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -80,30 +144,19 @@ fn session(c: &mut Criterion) {
     let frames: Vec<Message> = (2..FRAMES + 2)
         .map(|sequence| Message::Text(media_frame(sequence).into()))
         .collect();
+    let (_, with_frames) = run_call(&runtime, &context, &frames);
+    let (_, without_frames) = run_call(&runtime, &context, &[]);
+    eprintln!(
+        "session: {without_frames} heap allocations for a call's start and stop; {:.3} per inbound media frame",
+        with_frames.saturating_sub(without_frames) as f64 / FRAMES as f64
+    );
     let mut group = c.benchmark_group("session");
     group.throughput(Throughput::Elements(FRAMES));
     group.bench_function("inbound media frames through run_session", |b| {
         b.iter_custom(|iterations| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iterations {
-                let token = context.calls.register(CALL_SID, "+13125550101");
-                let start = format!(
-                    r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"{STREAM_SID}","callSid":"{CALL_SID}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"token":"{token}"}}}},"streamSid":"{STREAM_SID}"}}"#
-                );
-                let stop = format!(r#"{{"event":"stop","sequenceNumber":"9","streamSid":"{STREAM_SID}"}}"#);
-                let mut messages: Vec<Result<Message, std::io::Error>> =
-                    Vec::with_capacity(frames.len() + 2);
-                messages.push(Ok(Message::Text(start.into())));
-                messages.extend(frames.iter().cloned().map(Ok));
-                messages.push(Ok(Message::Text(stop.into())));
-                let incoming = futures_util::stream::iter(messages);
-                let outgoing = futures_util::sink::drain();
-                let began = Instant::now();
-                let end = runtime.block_on(run_session(incoming, outgoing, context.clone()));
-                total += began.elapsed();
-                assert_eq!(end, SessionEnd::CallerHungUp);
-            }
-            total
+            (0..iterations)
+                .map(|_| run_call(&runtime, &context, &frames).0)
+                .sum()
         })
     });
     group.finish();
@@ -169,6 +222,35 @@ fn client_frames(count: u64) -> std::collections::VecDeque<Vec<u8>> {
         .collect()
 }
 
+/// Read `wire` as careline does; how long it took and how many allocations it made.
+fn read_frames(wire: &std::collections::VecDeque<Vec<u8>>, read_buffer: usize) -> (Duration, u64) {
+    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+    let mut server = WebSocket::from_raw_socket(
+        Frames {
+            frames: wire.clone(),
+            current: None,
+        },
+        Role::Server,
+        Some(config),
+    );
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let began = Instant::now();
+    let mut read = 0;
+    while read < wire.len() {
+        match server.read() {
+            Ok(message) => {
+                std::hint::black_box(message.len());
+                read += 1;
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let elapsed = began.elapsed();
+    (elapsed, ALLOCATIONS.load(Ordering::Relaxed) - allocations)
+}
+
 fn websocket_read(c: &mut Criterion) {
     const COUNT: u64 = 1_000;
     let wire = client_frames(COUNT);
@@ -181,35 +263,17 @@ fn websocket_read(c: &mut Criterion) {
         ),
         ("read one media frame, 2 KiB read buffer", 2 * 1024),
     ] {
+        let (_, allocations) = read_frames(&wire, read_buffer);
+        eprintln!(
+            "websocket: {:.3} heap allocations per frame read with a {} KiB read buffer",
+            allocations as f64 / COUNT as f64,
+            read_buffer / 1024
+        );
         group.bench_function(label, |b| {
             b.iter_custom(|iterations| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iterations {
-                    let config = WebSocketConfig::default().read_buffer_size(read_buffer);
-                    let mut server = WebSocket::from_raw_socket(
-                        Frames {
-                            frames: wire.clone(),
-                            current: None,
-                        },
-                        Role::Server,
-                        Some(config),
-                    );
-                    let began = Instant::now();
-                    let mut read = 0;
-                    while read < COUNT {
-                        match server.read() {
-                            Ok(message) => {
-                                std::hint::black_box(message.len());
-                                read += 1;
-                            }
-                            Err(tokio_tungstenite::tungstenite::Error::Io(error))
-                                if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                            Err(error) => panic!("{error}"),
-                        }
-                    }
-                    total += began.elapsed();
-                }
-                total
+                (0..iterations)
+                    .map(|_| read_frames(&wire, read_buffer).0)
+                    .sum()
             })
         });
     }

@@ -281,8 +281,8 @@ impl Running<'_, '_> {
                     match keypad.tick(playing) {
                         Some(KeypadAction::Press { key, .. }) => {
                             let sent = client.press(key, self.call.context.signalling).await;
-                            // A key that could not be sent starts no latency measurement.
-                            pressed_at = sent.is_ok().then(Instant::now).or(pressed_at);
+                            // A failed send means the stream is going; the next event says how.
+                            pressed_at = sent.is_ok().then(Instant::now);
                         }
                         Some(KeypadAction::HangUp) => {
                             self.hang_up(client).await;

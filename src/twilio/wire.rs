@@ -316,6 +316,19 @@ mod media_fast_path {
         }
     }
 
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+    /// The high bit of byte `n` set if byte `n` of `word` may be a quote, a backslash or a
+    /// control character; the lowest one set always is one (the classic "has zero byte" test:
+    /// a borrow can only mark bytes above a real match). Zero if there is none.
+    fn special_bytes(word: u64) -> u64 {
+        let zero_bytes = |value: u64| value.wrapping_sub(ONES) & !value & HIGH_BITS;
+        zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS)
+    }
+
     struct Scanner<'a> {
         bytes: &'a [u8],
         text: &'a str,
@@ -338,23 +351,32 @@ mod media_fast_path {
         fn string(&mut self) -> Option<&'a str> {
             self.expect(b'"')?;
             let start = self.at;
-            // Sixteen bytes at a time while none can end the string or need a closer look (a
-            // loop without early exit, so it becomes vector compares): payloads are 216 bytes.
-            while let Some(chunk) = self.bytes.get(self.at..self.at + 16) {
-                let special = chunk.iter().fold(false, |special, &byte| {
-                    special | (byte == b'"') | (byte == b'\\') | (byte < 0x20)
-                });
-                if special {
-                    break;
-                }
-                self.at += 16;
-            }
+            // Eight bytes at a time, jumping straight to the first that ends the string or needs
+            // a closer look (see `special_bytes`); byte by byte only at the end of the message.
             loop {
-                match *self.bytes.get(self.at)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    _ => self.at += 1,
+                let word = self
+                    .bytes
+                    .get(self.at..self.at + 8)
+                    .and_then(|word| <[u8; 8]>::try_from(word).ok());
+                let Some(word) = word else {
+                    match *self.bytes.get(self.at)? {
+                        b'"' => break,
+                        b'\\' | 0..=0x1f => return None,
+                        _ => self.at += 1,
+                    }
+                    continue;
+                };
+                let special = special_bytes(u64::from_le_bytes(word));
+                if special == 0 {
+                    self.at += 8;
+                    continue;
                 }
+                let offset = special.trailing_zeros() as usize / 8;
+                if word.get(offset) != Some(&b'"') {
+                    return None;
+                }
+                self.at += offset;
+                break;
             }
             // Both ends are ASCII quotes, so the slice falls on character boundaries.
             let value = self.text.get(start..self.at)?;
@@ -767,6 +789,25 @@ mod tests {
             media_fast_path::scan(shapes[1]).is_some(),
             "so do spacing and field order"
         );
+    }
+
+    #[test]
+    fn the_fast_path_finds_the_first_quote_backslash_or_control_character_in_any_position() {
+        for position in 0..40 {
+            for special in ['"', '\\', '\u{1f}'] {
+                let mut value: String = "aé/+9".chars().cycle().take(40).collect();
+                let boundary = value
+                    .char_indices()
+                    .map(|(index, _)| index)
+                    .find(|&index| index >= position)
+                    .unwrap_or(value.len());
+                value.insert(boundary, special);
+                let text = format!(
+                    r#"{{"event":"media","streamSid":"MZ1","media":{{"payload":"{value}"}}}}"#
+                );
+                assert_eq!(parse_stream_event(&text), parse_with_serde(&text), "{text}");
+            }
+        }
     }
 
     #[test]
