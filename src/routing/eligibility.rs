@@ -246,7 +246,10 @@ dial = "+15550000004"
         let policy = policy();
         let saturday_noon = chicago("2026-12-05T12:00");
         let tuesday_noon = chicago("2026-12-01T12:00");
-        assert_eq!(policy.candidates("billing", saturday_noon), ["always-billing"]);
+        assert_eq!(
+            policy.candidates("billing", saturday_noon),
+            ["always-billing"]
+        );
         assert!(!policy.is_open("billing", saturday_noon));
         assert!(policy.is_open("billing", tuesday_noon));
         assert!(!policy.is_open("billing", chicago("2026-12-01T17:00")));
@@ -259,7 +262,10 @@ dial = "+15550000004"
             policy.candidates("anyone", chicago("2026-12-01T12:00")),
             ["day-portal", "always-billing"]
         );
-        assert_eq!(policy.agents_on_shift("anyone", chicago("2026-12-05T12:00")), 1);
+        assert_eq!(
+            policy.agents_on_shift("anyone", chicago("2026-12-05T12:00")),
+            1
+        );
     }
 
     #[test]
@@ -276,7 +282,11 @@ dial = "+15550000004"
         let policy = policy();
         let any_time = chicago("2026-12-01T12:00");
         assert!(!policy.is_open("mars", any_time));
-        assert!(!policy.candidates("anyone", any_time).contains(&"broken-shift".to_owned()));
+        assert!(
+            !policy
+                .candidates("anyone", any_time)
+                .contains(&"broken-shift".to_owned())
+        );
     }
 
     #[test]
@@ -292,7 +302,12 @@ dial = "+15550000004"
     fn agent_ids_follow_the_configuration() {
         assert_eq!(
             policy().agent_ids(),
-            ["day-portal", "night-bilingual", "always-billing", "broken-shift"]
+            [
+                "day-portal",
+                "night-bilingual",
+                "always-billing",
+                "broken-shift"
+            ]
         );
     }
 }

@@ -11,6 +11,7 @@ mod api;
 pub mod calls;
 pub mod logging;
 pub mod player;
+pub mod router;
 pub mod session;
 mod twilio_routes;
 
