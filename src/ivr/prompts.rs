@@ -32,6 +32,60 @@ pub const RESET_CODE_INTRO: &str = "reset_code_intro";
 /// "... To hear the code again, press star."
 pub const RESET_CODE_REPEAT: &str = "reset_code_repeat";
 
+/// Hold audio when a queue names none.
+pub const HOLD_MUSIC: &str = "hold_music";
+/// "Your place in line is" (then the number).
+pub const QUEUE_POSITION: &str = "queue_position";
+/// "Your estimated wait time is less than one minute."
+pub const QUEUE_WAIT_LESS_THAN_MINUTE: &str = "queue_wait_less_than_minute";
+/// "Your estimated wait time, in minutes, is" (then the number).
+pub const QUEUE_WAIT_MINUTES: &str = "queue_wait_minutes";
+/// "To have us call you back without losing your place in line, press 1."
+pub const CALLBACK_OFFER: &str = "callback_offer";
+/// "We are sorry, we cannot place you in line right now."
+pub const QUEUE_UNAVAILABLE: &str = "queue_unavailable";
+/// "Please hold while we transfer your call."
+pub const TRANSFERRING: &str = "transferring";
+/// "Please leave your name ... after the tone." (ends with a tone)
+pub const VOICEMAIL_INTRO: &str = "voicemail_intro";
+/// "Thank you. Your message has been recorded."
+pub const VOICEMAIL_SAVED: &str = "voicemail_saved";
+/// "We will call you back at" (then the number, digit by digit).
+pub const CALLBACK_CONFIRM_INTRO: &str = "callback_confirm_intro";
+/// "If that is correct, press 1. To enter a different number, press 2."
+pub const CALLBACK_CONFIRM_CHOICE: &str = "callback_confirm_choice";
+/// "Please enter the phone number we should call, including the area code, then press pound."
+pub const CALLBACK_ENTER_NUMBER: &str = "callback_enter_number";
+/// "Thank you. You keep your place in line, and an agent will call you back. Goodbye."
+pub const CALLBACK_SCHEDULED: &str = "callback_scheduled";
+/// "Thank you. An agent will call you back when the help desk opens. Goodbye."
+pub const CALLBACK_SCHEDULED_LATER: &str = "callback_scheduled_later";
+
+/// Ten to nineteen, for numbers read as words.
+pub const TEENS: [&str; 10] = [
+    "number_10",
+    "number_11",
+    "number_12",
+    "number_13",
+    "number_14",
+    "number_15",
+    "number_16",
+    "number_17",
+    "number_18",
+    "number_19",
+];
+/// Twenty to ninety.
+pub const TENS: [&str; 8] = [
+    "number_20",
+    "number_30",
+    "number_40",
+    "number_50",
+    "number_60",
+    "number_70",
+    "number_80",
+    "number_90",
+];
+
 /// Spoken digits, `digit_0` .. `digit_9`, for reading numbers back.
 pub const DIGITS: [&str; 10] = [
     "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7",
@@ -55,7 +109,23 @@ pub fn system_prompts() -> impl Iterator<Item = &'static str> {
         RESET_LINK_SENT,
         RESET_CODE_INTRO,
         RESET_CODE_REPEAT,
+        HOLD_MUSIC,
+        QUEUE_POSITION,
+        QUEUE_WAIT_LESS_THAN_MINUTE,
+        QUEUE_WAIT_MINUTES,
+        CALLBACK_OFFER,
+        QUEUE_UNAVAILABLE,
+        TRANSFERRING,
+        VOICEMAIL_INTRO,
+        VOICEMAIL_SAVED,
+        CALLBACK_CONFIRM_INTRO,
+        CALLBACK_CONFIRM_CHOICE,
+        CALLBACK_ENTER_NUMBER,
+        CALLBACK_SCHEDULED,
+        CALLBACK_SCHEDULED_LATER,
     ]
     .into_iter()
     .chain(DIGITS)
+    .chain(TEENS)
+    .chain(TENS)
 }

@@ -65,6 +65,8 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The configured agents and queues, for the live-state API.
     pub roster: Arc<agents::Roster>,
+    /// This node's queue dispatcher; [`serve`] runs its loop.
+    pub router: Arc<router::Router>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,15 +172,32 @@ impl AppState {
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
                 dtmf: config.ivr.dtmf,
-                store,
+                store: store.clone(),
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
+                router: router::Router::new(store.clone(), config, node_id()),
             },
             prompt_load_time,
         })
     }
+}
+
+/// This process's name among the careline nodes sharing a store: host, process and a random
+/// part, so a restarted node never picks up calls its earlier self was carrying.
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "node".to_owned());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
 }
 
 /// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
@@ -244,6 +263,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let tracker = state.tracker.clone();
     let force_close = state.force_close.clone();
+    // The dispatcher stops with the server: calls still waiting are being closed then anyway.
+    let routing = tokio::spawn(state.router.clone().run(force_close.clone()));
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -269,6 +290,10 @@ pub async fn serve(
         );
         force_close.cancel();
         tracker.wait().await;
+    }
+    force_close.cancel();
+    if let Err(error) = routing.await {
+        tracing::error!(%error, "the queue dispatcher stopped abnormally");
     }
     Ok(())
 }
