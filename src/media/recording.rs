@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{SAMPLE_RATE, ulaw};
 
+/// Where voicemails go when the configuration has no `[recordings]` section.
+pub const DEFAULT_DIR: &str = "var/voicemail";
+
 /// Longest call sid kept in a recording id; Twilio's are 34 characters.
 const MAX_CALL_SID_CHARS: usize = 64;
 
