@@ -76,6 +76,8 @@ fn context() -> SessionContext {
             "bench".to_owned(),
         ),
         roster: Arc::default(),
+        store: Arc::new(careline::store::memory::MemoryStore::new()),
+        recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
     }
 }
 

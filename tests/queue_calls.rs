@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, DigitScript, place_call};
-use careline::store::{AgentActivity, AgentStatus};
+use careline::media::recording::list_voicemails;
+use careline::store::{AgentActivity, AgentStatus, CallbackStatus};
 use careline::twilio::twiml::DialTarget;
 use common::TestServer;
 
@@ -31,7 +32,11 @@ max_retries = 2
 [nodes.main]
 type = "menu"
 prompt = ["main_menu"]
-options = { "1" = "desk", "2" = "outsourced", "3" = "night_desk" }
+options = { "1" = "desk", "2" = "outsourced", "3" = "night_desk", "4" = "message" }
+
+[nodes.message]
+type = "voicemail"
+max_secs = 2
 
 [nodes.desk]
 type = "queue"
@@ -328,4 +333,86 @@ async fn a_transfer_dials_the_outside_number() {
         )]
     );
     assert_eq!(report.ended, CallEnd::Hangup);
+}
+
+#[tokio::test]
+async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
+    let server = server().await;
+    let report = place_call(
+        CallOptions::new(&server.base_url)
+            .from("+13125550101")
+            .digits(script("1,p1,1,p1.5,1"))
+            .max_duration(Duration::from_secs(20)),
+    )
+    .await
+    .expect("call completes");
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
+    let played = report.played_prompts();
+    assert!(
+        played.contains(&"callback_confirm_intro".to_owned()),
+        "{played:?}"
+    );
+    assert_eq!(
+        played.last().map(String::as_str),
+        Some("callback_scheduled")
+    );
+    assert_eq!(report.ended, CallEnd::Hangup);
+    let callbacks = server.state.store.callbacks().await.expect("store answers");
+    assert_eq!(callbacks.len(), 1);
+    let callback = &callbacks[0];
+    assert_eq!(callback.number, "13125550101");
+    assert_eq!(callback.queue, "portal");
+    assert_eq!(callback.status, CallbackStatus::Pending);
+    assert!(
+        callback.place_ms < callback.requested_at_ms,
+        "the request keeps the place the caller had in line"
+    );
+    assert!(
+        server
+            .state
+            .store
+            .waiting("portal")
+            .await
+            .expect("store")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_voicemail_is_recorded_to_a_wav_and_listed() {
+    let server = server().await;
+    let report = place_call(
+        CallOptions::new(&server.base_url)
+            .digits(script("4"))
+            .max_duration(Duration::from_secs(20)),
+    )
+    .await
+    .expect("call completes");
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
+    assert_eq!(
+        report.played_prompts().last().map(String::as_str),
+        Some("voicemail_saved")
+    );
+    assert_eq!(report.ended, CallEnd::Hangup);
+    let voicemails = list_voicemails(&server.state.recordings_dir).expect("listing");
+    assert_eq!(voicemails.len(), 1);
+    let voicemail = &voicemails[0];
+    assert!(voicemail.duration_secs > 0.0 && voicemail.duration_secs <= 2.0);
+    let wav = hound::WavReader::open(
+        server
+            .state
+            .recordings_dir
+            .join(format!("{}.wav", voicemail.id)),
+    )
+    .expect("a readable WAV");
+    assert_eq!(wav.spec().bits_per_sample, 16);
+    assert_eq!(wav.spec().sample_rate, 8000);
 }

@@ -85,6 +85,8 @@ async fn start_server() -> Server {
         webhook_secret: None,
         access: crate::server::access::AccessPolicy::default(),
         roster: Arc::default(),
+        // The looping flow leaves no voicemail; nothing is written here.
+        recordings_dir: Arc::from(std::env::temp_dir().join("careline-load-test-voicemail")),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

@@ -11,6 +11,7 @@ mod api;
 pub mod calls;
 pub mod logging;
 pub mod player;
+pub mod recordings;
 pub mod router;
 pub mod session;
 mod twilio_routes;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub roster: Arc<agents::Roster>,
     /// This node's queue dispatcher; [`serve`] runs its loop.
     pub router: Arc<router::Router>,
+    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
+    pub recordings_dir: Arc<Path>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,7 @@ impl AppState {
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
                 router: router::Router::new(store.clone(), config, node_id()),
+                recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
             },
             prompt_load_time,
         })
@@ -198,6 +202,14 @@ fn node_id() -> String {
         .unwrap_or_else(|| "node".to_owned());
     let random: u32 = rand::random();
     format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+/// `[recordings] dir` as written, or the default when the section is absent.
+fn recordings_dir(config: &crate::config::Config) -> &Path {
+    config.recordings.as_ref().map_or(
+        Path::new(crate::media::recording::DEFAULT_DIR),
+        |recordings| recordings.dir.as_path(),
+    )
 }
 
 /// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
@@ -251,6 +263,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/voicemails", get(recordings::list_voicemails))
+        .route(
+            "/api/v1/voicemails/{file}",
+            get(recordings::voicemail_audio),
+        )
+        .route("/api/v1/callbacks", get(recordings::list_callbacks))
+        .route(
+            "/api/v1/callbacks/{id}/done",
+            post(recordings::complete_callback),
+        )
         .with_state(state)
 }
 

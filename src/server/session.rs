@@ -23,11 +23,13 @@ use super::player::{Outgoing, Player};
 use super::router::{self, JoinRefusal, Router};
 use crate::config::DtmfMode;
 use crate::identity::IdentityService;
+use crate::ivr::engine::CallbackOutcome;
 use crate::ivr::engine::{HandOff, LeaveReason, QueueEvent, ResetOutcome, VerifyOutcome};
 use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::PromptLibrary;
-use crate::store::{QueuedCall, Reservation};
+use crate::media::recording::{NewVoicemail, VoicemailRecorder};
+use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
 use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
@@ -81,6 +83,10 @@ pub struct SessionContext {
     pub router: Arc<Router>,
     /// The configured agents, for dialing the one a call is reserved for.
     pub roster: Arc<Roster>,
+    /// Callback requests go here.
+    pub store: Arc<dyn Store>,
+    /// Where voicemails are written.
+    pub recordings_dir: Arc<std::path::Path>,
 }
 
 /// How a session ended, for logs and tests.
@@ -161,6 +167,8 @@ where
         reservation: None,
         queued: start.claim.queued,
         next: NextStep::Hangup,
+        recorder: None,
+        recorded_audio: Vec::new(),
     };
     stream.feed(Event::Started);
     if stream.flush(&mut outgoing).await.is_err() {
@@ -403,6 +411,10 @@ struct CallStream {
     queued: Option<QueuedCall>,
     /// What Twilio does once careline closes the stream.
     next: NextStep,
+    /// A voicemail being recorded from the caller's audio.
+    recorder: Option<VoicemailRecorder>,
+    /// Decoded inbound audio for the recorder, reused for every frame.
+    recorded_audio: Vec<u8>,
 }
 
 /// A step running outside the engine (a directory, portal, router or store request).
@@ -466,6 +478,9 @@ impl CallStream {
         match event {
             StreamEvent::Media { payload, .. } => {
                 self.frames_in += 1;
+                if self.recorder.is_some() {
+                    self.record(&payload);
+                }
                 let mut heard = [None; 4];
                 let mut count = 0;
                 self.keys.listen(&payload, |key| {
@@ -575,10 +590,13 @@ impl CallStream {
                     self.leave_queue(reason);
                 }
                 Action::HandOff(hand_off) => self.hand_off(hand_off),
-                Action::StartRecording { .. } | Action::StopRecording => {}
-                Action::RequestCallback { .. } => {
-                    answers.push_back(Event::Callback(crate::ivr::engine::CallbackOutcome::Failed));
-                }
+                Action::StartRecording { max } => self.start_recording(max),
+                Action::StopRecording => self.stop_recording(),
+                Action::RequestCallback {
+                    queue,
+                    number,
+                    keeps_place,
+                } => self.request_callback(queue.as_deref(), number, keeps_place),
                 Action::Verify {
                     node,
                     attempt,
@@ -632,6 +650,113 @@ impl CallStream {
                 },
             }
         }
+    }
+
+    fn start_recording(&mut self, max: Duration) {
+        let masked = self
+            .context
+            .calls
+            .caller_id_masked(&self.call_sid)
+            .unwrap_or_default();
+        let voicemail = NewVoicemail {
+            call_sid: &self.call_sid,
+            caller_id_masked: &masked,
+            node: self.call.node(),
+            max,
+            started_at: jiff::Timestamp::now(),
+        };
+        match VoicemailRecorder::create(&self.context.recordings_dir, voicemail) {
+            Ok(recorder) => {
+                tracing::info!(voicemail = %recorder.id().as_str(), "recording a voicemail");
+                self.recorder = Some(recorder);
+            }
+            // The caller still hears the flow go on; the admin learns why nothing was kept.
+            Err(error) => tracing::error!(%error, "voicemail cannot be recorded"),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        match recorder.finish(jiff::Timestamp::now()) {
+            Ok(voicemail) => {
+                tracing::info!(voicemail = %voicemail.id, secs = voicemail.duration_secs, "voicemail saved");
+            }
+            Err(error) => tracing::error!(%error, "voicemail could not be saved"),
+        }
+    }
+
+    /// The caller's audio into the voicemail being recorded.
+    fn record(&mut self, payload: &str) {
+        use base64::Engine;
+        self.recorded_audio.clear();
+        if base64::engine::general_purpose::STANDARD
+            .decode_vec(payload.as_bytes(), &mut self.recorded_audio)
+            .is_err()
+        {
+            return;
+        }
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.push_mulaw(&self.recorded_audio)
+        {
+            tracing::error!(%error, "voicemail audio could not be written; the message ends here");
+            self.stop_recording();
+        }
+    }
+
+    /// Store a callback request: due now while the queue is open, else when it next opens.
+    fn request_callback(
+        &mut self,
+        queue: Option<&str>,
+        number: crate::ivr::Digits,
+        keeps_place: bool,
+    ) {
+        let queue = queue
+            .map(str::to_owned)
+            .or_else(|| self.context.flow.queues.keys().next().cloned())
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        let now_ms = now.as_millisecond();
+        let open_now = self.context.router.policy().is_open(&queue, now);
+        let due_at_ms = if open_now {
+            now_ms
+        } else {
+            self.context
+                .flow
+                .queues
+                .get(&queue)
+                .and_then(|config| config.schedule.as_ref())
+                .and_then(|schedule| self.context.flow.schedules.get(schedule))
+                .and_then(|schedule| schedule.next_open(now))
+                .map_or(now_ms, |at| at.as_millisecond())
+        };
+        let place_ms = match &self.queued {
+            Some(call) if keeps_place => call.enqueued_at_ms,
+            _ => now_ms,
+        };
+        let request = CallbackRequest {
+            id: format!("{}-{now_ms}", self.call_sid),
+            queue,
+            number: number.expose().to_owned(),
+            call_sid: self.call_sid.clone(),
+            requested_at_ms: now_ms,
+            place_ms,
+            due_at_ms,
+            status: CallbackStatus::Pending,
+            completed_at_ms: None,
+        };
+        let store = self.context.store.clone();
+        self.lookup = Some(Box::pin(async move {
+            Answer::Event(Event::Callback(match store.add_callback(&request).await {
+                Ok(()) if open_now => CallbackOutcome::Scheduled,
+                Ok(()) => CallbackOutcome::ScheduledLater,
+                Err(error) => {
+                    tracing::warn!(%error, "callback request could not be stored");
+                    CallbackOutcome::Failed
+                }
+            }))
+        }));
     }
 
     /// Join the call's queue through the router; the answer comes back as a lookup.
@@ -770,6 +895,8 @@ impl CallStream {
     }
 
     fn finish(mut self, end: SessionEnd) -> SessionEnd {
+        // A caller who hangs up mid-message still leaves what they said.
+        self.stop_recording();
         let next = std::mem::take(&mut self.next);
         let handed_to_agent = matches!(next, NextStep::Agent(_));
         if !handed_to_agent && (self.queued.is_some() || self.reservation.is_some()) {

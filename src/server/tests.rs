@@ -78,6 +78,8 @@ impl Line {
                 "session-test".to_owned(),
             ),
             roster: Arc::default(),
+            store: Arc::new(crate::store::memory::MemoryStore::new()),
+            recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {

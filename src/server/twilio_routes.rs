@@ -142,6 +142,8 @@ pub async fn media(
         identity: state.identity.clone(),
         router: state.router.clone(),
         roster: state.roster.clone(),
+        store: state.store.clone(),
+        recordings_dir: state.recordings_dir.clone(),
     };
     let tracker = state.tracker.clone();
     Ok(configure_upgrade(upgrade).on_upgrade(move |socket| {

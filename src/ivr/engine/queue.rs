@@ -126,25 +126,15 @@ const CALLBACK_MAX_DIGITS: usize = 15;
 /// been told the truth; one told "0 minutes" has not.
 const ONE_MINUTE: Duration = Duration::from_secs(60);
 
-/// The prompts that say `n` (0–99 in words; larger numbers digit by digit).
+/// The prompts that say `n`: 0–99 in words, larger numbers digit by digit.
 pub fn number_prompts(n: u64) -> Vec<Arc<str>> {
-    let digit = |d: u64| Arc::from(prompts::DIGITS[d as usize]);
-    match n {
-        0..=9 => vec![digit(n)],
-        10..=19 => vec![Arc::from(prompts::TEENS[(n - 10) as usize])],
-        20..=99 => {
-            let mut list = vec![Arc::from(prompts::TENS[(n / 10 - 2) as usize])];
-            if n % 10 != 0 {
-                list.push(digit(n % 10));
-            }
-            list
-        }
-        _ => n
-            .to_string()
-            .bytes()
-            .map(|byte| digit(u64::from(byte - b'0')))
-            .collect(),
+    if let Some(words) = u32::try_from(n).ok().and_then(prompts::number_prompts) {
+        return words.map(Arc::from).collect();
     }
+    n.to_string()
+        .bytes()
+        .map(|byte| Arc::from(prompts::DIGITS[usize::from(byte - b'0')]))
+        .collect()
 }
 
 fn spell_digits(digits: &Digits) -> impl Iterator<Item = Arc<str>> + '_ {
