@@ -87,6 +87,9 @@ async fn start_server() -> Server {
         roster: Arc::default(),
         // The looping flow leaves no voicemail; nothing is written here.
         recordings_dir: Arc::from(std::env::temp_dir().join("careline-load-test-voicemail")),
+        events: Arc::new(crate::server::events::EventBus::local(
+            "load-test".to_owned(),
+        )),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

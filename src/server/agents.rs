@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::calls::CallPhase;
+use super::events::{Change, ChangeEvent, EventKind};
 use crate::config::{AgentConfig, Config};
 use crate::store::{AgentActivity, AgentRecord, AgentStatus, StoreError};
 
@@ -261,6 +262,9 @@ pub async fn set_status(
     match result {
         Ok(record) => {
             tracing::info!(agent = %agent.id, status = ?change.status, by = ?role, "agent status changed");
+            state.events.publish(
+                ChangeEvent::new(EventKind::Agent, Change::Status, now_ms).agent(&agent.id),
+            );
             // An agent back at their desk may take a waiting call at once.
             state.router.wake();
             let on_shift = on_shift(&state, agent, now);

@@ -9,6 +9,8 @@ pub mod access;
 pub mod agents;
 mod api;
 pub mod calls;
+mod dashboard;
+pub mod events;
 pub mod logging;
 pub mod player;
 pub mod recordings;
@@ -70,6 +72,8 @@ pub struct AppState {
     pub router: Arc<router::Router>,
     /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
     pub recordings_dir: Arc<Path>,
+    /// Queue, agent and call changes for `/api/v1/events`; shared across nodes through Redis.
+    pub events: Arc<events::EventBus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +165,18 @@ impl AppState {
         let prompt_load_time = started.elapsed();
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
+        let node_id = node_id();
+        let events = Arc::new(match store_url(config) {
+            Some(url) => events::EventBus::shared(node_id.clone(), &url, &config.store.key_prefix)?,
+            None => events::EventBus::local(node_id.clone()),
+        });
+        let router = router::Router::with_events(
+            store.clone(),
+            config,
+            node_id,
+            Arc::new(jiff::Timestamp::now),
+            events.clone(),
+        );
         Ok(Loaded {
             state: AppState {
                 flow: Arc::new(flow),
@@ -180,8 +196,9 @@ impl AppState {
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
-                router: router::Router::new(store.clone(), config, node_id()),
+                router,
                 recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
+                events,
             },
             prompt_load_time,
         })
@@ -212,13 +229,17 @@ fn recordings_dir(config: &crate::config::Config) -> &Path {
     )
 }
 
-/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
-pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
-    let url = std::env::var("CARELINE_REDIS_URL")
+/// The Redis `CARELINE_REDIS_URL` or `[store] url` names, if any.
+fn store_url(config: &crate::config::Config) -> Option<String> {
+    std::env::var("CARELINE_REDIS_URL")
         .ok()
         .filter(|url| !url.is_empty())
-        .or_else(|| config.store.url.clone());
-    Ok(match url {
+        .or_else(|| config.store.url.clone())
+}
+
+/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
+pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match store_url(config) {
         Some(url) => match RedisStore::connect(&url, &config.store.key_prefix).await {
             Ok(store) => Arc::new(store),
             // Start anyway: calls in the IVR do not need Redis, and those that do reach a
@@ -263,6 +284,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/events", get(events::stream_events))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/wallboard.js", get(dashboard::script))
+        .route("/dashboard/wallboard.css", get(dashboard::style))
         .route("/api/v1/voicemails", get(recordings::list_voicemails))
         .route(
             "/api/v1/voicemails/{file}",
@@ -287,6 +312,12 @@ pub async fn serve(
     let force_close = state.force_close.clone();
     // The dispatcher stops with the server: calls still waiting are being closed then anyway.
     let routing = tokio::spawn(state.router.clone().run(force_close.clone()));
+    // Ends open event streams as shutdown starts: they would otherwise hold it open.
+    let events = state.events.clone();
+    let relay = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { events.run(shutdown).await }
+    });
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -316,6 +347,9 @@ pub async fn serve(
     force_close.cancel();
     if let Err(error) = routing.await {
         tracing::error!(%error, "the queue dispatcher stopped abnormally");
+    }
+    if let Err(error) = relay.await {
+        tracing::error!(%error, "the event relay stopped abnormally");
     }
     Ok(())
 }

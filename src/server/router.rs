@@ -39,6 +39,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::events::{Change, ChangeEvent, EventBus, EventKind};
 use crate::config::Config;
 use crate::routing::eligibility::QueuePolicy;
 use crate::routing::estimate::HandleTimes;
@@ -109,6 +110,9 @@ pub struct Router {
     /// Ends of wrap-ups started on this node, earliest first: a round runs as each ends, so the
     /// agent is offered the next call at once rather than at the next periodic round.
     wrap_up_ends: Mutex<BinaryHeap<Reverse<Instant>>>,
+    /// Where joins, reservations, answers and hang-ups are announced (dashboards); none in
+    /// tests and tools that do not watch.
+    events: Option<Arc<EventBus>>,
 }
 
 #[derive(Default)]
@@ -153,7 +157,28 @@ impl Router {
         node_id: String,
         clock: Clock,
     ) -> Arc<Router> {
-        Arc::new(Router {
+        Arc::new(Router::build(store, config, node_id, clock, None))
+    }
+
+    /// A router reading `clock` that publishes every change it makes to `events`.
+    pub fn with_events(
+        store: Arc<dyn Store>,
+        config: &Config,
+        node_id: String,
+        clock: Clock,
+        events: Arc<EventBus>,
+    ) -> Arc<Router> {
+        Arc::new(Router::build(store, config, node_id, clock, Some(events)))
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        config: &Config,
+        node_id: String,
+        clock: Clock,
+        events: Option<Arc<EventBus>>,
+    ) -> Router {
+        Router {
             store,
             node_id,
             policy: QueuePolicy::from_config(config),
@@ -162,7 +187,21 @@ impl Router {
             calls: Mutex::new(Calls::default()),
             wake: Notify::new(),
             wrap_up_ends: Mutex::new(BinaryHeap::new()),
-        })
+            events,
+        }
+    }
+
+    /// Announce a change, stamped with the router's clock.
+    fn publish(
+        &self,
+        kind: EventKind,
+        change: Change,
+        fill: impl FnOnce(ChangeEvent) -> ChangeEvent,
+    ) {
+        if let Some(events) = &self.events {
+            let at_ms = (self.clock)().as_millisecond();
+            events.publish(fill(ChangeEvent::new(kind, change, at_ms)));
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -221,6 +260,9 @@ impl Router {
             }
             return Err(JoinRefusal::Unavailable(error));
         }
+        self.publish(EventKind::Queue, Change::Joined, |event| {
+            event.queue(&call.queue).call(&call.call_sid)
+        });
         self.wake();
         Ok(receiver)
     }
@@ -249,6 +291,18 @@ impl Router {
         match self.store.remove_call(call_sid).await {
             Ok(removed) => {
                 self.calls().pending.remove(call_sid);
+                let change = if reason == LeaveReason::HungUp {
+                    Change::Abandoned
+                } else {
+                    Change::Left
+                };
+                self.publish(EventKind::Queue, change, |event| {
+                    let event = event.call(call_sid);
+                    match &removed {
+                        Some(call) => event.queue(&call.queue),
+                        None => event,
+                    }
+                });
                 if reason == LeaveReason::HungUp {
                     let queue = removed.as_ref().map_or("", |call| call.queue.as_str());
                     tracing::info!(%call_sid, %queue, "caller hung up while queued (abandoned)");
@@ -277,7 +331,11 @@ impl Router {
     ) -> Result<(), StoreError> {
         self.store
             .offer_answered(agent_id, call_sid, now.as_millisecond())
-            .await
+            .await?;
+        self.publish(EventKind::Call, Change::Answered, |event| {
+            event.agent(agent_id).call(call_sid)
+        });
+        Ok(())
     }
 
     /// The agent did not answer: the call goes back to the front of its queue, the agent is
@@ -292,6 +350,12 @@ impl Router {
             .store
             .offer_missed(agent_id, call, MAX_MISSED_OFFERS, now.as_millisecond())
             .await?;
+        self.publish(EventKind::Call, Change::Missed, |event| {
+            event
+                .queue(&call.queue)
+                .agent(agent_id)
+                .call(&call.call_sid)
+        });
         if outcome == MissedOffer::PutOnBreak {
             tracing::info!(agent = %agent_id, misses = MAX_MISSED_OFFERS,
                 "agent missed offers in a row and was put on break");
@@ -326,6 +390,9 @@ impl Router {
                 now_ms,
             )
             .await?;
+        self.publish(EventKind::Call, Change::Finished, |event| {
+            event.queue(queue).agent(agent_id).call(call_sid)
+        });
         self.handle_times()
             .record(queue, handled.saturating_add(wrap_up));
         if !wrap_up.is_zero() {
@@ -379,8 +446,15 @@ impl Router {
         {
             let started = Instant::now();
             let mut ends = self.wrap_up_ends();
+            let mut ended = false;
             while ends.peek().is_some_and(|Reverse(at)| *at <= started) {
                 ends.pop();
+                ended = true;
+            }
+            drop(ends);
+            if ended {
+                // The heap keeps only times: the event says an agent is free, not who.
+                self.publish(EventKind::Agent, Change::WrapUpEnded, |event| event);
             }
         }
         let outcome = self.dispatch_round(state).await;
@@ -442,6 +516,12 @@ impl Router {
 
     /// Hand a reservation to its call's waiter, or hold it for the call's next stream.
     fn deliver(&self, reservation: Reservation) {
+        self.publish(EventKind::Call, Change::Reserved, |event| {
+            event
+                .queue(&reservation.call.queue)
+                .agent(&reservation.agent_id)
+                .call(&reservation.call.call_sid)
+        });
         let mut calls = self.calls();
         let call_sid = reservation.call.call_sid.clone();
         let reservation = match calls.waiters.remove(&call_sid) {
@@ -501,6 +581,12 @@ impl Router {
     async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
         let call_sid = &reservation.call.call_sid;
         self.store.remove_call(call_sid).await?;
+        self.publish(EventKind::Call, Change::Released, |event| {
+            event
+                .queue(&reservation.call.queue)
+                .agent(&reservation.agent_id)
+                .call(call_sid)
+        });
         tracing::info!(%call_sid, agent = %reservation.agent_id,
             "no stream joined for a reserved call; the call was removed and the agent freed");
         // The call's stream may have joined while the release was on its way: its join found
@@ -672,6 +758,7 @@ dial = "+15550000002"
     struct Desk {
         store: Arc<MemoryStore>,
         router: Arc<Router>,
+        events: Arc<EventBus>,
         shutdown: CancellationToken,
         running: tokio::task::JoinHandle<()>,
     }
@@ -687,13 +774,21 @@ dial = "+15550000002"
         });
         let config: Config = toml::from_str(CONFIG).expect("test config parses");
         let store = Arc::new(MemoryStore::new());
-        let router = Router::with_clock(store.clone(), &config, "node-a".to_owned(), clock);
+        let events = Arc::new(EventBus::local("node-a".to_owned()));
+        let router = Router::with_events(
+            store.clone(),
+            &config,
+            "node-a".to_owned(),
+            clock,
+            events.clone(),
+        );
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(router.clone().run(shutdown.clone()));
         settle().await;
         Desk {
             store,
             router,
+            events,
             shutdown,
             running,
         }
@@ -785,6 +880,64 @@ dial = "+15550000002"
             Instant::now(),
             asked,
             "no timer had to fire before the reservation"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_change_a_call_goes_through_is_announced() {
+        let desk = desk(TUESDAY_NOON).await;
+        let mut events = desk.events.subscribe();
+        let mut changes = Vec::new();
+        let mut drain = |events: &mut tokio::sync::broadcast::Receiver<ChangeEvent>| {
+            while let Ok(event) = events.try_recv() {
+                changes.push((event.change, event.queue, event.agent, event.call));
+            }
+        };
+        let call = desk.call("CA1", "portal");
+        let mut offers = desk.join(&call).await;
+        desk.available("anguyen").await;
+        let offer = offers.recv().await.expect("offer");
+        desk.router
+            .offer_answered("anguyen", "CA1", desk.now())
+            .await
+            .expect("answered");
+        desk.router
+            .call_finished(
+                "anguyen",
+                "CA1",
+                &offer.call.queue,
+                Duration::from_secs(60),
+                desk.now(),
+            )
+            .await
+            .expect("finished");
+        let _second = desk.join(&desk.call("CA2", "portal")).await;
+        desk.router.leave("CA2", LeaveReason::HungUp).await;
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        drain(&mut events);
+
+        let some = |text: &str| Some(text.to_owned());
+        assert_eq!(
+            changes,
+            [
+                (Change::Joined, some("portal"), None, some("CA1")),
+                (
+                    Change::Reserved,
+                    some("portal"),
+                    some("anguyen"),
+                    some("CA1")
+                ),
+                (Change::Answered, None, some("anguyen"), some("CA1")),
+                (
+                    Change::Finished,
+                    some("portal"),
+                    some("anguyen"),
+                    some("CA1")
+                ),
+                (Change::Joined, some("portal"), None, some("CA2")),
+                (Change::Abandoned, some("portal"), None, some("CA2")),
+                (Change::WrapUpEnded, None, None, None),
+            ]
         );
     }
 

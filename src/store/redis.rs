@@ -500,7 +500,7 @@ impl RedisStore {
     }
 }
 
-fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
+pub(crate) fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
     if key_prefix.contains(['{', '}']) {
         return Err(StoreError::Config(format!(
             "key_prefix `{key_prefix}` contains `{{` or `}}`, which would break the Redis Cluster \
