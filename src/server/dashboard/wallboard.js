@@ -85,10 +85,13 @@ async function refresh() {
   }
   board.refreshing = true;
   try {
-    const [queues, agents] = await Promise.all([
-      getJson("api/v1/queues"),
-      getJson("api/v1/agents"),
-    ]);
+    const answers = await Promise.allSettled([getJson("api/v1/queues"), getJson("api/v1/agents")]);
+    const refused = answers.find((answer) => answer.reason instanceof Unauthorized);
+    const failed = refused || answers.find((answer) => answer.status === "rejected");
+    if (failed) {
+      throw failed.reason;
+    }
+    const [queues, agents] = answers.map((answer) => answer.value);
     board.queues = queues;
     board.agents = agents;
     board.fetchedAt = Date.now();
