@@ -13,8 +13,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use careline::caller::{CallOptions, DigitScript, place_call};
 use careline::caller::script::{Step, StepAction};
+use careline::caller::{CallOptions, DigitScript, place_call};
 use careline::server::access::AccessPolicy;
 use common::TestServer;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -84,8 +84,7 @@ const PAGE_CHECKS: u32 = 600;
 const PAGE_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// The waiting count on the portal tile, or `null` before the tile is drawn.
-const PORTAL_WAITING: &str =
-    r#"document.querySelector('[data-queue="portal"] [data-field="waiting"]')?.textContent ?? null"#;
+const PORTAL_WAITING: &str = r#"document.querySelector('[data-queue="portal"] [data-field="waiting"]')?.textContent ?? null"#;
 
 /// The `chromium` to run: `CARELINE_CHROMIUM`, else the first of the usual names on `PATH`.
 fn find_chromium() -> Option<PathBuf> {
@@ -298,11 +297,12 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
         );
         return;
     };
-    let server = TestServer::start_configured(FLOW, &["en"], &["main_menu", "after_hours"], |_, state| {
-        let tokens = format!("viewer:{VIEWER}");
-        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
-    })
-    .await;
+    let server =
+        TestServer::start_configured(FLOW, &["en"], &["main_menu", "after_hours"], |_, state| {
+            let tokens = format!("viewer:{VIEWER}");
+            state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
+        })
+        .await;
     let browser = Browser::launch(&chromium).await;
     let mut page = Page::open(&browser).await;
     page.call(
