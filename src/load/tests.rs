@@ -83,6 +83,7 @@ async fn start_server() -> Server {
         webhook_secret: None,
         access: crate::server::access::AccessPolicy::default(),
         roster: Arc::default(),
+        metrics: Arc::default(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

@@ -9,8 +9,11 @@ pub mod access;
 pub mod agents;
 mod api;
 pub mod calls;
+mod history;
 pub mod logging;
+pub mod metrics;
 pub mod player;
+pub mod queues;
 pub mod session;
 mod twilio_routes;
 
@@ -64,6 +67,8 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The configured agents and queues, for the live-state API.
     pub roster: Arc<agents::Roster>,
+    /// This node's Prometheus counters (`/metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +119,7 @@ impl AppState {
     /// connect the store, open the patient directory. Secrets come from the environment.
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
+        let metrics = Arc::new(metrics::Metrics::new());
         let store = open_store(config).await?;
         register_agents(store.as_ref(), &config.agents).await;
         let webhook_secret = match WebhookSecret::from_env() {
@@ -130,7 +136,7 @@ impl AppState {
                 webhook_secret.clone(),
                 store.clone(),
             )?
-            .map(Arc::new),
+            .map(|service| Arc::new(service.with_metrics(metrics.clone()))),
             (Some(_), Err(crate::identity::secret::SecretError::Missing { var })) => {
                 tracing::warn!(
                     "{var} is not set: identity verification is off and verify nodes send callers to a person"
@@ -174,6 +180,7 @@ impl AppState {
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
+                metrics,
             },
             prompt_load_time,
         })
@@ -231,6 +238,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/queues", get(queues::list_queues))
+        .route("/api/v1/stats", get(history::queue_history))
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
 }
 
