@@ -71,9 +71,7 @@ pub fn verification_verdict(
         VerifyOutcome::Verified { .. } => Some(true),
         VerifyOutcome::LockedOut => Some(false),
         VerifyOutcome::NotVerified if attempt >= max_attempts.max(1) => Some(false),
-        VerifyOutcome::NotVerified | VerifyOutcome::Malformed | VerifyOutcome::Unavailable => {
-            None
-        }
+        VerifyOutcome::NotVerified | VerifyOutcome::Malformed | VerifyOutcome::Unavailable => None,
     }
 }
 
@@ -430,7 +428,10 @@ mod tests {
             Some(false),
             "max_attempts 0 means one attempt, as in the engine"
         );
-        assert_eq!(verification_verdict(&VerifyOutcome::Unavailable, 3, 3), None);
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::Unavailable, 3, 3),
+            None
+        );
         assert_eq!(verification_verdict(&VerifyOutcome::Malformed, 3, 3), None);
     }
 }

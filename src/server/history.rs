@@ -63,7 +63,9 @@ pub fn parse_request(query: Option<&str>, now_ms: i64) -> Result<HistoryRequest,
     if request.from_ms >= request.to_ms {
         return Err("`from` must be before `to`".to_owned());
     }
-    let buckets = request.interval.bucket_count(request.from_ms, request.to_ms);
+    let buckets = request
+        .interval
+        .bucket_count(request.from_ms, request.to_ms);
     if buckets > MAX_BUCKETS as u64 {
         return Err(format!(
             "the range covers {buckets} buckets of `{}`; at most {MAX_BUCKETS} at once (40 days by `15m`, 400 days by `day`)",
@@ -301,7 +303,10 @@ mod tests {
     #[test]
     fn bad_parameters_say_what_is_accepted() {
         let error = parse_request(Some("from=yesterday"), NOW_MS).expect_err("invalid");
-        assert!(error.contains("RFC 3339") && error.contains("2026-01-05"), "{error}");
+        assert!(
+            error.contains("RFC 3339") && error.contains("2026-01-05"),
+            "{error}"
+        );
         let error = parse_request(Some("interval=hour"), NOW_MS).expect_err("invalid");
         assert!(error.contains("`day` or `15m`"), "{error}");
         let error = parse_request(Some("form=2026-01-01"), NOW_MS).expect_err("invalid");

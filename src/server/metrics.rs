@@ -307,11 +307,14 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
 
 /// This node's calls by phase, every phase listed (zeros included).
 fn calls_by_phase(state: &AppState) -> BTreeMap<&'static str, u64> {
-    let mut phases: BTreeMap<&'static str, u64> =
-        [CallPhase::Connecting, CallPhase::Streaming, CallPhase::Ending]
-            .into_iter()
-            .map(|phase| (phase.as_str(), 0))
-            .collect();
+    let mut phases: BTreeMap<&'static str, u64> = [
+        CallPhase::Connecting,
+        CallPhase::Streaming,
+        CallPhase::Ending,
+    ]
+    .into_iter()
+    .map(|phase| (phase.as_str(), 0))
+    .collect();
     for call in state.calls.snapshot() {
         *phases.entry(call.phase.as_str()).or_default() += 1;
     }

@@ -28,7 +28,9 @@ use super::AppState;
 use super::metrics::StoreGauges;
 use crate::config::{AgentConfig, QueueConfig};
 use crate::store::stats::{self, DAY_MS};
-use crate::store::{AgentActivity, AgentRecord, AgentStatus, QueuedCall, StatsInterval, StoreError};
+use crate::store::{
+    AgentActivity, AgentRecord, AgentStatus, QueuedCall, StatsInterval, StoreError,
+};
 
 /// Where an agent stands on the board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +106,11 @@ pub fn queue_agents(
 ) -> AgentCounts {
     let mut counts = AgentCounts::default();
     for agent in agents {
-        if queue.skills.iter().all(|skill| agent.skills.contains(skill)) {
+        if queue
+            .skills
+            .iter()
+            .all(|skill| agent.skills.contains(skill))
+        {
             counts.count(
                 records
                     .get(&agent.id)
@@ -297,7 +303,11 @@ pub async fn list_queues(State(state): State<AppState>, headers: HeaderMap) -> R
 
 /// The answer when the store failed: 503 when unreachable, 500 when it holds what careline
 /// cannot read. Counted in `/metrics`.
-pub(super) fn store_unavailable(state: &AppState, store_error: &StoreError, what: &str) -> Response {
+pub(super) fn store_unavailable(
+    state: &AppState,
+    store_error: &StoreError,
+    what: &str,
+) -> Response {
     state.metrics.store_error();
     tracing::warn!(error = %store_error, "{what} could not be read");
     let (status, message) = match store_error {
@@ -422,7 +432,10 @@ mod tests {
             priority,
             verification_failed: false,
         };
-        let line = [call("urgent", NOW_MS - 10_000, 5), call("early", NOW_MS - 95_500, 0)];
+        let line = [
+            call("urgent", NOW_MS - 10_000, 5),
+            call("early", NOW_MS - 95_500, 0),
+        ];
         assert_eq!(
             QueueDepth::of(&line, NOW_MS),
             QueueDepth {

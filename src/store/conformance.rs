@@ -1197,11 +1197,20 @@ pub async fn queue_events_count_in_their_day_and_their_quarter_hour(store: &dyn 
         &[
             (QueueStatEvent::Offered, T0 + MINUTE),
             (QueueStatEvent::Offered, T0 + 2 * MINUTE),
-            (QueueStatEvent::Answered { wait_ms: 12_000 }, T0 + 3 * MINUTE),
+            (
+                QueueStatEvent::Answered { wait_ms: 12_000 },
+                T0 + 3 * MINUTE,
+            ),
             (QueueStatEvent::Offered, T0 + 20 * MINUTE),
-            (QueueStatEvent::Abandoned { wait_ms: 45_000 }, T0 + 21 * MINUTE),
+            (
+                QueueStatEvent::Abandoned { wait_ms: 45_000 },
+                T0 + 21 * MINUTE,
+            ),
             (QueueStatEvent::Offered, T0 + 22 * MINUTE),
-            (QueueStatEvent::Answered { wait_ms: 30_000 }, T0 + 23 * MINUTE),
+            (
+                QueueStatEvent::Answered { wait_ms: 30_000 },
+                T0 + 23 * MINUTE,
+            ),
             (QueueStatEvent::CallbackRequested, T0 + 29 * MINUTE),
         ],
     )

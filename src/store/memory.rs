@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck,
-    MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket,
-    StatsInterval, Store, StoreError, Strategy, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck, MissedOffer,
+    QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket, StatsInterval, Store,
+    StoreError, Strategy, day_of,
 };
 
 /// The embedded [`Store`]: the default when `[store] url` is absent.

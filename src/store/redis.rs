@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::memory::{candidate_order, priority_rank, time_rank};
 use super::stats::{CallField, QueueField};
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck,
-    MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket,
-    StatsInterval, Store, StoreError, Strategy, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck, MissedOffer,
+    QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket, StatsInterval, Store,
+    StoreError, Strategy, day_of,
 };
 
 /// A connection attempt that takes longer than this has failed.

@@ -543,7 +543,11 @@ mod tests {
             .collect();
         assert_eq!(
             starts,
-            [DAY0, DAY0 + FIFTEEN_MINUTES_MS, DAY0 + 2 * FIFTEEN_MINUTES_MS]
+            [
+                DAY0,
+                DAY0 + FIFTEEN_MINUTES_MS,
+                DAY0 + 2 * FIFTEEN_MINUTES_MS
+            ]
         );
         assert_eq!(
             StatsInterval::FifteenMinutes.bucket_count(DAY0 + 10 * 60_000, DAY0 + 31 * 60_000),
@@ -554,7 +558,10 @@ mod tests {
             .collect();
         assert_eq!(days, [DAY0, DAY0 + DAY_MS]);
         assert_eq!(StatsInterval::Day.bucket_starts(DAY0, DAY0).count(), 0);
-        assert_eq!(StatsInterval::Day.bucket_starts(DAY0 + 5, DAY0 + 5).count(), 0);
+        assert_eq!(
+            StatsInterval::Day.bucket_starts(DAY0 + 5, DAY0 + 5).count(),
+            0
+        );
         assert_eq!(StatsInterval::Day.bucket_count(DAY0 + 5, DAY0 + 5), 0);
     }
 
