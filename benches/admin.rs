@@ -52,7 +52,7 @@ fn agent_skills(agent: usize) -> Vec<String> {
         .iter()
         .map(|offset| format!("s{:02}", (agent + offset) % SKILLS))
         .collect();
-    if agent % 3 == 0 {
+    if agent.is_multiple_of(3) {
         skills.push("spanish".to_owned());
     }
     skills
@@ -229,8 +229,9 @@ fn bench_store(c: &mut Criterion, runtime: &Runtime, label: &str, store_url: Opt
         .expect("board");
     assert_eq!(board.len(), QUEUES);
     assert_eq!(board[0].waiting, WAITING_PER_QUEUE);
-    let quarter_hours = (NOW_MS - LOCAL_DAY_START) / (15 * 60_000) + 1;
-    assert_eq!(board[0].today.offered, quarter_hours as u64);
+    // One call offered every quarter hour from Chicago's midnight up to 16:45.
+    let quarter_hours_with_calls = (NOW_MS - LOCAL_DAY_START) / (15 * 60_000);
+    assert_eq!(board[0].today.offered, quarter_hours_with_calls as u64);
     let agents_seen: u32 = board
         .iter()
         .map(|queue| {

@@ -214,6 +214,14 @@ async fn statistics_careline_did_not_write_are_reported_not_trusted() {
         matches!(&error, StoreError::Corrupt { key, .. } if key.contains("queue:portal:day")),
         "{error:?}"
     );
+    let error = store
+        .queue_stats_total("portal", T0, T0 + 1, StatsInterval::Day)
+        .await
+        .expect_err("not a count");
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, detail } if key.contains("queue:portal:day") && detail.contains("offered")),
+        "{error:?}"
+    );
     let _: () = connection
         .set(format!("{{clinic:stats}}:calls:day:{day}"), "a string")
         .await

@@ -205,14 +205,14 @@ async fn read_queue(
     now_ms: i64,
 ) -> Result<QueueReading, StoreError> {
     let (from, to, interval) = today_range(now_ms, zone);
-    let (waiting, buckets) = futures_util::future::try_join(
+    let (waiting, today) = futures_util::future::try_join(
         state.store.waiting(name),
-        state.store.queue_stats(name, from, to, interval),
+        state.store.queue_stats_total(name, from, to, interval),
     )
     .await?;
     Ok(QueueReading {
         depth: QueueDepth::of(&waiting, now_ms),
-        today: stats::total(&buckets),
+        today,
     })
 }
 

@@ -1247,6 +1247,21 @@ pub async fn queue_events_count_in_their_day_and_their_quarter_hour(store: &dyn 
         ]
     );
 
+    let total = store
+        .queue_stats_total("portal", T0, T0 + 45 * MINUTE, quarter)
+        .await
+        .expect("total");
+    let mut both_quarters = intervals[0].1;
+    both_quarters += intervals[1].1;
+    assert_eq!(total, both_quarters);
+    assert_eq!(
+        store
+            .queue_stats_total("portal", T0, T0, quarter)
+            .await
+            .expect("total of nothing"),
+        QueueCounters::default()
+    );
+
     let days = queue_counters(store, "portal", T0, T0 + HOUR, StatsInterval::Day).await;
     assert_eq!(
         days,

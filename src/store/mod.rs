@@ -290,6 +290,20 @@ pub trait Store: Send + Sync + 'static {
         interval: StatsInterval,
     ) -> Result<Vec<StatsBucket<QueueCounters>>, StoreError>;
 
+    /// The counters of `queue` added up over the buckets [`Store::queue_stats`] would list:
+    /// one small answer however many buckets the range holds (a local day is up to 100
+    /// quarter hours).
+    async fn queue_stats_total(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<QueueCounters, StoreError> {
+        let buckets = self.queue_stats(queue, from_ms, to_ms, interval).await?;
+        Ok(stats::total(&buckets))
+    }
+
     /// The call-level counters, bucketed like [`Store::queue_stats`].
     async fn call_outcome_stats(
         &self,

@@ -129,6 +129,7 @@ struct Scripts {
     data_epoch: Script,
     record_stats: Script,
     read_stats: Script,
+    sum_stats: Script,
     record_failure: Script,
     put_reset_code: Script,
     check_reset_code: Script,
@@ -150,6 +151,7 @@ impl Scripts {
             data_epoch: Script::new(include_str!("lua/data_epoch.lua")),
             record_stats: Script::new(include_str!("lua/record_stats.lua")),
             read_stats: Script::new(include_str!("lua/read_stats.lua")),
+            sum_stats: Script::new(include_str!("lua/sum_stats.lua")),
             record_failure: Script::new(include_str!("lua/record_failure.lua")),
             put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
             check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
@@ -888,6 +890,35 @@ impl Store for RedisStore {
             interval,
         )
         .await
+    }
+
+    async fn queue_stats_total(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<QueueCounters, StoreError> {
+        let keys: Vec<String> = interval
+            .bucket_starts(from_ms, to_ms)
+            .map(|start_ms| self.keys.queue_stats(queue, interval, start_ms))
+            .collect();
+        let Some(first_key) = keys.first() else {
+            return Ok(QueueCounters::default());
+        };
+        let mut invocation = self.scripts.sum_stats.prepare_invoke();
+        for key in &keys {
+            invocation.key(key);
+        }
+        for field in QueueField::ALL {
+            invocation.arg(field.name());
+        }
+        let totals = array(
+            self.run_idempotent(&invocation).await?,
+            first_key,
+            "statistics",
+        )?;
+        queue_counters(totals, first_key)
     }
 
     async fn call_outcome_stats(
