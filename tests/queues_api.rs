@@ -412,7 +412,7 @@ async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
 }
 
 #[tokio::test]
-async fn history_by_quarter_hour_and_over_every_queue() {
+async fn history_by_quarter_hour_or_hour_and_over_every_queue() {
     let server = desk().await;
     a_recorded_week(server.state.store.as_ref()).await;
     let (status, history) = get(
@@ -440,6 +440,17 @@ async fn history_by_quarter_hour_and_over_every_queue() {
     );
     assert_eq!(buckets[0]["asa_secs"], json!(30.0));
     assert_eq!(buckets[1]["service_level"], json!(0.0));
+
+    let (status, history) = get(
+        &server,
+        "/api/v1/stats?from=2026-01-05T09:00:00Z&to=2026-01-05T10:00:00Z&interval=hour",
+        Some(VIEWER),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["buckets"].as_array().map(Vec::len), Some(1));
+    assert_eq!(history["buckets"][0]["offered"], 3);
+    assert_eq!(history["buckets"][0]["answered"], 2);
 }
 
 #[tokio::test]

@@ -138,7 +138,7 @@ async fn statistics_live_under_their_own_hash_tag_and_expire() {
     let store = RedisStore::connect(&server.url(), "clinic")
         .await
         .expect("connect");
-    // 12:07 UTC: the day bucket starts at midnight, the quarter hour at 12:00.
+    // 12:07 UTC: the day bucket starts at midnight, the hour and the quarter hour at 12:00.
     let at = T0 + 7 * 60_000;
     store
         .record_queue_stat("portal", QueueStatEvent::Answered { wait_ms: 4_000 }, at)
@@ -157,8 +157,10 @@ async fn statistics_live_under_their_own_hash_tag_and_expire() {
         [
             format!("{{clinic:stats}}:calls:15m:{T0}"),
             format!("{{clinic:stats}}:calls:day:{day}"),
+            format!("{{clinic:stats}}:calls:hour:{T0}"),
             format!("{{clinic:stats}}:queue:portal:15m:{T0}"),
             format!("{{clinic:stats}}:queue:portal:day:{day}"),
+            format!("{{clinic:stats}}:queue:portal:hour:{T0}"),
         ]
     );
     let counters: std::collections::HashMap<String, i64> = connection

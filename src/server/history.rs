@@ -1,7 +1,7 @@
-//! Queue statistics over time, `GET /api/v1/stats?queue=&from=&to=&interval=day|15m`: the
+//! Queue statistics over time, `GET /api/v1/stats?queue=&from=&to=&interval=day|hour|15m`: the
 //! store's counters per bucket with the figures supervisors read, and the total of the range.
 //!
-//! Buckets are UTC days or UTC quarter hours. `from` and `to` are RFC 3339 times, or dates
+//! Buckets are UTC days, hours or quarter hours. `from` and `to` are RFC 3339 times, or dates
 //! (`YYYY-MM-DD`, a UTC day): a date as `to` includes that whole day. Every bucket that overlaps
 //! `[from, to)` is listed, so the first starts at or before `from`. Without `queue` the counters
 //! of every configured queue are added up. Call-level figures (IVR containment, verification
@@ -47,11 +47,8 @@ pub fn parse_request(query: Option<&str>, now_ms: i64) -> Result<HistoryRequest,
             "from" => request.from_ms = parse_time("from", &value, false)?,
             "to" => request.to_ms = parse_time("to", &value, true)?,
             "interval" => {
-                request.interval = match value.as_ref() {
-                    "day" => StatsInterval::Day,
-                    "15m" => StatsInterval::FifteenMinutes,
-                    _ => return Err("`interval` must be `day` or `15m`".to_owned()),
-                }
+                request.interval = StatsInterval::from_name(&value)
+                    .ok_or_else(|| "`interval` must be `day`, `hour` or `15m`".to_owned())?;
             }
             other => {
                 return Err(format!(
@@ -68,7 +65,7 @@ pub fn parse_request(query: Option<&str>, now_ms: i64) -> Result<HistoryRequest,
         .bucket_count(request.from_ms, request.to_ms);
     if buckets > MAX_BUCKETS as u64 {
         return Err(format!(
-            "the range covers {buckets} buckets of `{}`; at most {MAX_BUCKETS} at once (40 days by `15m`, 400 days by `day`)",
+            "the range covers {buckets} buckets of `{}`; at most {MAX_BUCKETS} at once: ask for a shorter range or a larger interval (`hour`, `day`)",
             request.interval.name()
         ));
     }
@@ -307,8 +304,8 @@ mod tests {
             error.contains("RFC 3339") && error.contains("2026-01-05"),
             "{error}"
         );
-        let error = parse_request(Some("interval=hour"), NOW_MS).expect_err("invalid");
-        assert!(error.contains("`day` or `15m`"), "{error}");
+        let error = parse_request(Some("interval=week"), NOW_MS).expect_err("invalid");
+        assert!(error.contains("`day`, `hour` or `15m`"), "{error}");
         let error = parse_request(Some("form=2026-01-01"), NOW_MS).expect_err("invalid");
         assert!(error.contains("queue, from, to, interval"), "{error}");
         let error =

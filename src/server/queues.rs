@@ -5,8 +5,9 @@
 //! the queues concurrently, so its cost grows with the number of queues, not agents × queues.
 //!
 //! "Today" is the current day in the time zone of the queue's `schedule` (UTC for a queue
-//! without one): the store counts in UTC days and quarter hours, so a local day is the sum of
-//! its quarter hours (or one UTC day bucket when the zone is UTC).
+//! without one): the store counts in UTC days, hours and quarter hours, so a local day is the
+//! sum of its hours (one UTC day bucket when the zone is UTC; quarter hours where midnight is
+//! not on a UTC hour), added up inside the store.
 //!
 //! An agent counts in exactly one state: a call in hand comes first (`reserved`, `on_call`,
 //! `wrap_up` whatever their status: an agent who went on break during a call is still on it),
@@ -27,7 +28,7 @@ use serde_json::json;
 use super::AppState;
 use super::metrics::StoreGauges;
 use crate::config::{AgentConfig, QueueConfig};
-use crate::store::stats::{self, DAY_MS};
+use crate::store::stats;
 use crate::store::{
     AgentActivity, AgentRecord, AgentStatus, QueuedCall, StatsInterval, StoreError,
 };
@@ -150,17 +151,17 @@ pub fn queue_time_zone(state: &AppState, queue: &QueueConfig) -> TimeZone {
         .map_or(TimeZone::UTC, |schedule| schedule.time_zone().clone())
 }
 
-/// The store range that makes up the local day of `now_ms` in `zone`, up to `now_ms`:
-/// one UTC day bucket when the local day is a UTC day, else its quarter hours.
+/// The store range that makes up the local day of `now_ms` in `zone`, up to `now_ms`, in the
+/// largest buckets that start at local midnight: one UTC day bucket in UTC, hours where
+/// midnight falls on a UTC hour (at most 25), quarter hours elsewhere (India, Nepal).
 pub fn today_range(now_ms: i64, zone: &TimeZone) -> (i64, i64, StatsInterval) {
     let start = stats::local_day_start_ms(now_ms, zone)
         .unwrap_or_else(|| StatsInterval::Day.bucket_start(now_ms));
-    let interval = if start.rem_euclid(DAY_MS) == 0 {
-        StatsInterval::Day
-    } else {
-        StatsInterval::FifteenMinutes
-    };
-    (start, now_ms.saturating_add(1), interval)
+    (
+        start,
+        now_ms.saturating_add(1),
+        StatsInterval::coarsest_starting_at(start),
+    )
 }
 
 /// Today's figures of one queue.
@@ -447,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn today_in_utc_is_one_day_bucket_elsewhere_its_quarter_hours() {
+    fn today_is_read_in_the_largest_buckets_that_start_at_local_midnight() {
         // 2026-01-01 12:00 UTC.
         assert_eq!(
             today_range(NOW_MS, &TimeZone::UTC),
@@ -456,8 +457,14 @@ mod tests {
         let chicago = TimeZone::get("America/Chicago").expect("tz");
         assert_eq!(
             today_range(NOW_MS, &chicago),
+            (NOW_MS - 6 * 3_600_000, NOW_MS + 1, StatsInterval::Hour)
+        );
+        let kolkata = TimeZone::get("Asia/Kolkata").expect("tz");
+        // 17:30 in Kolkata (UTC+5:30): the day started at 18:30 UTC the day before.
+        assert_eq!(
+            today_range(NOW_MS, &kolkata),
             (
-                NOW_MS - 6 * 3_600_000,
+                NOW_MS - 17 * 3_600_000 - 30 * 60_000,
                 NOW_MS + 1,
                 StatsInterval::FifteenMinutes
             )

@@ -1262,6 +1262,11 @@ pub async fn queue_events_count_in_their_day_and_their_quarter_hour(store: &dyn 
         QueueCounters::default()
     );
 
+    let hours = queue_counters(store, "portal", T0 - HOUR, T0 + HOUR, StatsInterval::Hour).await;
+    assert_eq!(hours.len(), 2);
+    assert_eq!(hours[0], (T0 - HOUR, QueueCounters::default()));
+    assert_eq!(hours[1], (T0, both_quarters));
+
     let days = queue_counters(store, "portal", T0, T0 + HOUR, StatsInterval::Day).await;
     assert_eq!(
         days,

@@ -39,14 +39,12 @@ struct State {
     stats: StatsBook,
 }
 
-/// Statistics counters by bucket start, for both bucket sizes.
+/// Statistics counters by bucket start, for every bucket size.
 #[derive(Default)]
 struct StatsBook {
     queues: HashMap<(StatsInterval, String), BTreeMap<i64, QueueCounters>>,
     calls: HashMap<StatsInterval, BTreeMap<i64, CallCounters>>,
 }
-
-const STATS_INTERVALS: [StatsInterval; 2] = [StatsInterval::Day, StatsInterval::FifteenMinutes];
 
 /// Forget buckets whose retention has passed, as Redis expires their keys: a bucket's key
 /// lives `ttl_ms` after its last change, which is at the latest the bucket's end.
@@ -496,7 +494,7 @@ impl Store for MemoryStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut state = self.state();
-        for interval in STATS_INTERVALS {
+        for interval in StatsInterval::ALL {
             let buckets = state
                 .stats
                 .queues
@@ -517,7 +515,7 @@ impl Store for MemoryStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut state = self.state();
-        for interval in STATS_INTERVALS {
+        for interval in StatsInterval::ALL {
             let buckets = state.stats.calls.entry(interval).or_default();
             prune_buckets(buckets, interval, now_ms);
             buckets

@@ -504,7 +504,7 @@ fn call_counters(values: Vec<Value>, key: &str) -> Result<CallCounters, StoreErr
 }
 
 impl RedisStore {
-    /// Add `increments` to the day and the interval buckets of `now_ms`, named by `key`.
+    /// Add `increments` to the buckets of every size that hold `now_ms`, named by `key`.
     async fn record_stats(
         &self,
         key: impl Fn(StatsInterval, i64) -> String,
@@ -514,14 +514,12 @@ impl RedisStore {
         if increments.is_empty() {
             return Ok(());
         }
-        let day = StatsInterval::Day;
-        let interval = StatsInterval::FifteenMinutes;
         let mut invocation = self.scripts.record_stats.prepare_invoke();
-        invocation
-            .key(key(day, day.bucket_start(now_ms)))
-            .key(key(interval, interval.bucket_start(now_ms)))
-            .arg(day.ttl_ms())
-            .arg(interval.ttl_ms());
+        for interval in StatsInterval::ALL {
+            invocation
+                .key(key(interval, interval.bucket_start(now_ms)))
+                .arg(interval.ttl_ms());
+        }
         for (field, amount) in increments {
             invocation.arg(*field).arg(*amount);
         }

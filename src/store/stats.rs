@@ -1,9 +1,9 @@
 //! Queue statistics: what is counted, in which time buckets, and what the counts mean.
 //!
-//! Both stores keep plain counters per queue and per bucket (a UTC day, or a 15-minute interval
-//! starting on a UTC quarter hour), plus call-level counters per bucket that belong to no queue
-//! (IVR containment, verification). An event adds to the counters of the day and of the interval
-//! it falls in, by the same rules in both stores: [`QueueStatEvent::increments`] and
+//! Both stores keep plain counters per queue and per bucket (a UTC day, a UTC hour, or a
+//! 15-minute interval starting on a UTC quarter hour), plus call-level counters per bucket that
+//! belong to no queue (IVR containment, verification). An event adds to the counters of the day,
+//! the hour and the quarter hour it falls in, by the same rules in both stores: [`QueueStatEvent::increments`] and
 //! [`CallOutcomeStat::field`]. The figures a supervisor reads — service level, ASA, abandon rate,
 //! containment, verification pass rate — are pure functions of the counters, so a sum of buckets
 //! (a week, or a local day made of intervals) gives the right figures for the whole. A figure
@@ -22,14 +22,15 @@ pub const SERVICE_LEVEL_ANSWER_MS: i64 = 20_000;
 pub const SHORT_ABANDON_MS: i64 = 5_000;
 
 pub const DAY_MS: i64 = 86_400_000;
+pub const HOUR_MS: i64 = 3_600_000;
 pub const FIFTEEN_MINUTES_MS: i64 = 900_000;
 
 /// Day buckets are kept this long after their last change (Redis TTL; the memory store prunes).
 pub const DAY_BUCKET_TTL_MS: i64 = 400 * DAY_MS;
-/// 15-minute buckets are kept this long after their last change.
+/// Hour and 15-minute buckets are kept this long after their last change.
 pub const INTERVAL_BUCKET_TTL_MS: i64 = 40 * DAY_MS;
 
-/// At most this many buckets are read at once: 40 days of 15-minute intervals, or 400 days.
+/// At most this many buckets are read at once: 40 days of quarter hours, or 400 days.
 pub const MAX_BUCKETS: usize = 4_000;
 
 /// Something that happened to a call in a queue.
@@ -64,8 +65,19 @@ pub enum CallOutcomeStat {
 pub enum StatsInterval {
     /// A UTC day: [00:00Z, 24:00Z).
     Day,
+    /// A UTC hour. Also what a local day is summed from where midnight falls on a UTC hour.
+    Hour,
     /// A quarter hour starting at :00, :15, :30 or :45 UTC.
     FifteenMinutes,
+}
+
+impl StatsInterval {
+    /// Every bucket size; an event counts in one bucket of each.
+    pub const ALL: [StatsInterval; 3] = [
+        StatsInterval::Day,
+        StatsInterval::Hour,
+        StatsInterval::FifteenMinutes,
+    ];
 }
 
 /// One queue counter, as named in both stores.
@@ -332,6 +344,7 @@ impl StatsInterval {
     pub fn length_ms(self) -> i64 {
         match self {
             StatsInterval::Day => DAY_MS,
+            StatsInterval::Hour => HOUR_MS,
             StatsInterval::FifteenMinutes => FIFTEEN_MINUTES_MS,
         }
     }
@@ -340,16 +353,33 @@ impl StatsInterval {
     pub fn ttl_ms(self) -> i64 {
         match self {
             StatsInterval::Day => DAY_BUCKET_TTL_MS,
-            StatsInterval::FifteenMinutes => INTERVAL_BUCKET_TTL_MS,
+            StatsInterval::Hour | StatsInterval::FifteenMinutes => INTERVAL_BUCKET_TTL_MS,
         }
     }
 
-    /// `day` or `15m`: in Redis keys and in the API.
+    /// `day`, `hour` or `15m`: in Redis keys and in the API.
     pub fn name(self) -> &'static str {
         match self {
             StatsInterval::Day => "day",
+            StatsInterval::Hour => "hour",
             StatsInterval::FifteenMinutes => "15m",
         }
+    }
+
+    /// The interval called `name` (see [`StatsInterval::name`]).
+    pub fn from_name(name: &str) -> Option<StatsInterval> {
+        StatsInterval::ALL
+            .into_iter()
+            .find(|interval| interval.name() == name)
+    }
+
+    /// The largest bucket size whose buckets start at `start_ms`: how a range that starts
+    /// there (a local day) is read in the fewest buckets.
+    pub fn coarsest_starting_at(start_ms: i64) -> StatsInterval {
+        StatsInterval::ALL
+            .into_iter()
+            .find(|interval| interval.bucket_start(start_ms) == start_ms)
+            .unwrap_or(StatsInterval::FifteenMinutes)
     }
 
     /// The start of the bucket `at_ms` falls in.
@@ -574,6 +604,24 @@ mod tests {
             MAX_BUCKETS
         );
         assert!(StatsInterval::FifteenMinutes.bucket_count(0, i64::MAX) > MAX_BUCKETS as u64);
+    }
+
+    #[test]
+    fn a_range_is_read_in_the_largest_buckets_that_start_with_it() {
+        assert_eq!(
+            StatsInterval::coarsest_starting_at(DAY0),
+            StatsInterval::Day
+        );
+        assert_eq!(
+            StatsInterval::coarsest_starting_at(DAY0 + 6 * HOUR_MS),
+            StatsInterval::Hour
+        );
+        assert_eq!(
+            StatsInterval::coarsest_starting_at(DAY0 + 18 * HOUR_MS + 30 * 60_000),
+            StatsInterval::FifteenMinutes
+        );
+        assert_eq!(StatsInterval::from_name("hour"), Some(StatsInterval::Hour));
+        assert_eq!(StatsInterval::from_name("week"), None);
     }
 
     #[test]

@@ -1,11 +1,15 @@
--- record_stats: add to the counters of one day bucket and one 15-minute bucket.
--- KEYS: 1 the day's hash, 2 the interval's hash (both under the {P:stats} hash tag).
--- ARGV: 1 the day's TTL (ms), 2 the interval's TTL (ms), then (field, increment) pairs.
--- Each key lives a TTL after its last change; increments only ever reach the current buckets.
-for i = 3, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+-- record_stats: add to the counters of the buckets (a day, an hour, a quarter hour) an event
+-- falls in.
+-- KEYS: the buckets' hashes (all under the {P:stats} hash tag).
+-- ARGV: one TTL (ms) per key, in KEYS order, then (field, increment) pairs.
+-- Each key lives its TTL after its last change; increments only ever reach the current buckets.
+local keys = #KEYS
+for i = keys + 1, #ARGV, 2 do
+  for k = 1, keys do
+    redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+  end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+for k = 1, keys do
+  redis.call('PEXPIRE', KEYS[k], ARGV[k])
+end
 return 1
