@@ -5,7 +5,8 @@
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{
-    AgentStatus, CallbackRequest, CallbackStatus, QueuedCall, Store, StoreError, Strategy,
+    AgentStatus, CallOutcomeStat, CallbackRequest, CallbackStatus, QueueStatEvent, QueuedCall,
+    StatsInterval, Store, StoreError, Strategy,
 };
 use redis::AsyncCommands;
 
@@ -152,6 +153,110 @@ async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
     assert!(failures_ttl <= DAY);
     let agents_ttl: i64 = redis.pttl("{clinic:routing}:agents").await.expect("PTTL");
     assert_eq!(agents_ttl, -1);
+}
+
+#[tokio::test]
+async fn statistics_live_under_their_own_hash_tag_and_expire() {
+    let server = start_redis();
+    let store = RedisStore::connect(&server.url(), "clinic")
+        .await
+        .expect("connect");
+    // 12:07 UTC: the day bucket starts at midnight, the hour and the quarter hour at 12:00.
+    let at = T0 + 7 * 60_000;
+    store
+        .record_queue_stat("portal", QueueStatEvent::Answered { wait_ms: 4_000 }, at)
+        .await
+        .expect("record");
+    store
+        .record_call_outcome(CallOutcomeStat::Contained, at)
+        .await
+        .expect("record");
+    let day = T0 - 12 * 3_600_000;
+    let mut connection = raw(&server).await;
+    let mut keys: Vec<String> = connection.keys("*").await.expect("keys");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            format!("{{clinic:stats}}:calls:15m:{T0}"),
+            format!("{{clinic:stats}}:calls:day:{day}"),
+            format!("{{clinic:stats}}:calls:hour:{T0}"),
+            format!("{{clinic:stats}}:queue:portal:15m:{T0}"),
+            format!("{{clinic:stats}}:queue:portal:day:{day}"),
+            format!("{{clinic:stats}}:queue:portal:hour:{T0}"),
+        ]
+    );
+    let counters: std::collections::HashMap<String, i64> = connection
+        .hgetall(format!("{{clinic:stats}}:queue:portal:day:{day}"))
+        .await
+        .expect("hgetall");
+    assert_eq!(
+        counters,
+        [
+            ("answered".to_owned(), 1),
+            ("answered_within_20s".to_owned(), 1),
+            ("answer_wait_ms".to_owned(), 4_000),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let day_ttl: i64 = connection
+        .pttl(format!("{{clinic:stats}}:queue:portal:day:{day}"))
+        .await
+        .expect("pttl");
+    let quarter_ttl: i64 = connection
+        .pttl(format!("{{clinic:stats}}:calls:15m:{T0}"))
+        .await
+        .expect("pttl");
+    assert!(day_ttl > 399 * DAY && day_ttl <= 400 * DAY, "{day_ttl}");
+    assert!(
+        quarter_ttl > 39 * DAY && quarter_ttl <= 40 * DAY,
+        "{quarter_ttl}"
+    );
+}
+
+#[tokio::test]
+async fn statistics_careline_did_not_write_are_reported_not_trusted() {
+    let server = start_redis();
+    let store = RedisStore::connect(&server.url(), "clinic")
+        .await
+        .expect("connect");
+    let day = T0 - 12 * 3_600_000;
+    let mut connection = raw(&server).await;
+    let _: () = connection
+        .hset(
+            format!("{{clinic:stats}}:queue:portal:day:{day}"),
+            "offered",
+            "lots",
+        )
+        .await
+        .expect("hset");
+    let error = store
+        .queue_stats("portal", T0, T0 + 1, StatsInterval::Day)
+        .await
+        .expect_err("not a count");
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, .. } if key.contains("queue:portal:day")),
+        "{error:?}"
+    );
+    let error = store
+        .queue_stats_total("portal", T0, T0 + 1, StatsInterval::Day)
+        .await
+        .expect_err("not a count");
+    assert!(
+        matches!(&error, StoreError::Corrupt { key, detail } if key.contains("queue:portal:day") && detail.contains("offered")),
+        "{error:?}"
+    );
+    let _: () = connection
+        .set(format!("{{clinic:stats}}:calls:day:{day}"), "a string")
+        .await
+        .expect("set");
+    assert!(matches!(
+        store
+            .call_outcome_stats(T0, T0 + 1, StatsInterval::Day)
+            .await,
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]

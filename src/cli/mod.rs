@@ -1,4 +1,4 @@
-//! The `careline` command line: `serve`, `check`, `call`, `load`, `directory`.
+//! The `careline` command line: `serve`, `check`, `call`, `load`, `directory`, `stats`.
 //!
 //! Thin: each subcommand parses its arguments and calls into the library. `anyhow` lives here,
 //! at the edge, and nowhere else.
@@ -6,6 +6,7 @@
 mod check;
 mod directory;
 mod serve;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Call(crate::caller::CallArgs),
     /// Place many concurrent test calls and report latency, underruns and errors.
     Load(crate::load::LoadArgs),
+    /// Show the live queues and agents of a running careline (`--watch` to keep it on screen).
+    Stats(stats::StatsArgs),
 }
 
 /// Run the command line; returns the process exit code.
@@ -43,6 +46,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Directory(args) => directory::run(args),
         Command::Call(args) => run_async(crate::caller::run_cli(args)),
         Command::Load(args) => run_async(crate::load::run_cli(args)),
+        Command::Stats(args) => run_async(stats::run(args)),
     };
     match result {
         Ok(code) => code,

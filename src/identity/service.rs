@@ -20,7 +20,11 @@ use super::{
 use crate::config::{Config, Identifier, ResetMethod};
 use crate::ivr::Digits;
 use crate::ivr::engine::{ResetOutcome, VerifyOutcome};
-use crate::store::{CodeCheck, Store, StoreError};
+use crate::server::metrics::Metrics;
+use crate::store::{CallOutcomeStat, CodeCheck, Store, StoreError};
+
+/// Counting a verdict in the statistics never holds a caller up longer than this.
+const STATS_DEADLINE: Duration = Duration::from_millis(250);
 
 /// Why identity services could not start. Each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,27 @@ pub struct IdentityService {
     portal: Option<PortalReset>,
     code_digits: u32,
     code_ttl: Duration,
+    /// Directory checks per verify node and call before the engine gives up (`max_attempts`).
+    max_attempts: u32,
+    /// Where decided verifications are counted; the server shares its own.
+    metrics: Arc<Metrics>,
+}
+
+/// Whether `outcome` of attempt `attempt` decides the call's verification: passed, failed for
+/// good (locked out, or the last attempt failed: the engine sends the caller on), or not yet
+/// (`None`: another attempt follows, or nothing was decided, e.g. an unreachable directory).
+/// Mirrors the engine's rule in `ivr::engine::verify`.
+pub fn verification_verdict(
+    outcome: &VerifyOutcome,
+    attempt: u32,
+    max_attempts: u32,
+) -> Option<bool> {
+    match outcome {
+        VerifyOutcome::Verified { .. } => Some(true),
+        VerifyOutcome::LockedOut => Some(false),
+        VerifyOutcome::NotVerified if attempt >= max_attempts.max(1) => Some(false),
+        VerifyOutcome::NotVerified | VerifyOutcome::Malformed | VerifyOutcome::Unavailable => None,
+    }
 }
 
 /// What the portal learns when it redeems a code.
@@ -97,7 +122,15 @@ impl IdentityService {
             portal,
             code_digits: reset.map_or(8, |reset| reset.code_digits),
             code_ttl: Duration::from_secs(reset.map_or(600, |reset| reset.code_ttl_secs)),
+            max_attempts: identity.max_attempts.max(1),
+            metrics: Arc::new(Metrics::new()),
         }))
+    }
+
+    /// Count decided verifications in `metrics` (the server's) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> IdentityService {
+        self.metrics = metrics;
+        self
     }
 
     fn window_ms(&self) -> i64 {
@@ -110,9 +143,51 @@ impl IdentityService {
         }
     }
 
-    /// Check what the caller keyed in at a verify node.
+    /// Check what the caller keyed in at a verify node. A verdict that decides the call (see
+    /// [`verification_verdict`]) is counted in the metrics and the store's call statistics.
     #[allow(clippy::too_many_arguments)]
     pub async fn verify(
+        &self,
+        call_sid: &str,
+        node: &str,
+        attempt: u32,
+        dob: &Digits,
+        identifier: Identifier,
+        value: &Digits,
+        now: Timestamp,
+    ) -> VerifyOutcome {
+        let outcome = self
+            .check_claim(call_sid, node, attempt, dob, identifier, value, now)
+            .await;
+        if let Some(passed) = verification_verdict(&outcome, attempt, self.max_attempts) {
+            self.count_verdict(passed, now).await;
+        }
+        outcome
+    }
+
+    async fn count_verdict(&self, passed: bool, now: Timestamp) {
+        self.metrics.verification(passed);
+        let stat = if passed {
+            CallOutcomeStat::VerificationPassed
+        } else {
+            CallOutcomeStat::VerificationFailed
+        };
+        let recording = self.store.record_call_outcome(stat, now.as_millisecond());
+        match tokio::time::timeout(STATS_DEADLINE, recording).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                self.metrics.store_error();
+                tracing::warn!(%error, "a verification outcome could not be counted");
+            }
+            Err(_) => {
+                self.metrics.store_error();
+                tracing::warn!("a verification outcome was not counted: the store was too slow");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn check_claim(
         &self,
         call_sid: &str,
         node: &str,
@@ -323,5 +398,40 @@ impl IdentityService {
             .await?;
         self.write(AuditEntry::new(now, AuditEvent::Lockout, AuditOutcome::Cleared).record(record));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_is_decided_by_a_pass_a_lockout_or_the_last_failed_attempt() {
+        let verified = VerifyOutcome::Verified {
+            patient: PatientRef::new("pt-1".to_owned()).expect("a reference"),
+        };
+        assert_eq!(verification_verdict(&verified, 2, 3), Some(true));
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::LockedOut, 1, 3),
+            Some(false)
+        );
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::NotVerified, 2, 3),
+            None
+        );
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::NotVerified, 3, 3),
+            Some(false)
+        );
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::NotVerified, 1, 0),
+            Some(false),
+            "max_attempts 0 means one attempt, as in the engine"
+        );
+        assert_eq!(
+            verification_verdict(&VerifyOutcome::Unavailable, 3, 3),
+            None
+        );
+        assert_eq!(verification_verdict(&VerifyOutcome::Malformed, 3, 3), None);
     }
 }

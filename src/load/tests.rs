@@ -90,6 +90,7 @@ async fn start_server() -> Server {
         events: Arc::new(crate::server::events::EventBus::local(
             "load-test".to_owned(),
         )),
+        metrics: Arc::default(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

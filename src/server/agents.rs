@@ -5,7 +5,7 @@
 //! the same roster. Calls come from this node's [`super::calls::CallRegistry`] and carry no
 //! caller identifier beyond the masked caller ID.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -18,7 +18,7 @@ use serde_json::json;
 use super::AppState;
 use super::calls::CallPhase;
 use super::events::{Change, ChangeEvent, EventKind};
-use crate::config::{AgentConfig, Config};
+use crate::config::{AgentConfig, Config, QueueConfig};
 use crate::store::{AgentActivity, AgentRecord, AgentStatus, StoreError};
 
 /// The configured agents and queues, as the live-state routes need them.
@@ -28,6 +28,8 @@ pub struct Roster {
     pub agents: Vec<AgentConfig>,
     /// The names of `[queues]`, for finding where a call waits.
     pub queues: Vec<String>,
+    /// `[queues]` with their settings (skills, schedule), for the queue board.
+    pub queue_configs: BTreeMap<String, QueueConfig>,
 }
 
 impl Roster {
@@ -35,6 +37,7 @@ impl Roster {
         Roster {
             agents: config.agents.clone(),
             queues: config.queues.keys().cloned().collect(),
+            queue_configs: config.queues.clone(),
         }
     }
 }
@@ -149,7 +152,7 @@ fn store_failure(store_error: &StoreError) -> Response {
 
 /// The store's records of every configured agent. Agents the store does not know (it lost its
 /// data, or was unreachable at start-up) are registered first, as `offline`.
-async fn roster_records(
+pub(super) async fn roster_records(
     state: &AppState,
     now_ms: i64,
 ) -> Result<HashMap<String, AgentRecord>, StoreError> {

@@ -11,8 +11,11 @@ mod api;
 pub mod calls;
 mod dashboard;
 pub mod events;
+mod history;
 pub mod logging;
+pub mod metrics;
 pub mod player;
+pub mod queues;
 pub mod recordings;
 pub mod router;
 pub mod session;
@@ -74,6 +77,8 @@ pub struct AppState {
     pub recordings_dir: Arc<Path>,
     /// Queue, agent and call changes for `/api/v1/events`; shared across nodes through Redis.
     pub events: Arc<events::EventBus>,
+    /// This node's Prometheus counters (`/metrics`).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +129,7 @@ impl AppState {
     /// connect the store, open the patient directory. Secrets come from the environment.
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
+        let metrics = Arc::new(metrics::Metrics::new());
         let store = open_store(config).await?;
         register_agents(store.as_ref(), &config.agents).await;
         let webhook_secret = match WebhookSecret::from_env() {
@@ -140,7 +146,7 @@ impl AppState {
                 webhook_secret.clone(),
                 store.clone(),
             )?
-            .map(Arc::new),
+            .map(|service| Arc::new(service.with_metrics(metrics.clone()))),
             (Some(_), Err(crate::identity::secret::SecretError::Missing { var })) => {
                 tracing::warn!(
                     "{var} is not set: identity verification is off and verify nodes send callers to a person"
@@ -199,6 +205,7 @@ impl AppState {
                 router,
                 recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
                 events,
+                metrics,
             },
             prompt_load_time,
         })
@@ -298,6 +305,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/callbacks/{id}/done",
             post(recordings::complete_callback),
         )
+        .route("/api/v1/queues", get(queues::list_queues))
+        .route("/api/v1/stats", get(history::queue_history))
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
 }
 

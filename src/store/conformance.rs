@@ -5,8 +5,9 @@
 //! `redis::<check>` on a [`RedisStore`] over a `redis-server` the test starts itself.
 
 use super::{
-    AgentActivity, AgentStatus, CallbackRequest, CallbackStatus, CodeCheck, MissedOffer,
-    QueuedCall, Store, StoreError, Strategy,
+    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest, CallbackStatus,
+    CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, StatsInterval, Store,
+    StoreError, Strategy,
 };
 
 /// 2026-01-01 12:00 UTC: mid-day, so a few hours either way stay on the same day.
@@ -1159,6 +1160,241 @@ pub async fn the_data_epoch_holds_while_the_data_does(store: &dyn Store) {
     store.ping().await.expect("ping");
 }
 
+// --- statistics ---
+
+const MINUTE: i64 = 60 * SECOND;
+/// The UTC day T0 falls in.
+const DAY0: i64 = T0 - 12 * HOUR;
+
+async fn record(store: &dyn Store, queue: &str, events: &[(QueueStatEvent, i64)]) {
+    for (event, at) in events {
+        store
+            .record_queue_stat(queue, *event, *at)
+            .await
+            .expect("record a queue event");
+    }
+}
+
+async fn queue_counters(
+    store: &dyn Store,
+    queue: &str,
+    from: i64,
+    to: i64,
+    interval: StatsInterval,
+) -> Vec<(i64, QueueCounters)> {
+    store
+        .queue_stats(queue, from, to, interval)
+        .await
+        .expect("queue stats")
+        .into_iter()
+        .map(|bucket| (bucket.start_ms, bucket.counters))
+        .collect()
+}
+
+pub async fn queue_events_count_in_their_day_and_their_quarter_hour(store: &dyn Store) {
+    record(
+        store,
+        "portal",
+        &[
+            (QueueStatEvent::Offered, T0 + MINUTE),
+            (QueueStatEvent::Offered, T0 + 2 * MINUTE),
+            (
+                QueueStatEvent::Answered { wait_ms: 12_000 },
+                T0 + 3 * MINUTE,
+            ),
+            (QueueStatEvent::Offered, T0 + 20 * MINUTE),
+            (
+                QueueStatEvent::Abandoned { wait_ms: 45_000 },
+                T0 + 21 * MINUTE,
+            ),
+            (QueueStatEvent::Offered, T0 + 22 * MINUTE),
+            (
+                QueueStatEvent::Answered { wait_ms: 30_000 },
+                T0 + 23 * MINUTE,
+            ),
+            (QueueStatEvent::CallbackRequested, T0 + 29 * MINUTE),
+        ],
+    )
+    .await;
+
+    let quarter = StatsInterval::FifteenMinutes;
+    let intervals = queue_counters(store, "portal", T0, T0 + 45 * MINUTE, quarter).await;
+    assert_eq!(
+        intervals,
+        [
+            (
+                T0,
+                QueueCounters {
+                    offered: 2,
+                    answered: 1,
+                    answered_within_20s: 1,
+                    answer_wait_ms: 12_000,
+                    ..QueueCounters::default()
+                }
+            ),
+            (
+                T0 + 15 * MINUTE,
+                QueueCounters {
+                    offered: 2,
+                    answered: 1,
+                    abandoned: 1,
+                    abandoned_after_5s: 1,
+                    answer_wait_ms: 30_000,
+                    callbacks: 1,
+                    ..QueueCounters::default()
+                }
+            ),
+            (T0 + 30 * MINUTE, QueueCounters::default()),
+        ]
+    );
+
+    let total = store
+        .queue_stats_total("portal", T0, T0 + 45 * MINUTE, quarter)
+        .await
+        .expect("total");
+    let mut both_quarters = intervals[0].1;
+    both_quarters += intervals[1].1;
+    assert_eq!(total, both_quarters);
+    assert_eq!(
+        store
+            .queue_stats_total("portal", T0, T0, quarter)
+            .await
+            .expect("total of nothing"),
+        QueueCounters::default()
+    );
+
+    let hours = queue_counters(store, "portal", T0 - HOUR, T0 + HOUR, StatsInterval::Hour).await;
+    assert_eq!(hours.len(), 2);
+    assert_eq!(hours[0], (T0 - HOUR, QueueCounters::default()));
+    assert_eq!(hours[1], (T0, both_quarters));
+
+    let days = queue_counters(store, "portal", T0, T0 + HOUR, StatsInterval::Day).await;
+    assert_eq!(
+        days,
+        [(
+            DAY0,
+            QueueCounters {
+                offered: 4,
+                answered: 2,
+                answered_within_20s: 1,
+                abandoned: 1,
+                abandoned_after_5s: 1,
+                answer_wait_ms: 42_000,
+                callbacks: 1,
+            }
+        )]
+    );
+}
+
+pub async fn each_queue_counts_its_own_calls(store: &dyn Store) {
+    record(store, "portal", &[(QueueStatEvent::Offered, T0)]).await;
+    record(
+        store,
+        "registration",
+        &[
+            (QueueStatEvent::Offered, T0),
+            (QueueStatEvent::Offered, T0 + SECOND),
+        ],
+    )
+    .await;
+    let day = |queue| queue_counters(store, queue, T0, T0 + 1, StatsInterval::Day);
+    assert_eq!(day("portal").await[0].1.offered, 1);
+    assert_eq!(day("registration").await[0].1.offered, 2);
+    assert_eq!(day("never_used").await, [(DAY0, QueueCounters::default())]);
+}
+
+pub async fn a_range_over_several_days_has_a_bucket_for_each_day(store: &dyn Store) {
+    record(
+        store,
+        "portal",
+        &[
+            (QueueStatEvent::Offered, T0 - DAY),
+            (QueueStatEvent::Offered, T0 + DAY),
+            (QueueStatEvent::Offered, T0 + DAY + HOUR),
+        ],
+    )
+    .await;
+    let offered: Vec<(i64, u64)> =
+        queue_counters(store, "portal", T0 - DAY, T0 + DAY, StatsInterval::Day)
+            .await
+            .into_iter()
+            .map(|(start, counters)| (start, counters.offered))
+            .collect();
+    assert_eq!(
+        offered,
+        [(DAY0 - DAY, 1), (DAY0, 0), (DAY0 + DAY, 2)],
+        "the bucket holding the range's end is read when the range reaches into it"
+    );
+    assert!(
+        store
+            .queue_stats("portal", T0, T0, StatsInterval::Day)
+            .await
+            .expect("empty range")
+            .is_empty()
+    );
+}
+
+pub async fn call_outcomes_are_counted_apart_from_queues(store: &dyn Store) {
+    for (outcome, at) in [
+        (CallOutcomeStat::Contained, T0),
+        (CallOutcomeStat::Contained, T0 + MINUTE),
+        (CallOutcomeStat::Routed, T0 + 2 * MINUTE),
+        (CallOutcomeStat::VerificationPassed, T0 + 16 * MINUTE),
+        (CallOutcomeStat::VerificationFailed, T0 + 17 * MINUTE),
+        (CallOutcomeStat::VerificationPassed, T0 + 18 * MINUTE),
+    ] {
+        store
+            .record_call_outcome(outcome, at)
+            .await
+            .expect("record an outcome");
+    }
+    let intervals: Vec<(i64, CallCounters)> = store
+        .call_outcome_stats(T0, T0 + 30 * MINUTE, StatsInterval::FifteenMinutes)
+        .await
+        .expect("call stats")
+        .into_iter()
+        .map(|bucket| (bucket.start_ms, bucket.counters))
+        .collect();
+    assert_eq!(
+        intervals,
+        [
+            (
+                T0,
+                CallCounters {
+                    contained: 2,
+                    routed: 1,
+                    ..CallCounters::default()
+                }
+            ),
+            (
+                T0 + 15 * MINUTE,
+                CallCounters {
+                    verification_passed: 2,
+                    verification_failed: 1,
+                    ..CallCounters::default()
+                }
+            ),
+        ]
+    );
+    let day = store
+        .call_outcome_stats(T0, T0 + 1, StatsInterval::Day)
+        .await
+        .expect("call stats");
+    assert_eq!(
+        day[0].counters,
+        CallCounters {
+            contained: 2,
+            routed: 1,
+            verification_passed: 2,
+            verification_failed: 1,
+        }
+    );
+    assert_eq!(
+        queue_counters(store, "portal", T0, T0 + 1, StatsInterval::Day).await,
+        [(DAY0, QueueCounters::default())]
+    );
+}
+
 // --- identity ---
 
 pub async fn verification_failures_count_in_a_sliding_window(store: &dyn Store) {
@@ -1602,6 +1838,10 @@ conformance!(
     a_call_that_hung_up_during_the_offer_stays_gone,
     registering_agents_again_keeps_what_they_said,
     unknown_agents_are_reported,
+    queue_events_count_in_their_day_and_their_quarter_hour,
+    each_queue_counts_its_own_calls,
+    a_range_over_several_days_has_a_bucket_for_each_day,
+    call_outcomes_are_counted_apart_from_queues,
     the_data_epoch_holds_while_the_data_does,
     verification_failures_count_in_a_sliding_window,
     failures_at_the_same_instant_all_count,

@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallbackRequest, CallbackStatus, CodeCheck,
-    MissedOffer, QueuedCall, Reservation, Store, StoreError, Strategy, callback_order, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
+    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
+    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
 };
 
 /// The embedded [`Store`]: the default when `[store] url` is absent.
@@ -37,6 +38,44 @@ struct State {
     codes: HashMap<String, ResetCode>,
     /// Callback requests by id.
     callbacks: HashMap<String, CallbackRequest>,
+    stats: StatsBook,
+}
+
+/// Statistics counters by bucket start, for every bucket size.
+#[derive(Default)]
+struct StatsBook {
+    queues: HashMap<(StatsInterval, String), BTreeMap<i64, QueueCounters>>,
+    calls: HashMap<StatsInterval, BTreeMap<i64, CallCounters>>,
+}
+
+/// Forget buckets whose retention has passed, as Redis expires their keys: a bucket's key
+/// lives `ttl_ms` after its last change, which is at the latest the bucket's end.
+fn prune_buckets<C>(buckets: &mut BTreeMap<i64, C>, interval: StatsInterval, now_ms: i64) {
+    let kept_for = interval.length_ms().saturating_add(interval.ttl_ms());
+    while let Some(oldest) = buckets.first_entry()
+        && oldest.key().saturating_add(kept_for) <= now_ms
+    {
+        oldest.remove();
+    }
+}
+
+/// Every bucket of the range, zeros where nothing was counted.
+fn read_buckets<C: Copy + Default>(
+    buckets: Option<&BTreeMap<i64, C>>,
+    from_ms: i64,
+    to_ms: i64,
+    interval: StatsInterval,
+) -> Vec<StatsBucket<C>> {
+    interval
+        .bucket_starts(from_ms, to_ms)
+        .map(|start_ms| StatsBucket {
+            start_ms,
+            counters: buckets
+                .and_then(|buckets| buckets.get(&start_ms))
+                .copied()
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 struct KnownCall {
@@ -448,6 +487,68 @@ impl Store for MemoryStore {
             state.forget_call(call_sid);
         }
         Ok(())
+    }
+
+    async fn record_queue_stat(
+        &self,
+        queue: &str,
+        event: QueueStatEvent,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for interval in StatsInterval::ALL {
+            let buckets = state
+                .stats
+                .queues
+                .entry((interval, queue.to_owned()))
+                .or_default();
+            prune_buckets(buckets, interval, now_ms);
+            buckets
+                .entry(interval.bucket_start(now_ms))
+                .or_default()
+                .apply(event);
+        }
+        Ok(())
+    }
+
+    async fn record_call_outcome(
+        &self,
+        outcome: CallOutcomeStat,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for interval in StatsInterval::ALL {
+            let buckets = state.stats.calls.entry(interval).or_default();
+            prune_buckets(buckets, interval, now_ms);
+            buckets
+                .entry(interval.bucket_start(now_ms))
+                .or_default()
+                .add(outcome.field(), 1);
+        }
+        Ok(())
+    }
+
+    async fn queue_stats(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<QueueCounters>>, StoreError> {
+        let state = self.state();
+        let buckets = state.stats.queues.get(&(interval, queue.to_owned()));
+        Ok(read_buckets(buckets, from_ms, to_ms, interval))
+    }
+
+    async fn call_outcome_stats(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<CallCounters>>, StoreError> {
+        let state = self.state();
+        let buckets = state.stats.calls.get(&interval);
+        Ok(read_buckets(buckets, from_ms, to_ms, interval))
     }
 
     async fn record_verification_failure(

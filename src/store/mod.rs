@@ -12,6 +12,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod stats;
 pub mod test_redis;
 
 #[cfg(test)]
@@ -23,6 +24,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::Strategy;
+pub use stats::{
+    CallCounters, CallOutcomeStat, QueueCounters, QueueStatEvent, StatsBucket, StatsInterval,
+};
 
 /// A call waiting in (or reserved from) a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +333,57 @@ pub trait Store: Send + Sync + 'static {
         wrap_up_until_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    // --- statistics (counters per queue and per call; see `stats` and docs/redis.md) ---
+
+    /// Count `event` for `queue` in the UTC day and the 15-minute interval of `now_ms`.
+    async fn record_queue_stat(
+        &self,
+        queue: &str,
+        event: QueueStatEvent,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Count a call-level outcome (containment, verification) in the UTC day and the 15-minute
+    /// interval of `now_ms`.
+    async fn record_call_outcome(
+        &self,
+        outcome: CallOutcomeStat,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The counters of `queue` in every bucket of `interval` that overlaps `[from_ms, to_ms)`,
+    /// oldest first, zeros included; at most [`stats::MAX_BUCKETS`] buckets (the first ones).
+    /// Buckets start on UTC days and quarter hours.
+    async fn queue_stats(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<QueueCounters>>, StoreError>;
+
+    /// The counters of `queue` added up over the buckets [`Store::queue_stats`] would list:
+    /// one small answer however many buckets the range holds (a local day is up to 100
+    /// quarter hours).
+    async fn queue_stats_total(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<QueueCounters, StoreError> {
+        let buckets = self.queue_stats(queue, from_ms, to_ms, interval).await?;
+        Ok(stats::total(&buckets))
+    }
+
+    /// The call-level counters, bucketed like [`Store::queue_stats`].
+    async fn call_outcome_stats(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<CallCounters>>, StoreError>;
 
     // --- identity ---
 

@@ -18,9 +18,11 @@ use redis::{Client, RedisError, RedisResult, Script, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
 
 use super::memory::{candidate_order, priority_rank, time_rank};
+use super::stats::{CallField, QueueField};
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallbackRequest, CallbackStatus, CodeCheck,
-    MissedOffer, QueuedCall, Reservation, Store, StoreError, Strategy, callback_order, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
+    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
+    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
 };
 
 /// A connection attempt that takes longer than this has failed.
@@ -43,7 +45,8 @@ pub struct RedisStore {
 /// Key names. Routing keys share one hash tag, `{<prefix>:routing}`: the reserve script reads
 /// and writes the waiting set, the calls and the agents together, and agents serve every queue,
 /// so on Redis Cluster all of them must live in one slot. Identity keys each touch one record
-/// and carry their own tag, so they spread over the cluster.
+/// and carry their own tag, so they spread over the cluster. Statistics keys share the tag
+/// `{<prefix>:stats}`: one read gathers many buckets of a queue and of the call counters.
 struct Keys {
     prefix: String,
     /// Sorted set, all scores 0: member = queue, NUL, priority rank, time rank, call id.
@@ -86,6 +89,24 @@ impl Keys {
     fn reset_code(&self, patient_ref: &str) -> String {
         format!("{}:reset_code:{{{patient_ref}}}", self.prefix)
     }
+
+    /// Hash of one queue's counters in the bucket starting at `start_ms`.
+    fn queue_stats(&self, queue: &str, interval: StatsInterval, start_ms: i64) -> String {
+        format!(
+            "{{{}:stats}}:queue:{queue}:{}:{start_ms}",
+            self.prefix,
+            interval.name()
+        )
+    }
+
+    /// Hash of the call-level counters in the bucket starting at `start_ms`.
+    fn call_stats(&self, interval: StatsInterval, start_ms: i64) -> String {
+        format!(
+            "{{{}:stats}}:calls:{}:{start_ms}",
+            self.prefix,
+            interval.name()
+        )
+    }
 }
 
 macro_rules! routing_script {
@@ -109,6 +130,9 @@ struct Scripts {
     set_agent_status: Script,
     register_agents: Script,
     data_epoch: Script,
+    record_stats: Script,
+    read_stats: Script,
+    sum_stats: Script,
     record_failure: Script,
     put_reset_code: Script,
     check_reset_code: Script,
@@ -129,6 +153,9 @@ impl Scripts {
             set_agent_status: routing_script!("set_agent_status.lua"),
             register_agents: Script::new(include_str!("lua/register_agents.lua")),
             data_epoch: Script::new(include_str!("lua/data_epoch.lua")),
+            record_stats: Script::new(include_str!("lua/record_stats.lua")),
+            read_stats: Script::new(include_str!("lua/read_stats.lua")),
+            sum_stats: Script::new(include_str!("lua/sum_stats.lua")),
             record_failure: Script::new(include_str!("lua/record_failure.lua")),
             put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
             check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
@@ -526,6 +553,116 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(400))
 }
 
+/// A counter read back from a stats hash: absent is zero, anything but a non-negative integer
+/// is data careline did not write.
+fn counter(value: Value, key: &str, field: &str) -> Result<u64, StoreError> {
+    match value {
+        Value::Nil => Ok(0),
+        Value::Int(n) => u64::try_from(n).map_err(|_| corrupt(key, format!("{field} = {n}"))),
+        other => {
+            let raw = text(other, key, field)?;
+            raw.parse()
+                .map_err(|_| corrupt(key, format!("{field} is not a count: {raw:?}")))
+        }
+    }
+}
+
+fn queue_counters(values: Vec<Value>, key: &str) -> Result<QueueCounters, StoreError> {
+    let mut counters = QueueCounters::default();
+    if values.len() != QueueField::ALL.len() {
+        return Err(corrupt(key, format!("{} counters read back", values.len())));
+    }
+    for (field, value) in QueueField::ALL.into_iter().zip(values) {
+        counters.add(field, counter(value, key, field.name())?);
+    }
+    Ok(counters)
+}
+
+fn call_counters(values: Vec<Value>, key: &str) -> Result<CallCounters, StoreError> {
+    let mut counters = CallCounters::default();
+    if values.len() != CallField::ALL.len() {
+        return Err(corrupt(key, format!("{} counters read back", values.len())));
+    }
+    for (field, value) in CallField::ALL.into_iter().zip(values) {
+        counters.add(field, counter(value, key, field.name())?);
+    }
+    Ok(counters)
+}
+
+impl RedisStore {
+    /// Add `increments` to the buckets of every size that hold `now_ms`, named by `key`.
+    async fn record_stats(
+        &self,
+        key: impl Fn(StatsInterval, i64) -> String,
+        increments: &[(&str, u64)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if increments.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.record_stats.prepare_invoke();
+        for interval in StatsInterval::ALL {
+            invocation
+                .key(key(interval, interval.bucket_start(now_ms)))
+                .arg(interval.ttl_ms());
+        }
+        for (field, amount) in increments {
+            invocation.arg(*field).arg(*amount);
+        }
+        // Counting twice is worse than missing one: never repeated.
+        self.run(&invocation).await?;
+        Ok(())
+    }
+
+    /// Read `fields` of the bucket hashes `key` names, for every bucket of the range.
+    async fn read_stats<C>(
+        &self,
+        key: impl Fn(StatsInterval, i64) -> String,
+        fields: &[&str],
+        parse: impl Fn(Vec<Value>, &str) -> Result<C, StoreError>,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<C>>, StoreError> {
+        let buckets: Vec<(i64, String)> = interval
+            .bucket_starts(from_ms, to_ms)
+            .map(|start_ms| (start_ms, key(interval, start_ms)))
+            .collect();
+        let Some((_, first_key)) = buckets.first() else {
+            return Ok(Vec::new());
+        };
+        let mut invocation = self.scripts.read_stats.prepare_invoke();
+        for (_, key) in &buckets {
+            invocation.key(key);
+        }
+        for field in fields {
+            invocation.arg(*field);
+        }
+        let rows = array(
+            self.run_idempotent(&invocation).await?,
+            first_key,
+            "statistics",
+        )?;
+        if rows.len() != buckets.len() {
+            return Err(corrupt(
+                first_key,
+                format!("{} buckets read back, {} asked", rows.len(), buckets.len()),
+            ));
+        }
+        buckets
+            .into_iter()
+            .zip(rows)
+            .map(|((start_ms, key), row)| {
+                let values = array(row, &key, "a statistics bucket")?;
+                Ok(StatsBucket {
+                    start_ms,
+                    counters: parse(values, &key)?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
@@ -776,6 +913,104 @@ impl Store for RedisStore {
             .arg(day_of(now_ms));
         self.run(&invocation).await?;
         Ok(())
+    }
+
+    async fn record_queue_stat(
+        &self,
+        queue: &str,
+        event: QueueStatEvent,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let increments: Vec<(&str, u64)> = event
+            .increments()
+            .into_iter()
+            .map(|(field, amount)| (field.name(), amount))
+            .collect();
+        self.record_stats(
+            |interval, start_ms| self.keys.queue_stats(queue, interval, start_ms),
+            &increments,
+            now_ms,
+        )
+        .await
+    }
+
+    async fn record_call_outcome(
+        &self,
+        outcome: CallOutcomeStat,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.record_stats(
+            |interval, start_ms| self.keys.call_stats(interval, start_ms),
+            &[(outcome.field().name(), 1)],
+            now_ms,
+        )
+        .await
+    }
+
+    async fn queue_stats(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<QueueCounters>>, StoreError> {
+        let fields = QueueField::ALL.map(QueueField::name);
+        self.read_stats(
+            |interval, start_ms| self.keys.queue_stats(queue, interval, start_ms),
+            &fields,
+            queue_counters,
+            from_ms,
+            to_ms,
+            interval,
+        )
+        .await
+    }
+
+    async fn queue_stats_total(
+        &self,
+        queue: &str,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<QueueCounters, StoreError> {
+        let keys: Vec<String> = interval
+            .bucket_starts(from_ms, to_ms)
+            .map(|start_ms| self.keys.queue_stats(queue, interval, start_ms))
+            .collect();
+        let Some(first_key) = keys.first() else {
+            return Ok(QueueCounters::default());
+        };
+        let mut invocation = self.scripts.sum_stats.prepare_invoke();
+        for key in &keys {
+            invocation.key(key);
+        }
+        for field in QueueField::ALL {
+            invocation.arg(field.name());
+        }
+        let totals = array(
+            self.run_idempotent(&invocation).await?,
+            first_key,
+            "statistics",
+        )?;
+        queue_counters(totals, first_key)
+    }
+
+    async fn call_outcome_stats(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        interval: StatsInterval,
+    ) -> Result<Vec<StatsBucket<CallCounters>>, StoreError> {
+        let fields = CallField::ALL.map(CallField::name);
+        self.read_stats(
+            |interval, start_ms| self.keys.call_stats(interval, start_ms),
+            &fields,
+            call_counters,
+            from_ms,
+            to_ms,
+            interval,
+        )
+        .await
     }
 
     async fn record_verification_failure(

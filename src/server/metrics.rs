@@ -1,0 +1,468 @@
+//! Prometheus metrics: counters the call path bumps, and gauges read at scrape time.
+//!
+//! [`Metrics`] is a set of atomics shared by every call on this node: bumping one is a single
+//! relaxed add, with no lock, so the media path can count every frame. `GET /metrics` renders
+//! them in the Prometheus text format together with gauges computed when scraped: this node's
+//! calls by phase (from the call registry), and from the store, which every node shares, the
+//! depth and longest wait of each queue and the agents by state. Counters are per node (sum them
+//! across nodes); the store gauges are the same on every node (take one, or `max`).
+//!
+//! Nothing here carries a caller: labels are queue names, states and outcomes only.
+//! `/metrics` is read like the admin API by a viewer: a bearer token when tokens are set, open
+//! on a loopback-only server without tokens.
+
+use std::collections::BTreeMap;
+use std::fmt::{Display, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::calls::CallPhase;
+use super::queues::{AgentCounts, QueueDepth};
+
+/// Counters of this node since it started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Bumped for every inbound and outbound media frame: each on its own cache line, so the
+    /// two hottest counters do not make the cores fight over one line.
+    frames_in: PaddedCounter,
+    frames_out: PaddedCounter,
+    calls_started: AtomicU64,
+    calls_ended: AtomicU64,
+    reservations: AtomicU64,
+    abandoned: AtomicU64,
+    verifications_passed: AtomicU64,
+    verifications_failed: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct PaddedCounter(AtomicU64);
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// One media frame received from Twilio.
+    pub fn frame_in(&self) {
+        bump(&self.frames_in.0, 1);
+    }
+
+    /// `n` media frames sent to Twilio.
+    pub fn frame_out(&self, n: u64) {
+        bump(&self.frames_out.0, n);
+    }
+
+    /// A call's media stream started.
+    pub fn call_started(&self) {
+        bump(&self.calls_started, 1);
+    }
+
+    /// A call ended (the caller hung up or careline closed the stream for good).
+    pub fn call_ended(&self) {
+        bump(&self.calls_ended, 1);
+    }
+
+    /// A call was reserved for an agent.
+    pub fn reservation(&self) {
+        bump(&self.reservations, 1);
+    }
+
+    /// A caller hung up while waiting in a queue.
+    pub fn abandoned(&self) {
+        bump(&self.abandoned, 1);
+    }
+
+    /// An identity verification was decided for a call: passed, or failed for good (out of
+    /// attempts or locked out). Counted by [`crate::identity::IdentityService`].
+    pub fn verification(&self, passed: bool) {
+        if passed {
+            bump(&self.verifications_passed, 1);
+        } else {
+            bump(&self.verifications_failed, 1);
+        }
+    }
+
+    /// A store operation failed (Redis unreachable, slow, or holding unexpected data).
+    pub fn store_error(&self) {
+        bump(&self.store_errors, 1);
+    }
+
+    /// The counters as they are now.
+    pub fn counters(&self) -> Counters {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Counters {
+            frames_in: read(&self.frames_in.0),
+            frames_out: read(&self.frames_out.0),
+            calls_started: read(&self.calls_started),
+            calls_ended: read(&self.calls_ended),
+            reservations: read(&self.reservations),
+            abandoned: read(&self.abandoned),
+            verifications_passed: read(&self.verifications_passed),
+            verifications_failed: read(&self.verifications_failed),
+            store_errors: read(&self.store_errors),
+        }
+    }
+}
+
+/// A reading of [`Metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub calls_started: u64,
+    pub calls_ended: u64,
+    pub reservations: u64,
+    pub abandoned: u64,
+    pub verifications_passed: u64,
+    pub verifications_failed: u64,
+    pub store_errors: u64,
+}
+
+/// What a scrape reads besides the counters.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// This node's calls by phase (`connecting`, `streaming`, `ending`).
+    pub calls_by_phase: BTreeMap<&'static str, u64>,
+    /// From the store; `None` when it could not be read.
+    pub store: Option<StoreGauges>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreGauges {
+    /// Each configured queue, by name.
+    pub queues: Vec<(String, QueueDepth)>,
+    /// Every configured agent.
+    pub agents: AgentCounts,
+}
+
+/// The Prometheus text format (version 0.0.4), one metric family at a time.
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (index, (label, value)) in labels.iter().enumerate() {
+                if index > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{label}=\"{}\"", escape_label_value(value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// Label values escape backslash, double quote and line feed.
+pub fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// HELP text escapes backslash and line feed.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// The whole exposition: every counter, then the gauges.
+pub fn render(counters: &Counters, gauges: &Gauges) -> String {
+    let mut out = Exposition {
+        text: String::with_capacity(4096),
+    };
+    out.counter(
+        "careline_media_frames_received_total",
+        "Media frames received from Twilio.",
+        counters.frames_in,
+    );
+    out.counter(
+        "careline_media_frames_sent_total",
+        "Media frames sent to Twilio.",
+        counters.frames_out,
+    );
+    out.counter(
+        "careline_calls_started_total",
+        "Calls whose media stream started on this node.",
+        counters.calls_started,
+    );
+    out.counter(
+        "careline_calls_ended_total",
+        "Calls that ended on this node.",
+        counters.calls_ended,
+    );
+    out.counter(
+        "careline_reservations_total",
+        "Calls reserved for an agent by this node.",
+        counters.reservations,
+    );
+    out.counter(
+        "careline_calls_abandoned_total",
+        "Callers who hung up while waiting in a queue.",
+        counters.abandoned,
+    );
+    out.family(
+        "careline_verifications_total",
+        "counter",
+        "Identity verifications decided, by outcome: passed, or failed (out of attempts or locked out).",
+    );
+    out.sample(
+        "careline_verifications_total",
+        &[("outcome", "passed")],
+        counters.verifications_passed,
+    );
+    out.sample(
+        "careline_verifications_total",
+        &[("outcome", "failed")],
+        counters.verifications_failed,
+    );
+    out.counter(
+        "careline_store_errors_total",
+        "Store operations that failed (Redis unreachable, slow, or holding unexpected data).",
+        counters.store_errors,
+    );
+
+    out.family(
+        "careline_calls",
+        "gauge",
+        "Calls on this node by phase: connecting (stream not open yet), streaming (in the IVR or a queue), ending.",
+    );
+    for (phase, count) in &gauges.calls_by_phase {
+        out.sample("careline_calls", &[("phase", phase)], count);
+    }
+
+    out.family(
+        "careline_store_up",
+        "gauge",
+        "1 if the store answered this scrape; the queue and agent gauges are missing when 0.",
+    );
+    out.sample("careline_store_up", &[], u8::from(gauges.store.is_some()));
+    let Some(store) = &gauges.store else {
+        return out.text;
+    };
+    out.family(
+        "careline_queue_waiting_calls",
+        "gauge",
+        "Calls waiting in each queue (all nodes).",
+    );
+    for (queue, depth) in &store.queues {
+        out.sample(
+            "careline_queue_waiting_calls",
+            &[("queue", queue)],
+            depth.waiting,
+        );
+    }
+    out.family(
+        "careline_queue_longest_wait_seconds",
+        "gauge",
+        "How long the longest-waiting call of each queue has waited; 0 when none waits.",
+    );
+    for (queue, depth) in &store.queues {
+        out.sample(
+            "careline_queue_longest_wait_seconds",
+            &[("queue", queue)],
+            depth.longest_wait_secs,
+        );
+    }
+    out.family(
+        "careline_agents",
+        "gauge",
+        "Configured agents by state: available (and idle), reserved, on_call, wrap_up, break, offline.",
+    );
+    for (state, count) in store.agents.by_state() {
+        out.sample("careline_agents", &[("state", state)], count);
+    }
+    out.text
+}
+
+/// This node's calls by phase, every phase listed (zeros included).
+fn calls_by_phase(state: &AppState) -> BTreeMap<&'static str, u64> {
+    let mut phases: BTreeMap<&'static str, u64> = [
+        CallPhase::Connecting,
+        CallPhase::Streaming,
+        CallPhase::Ending,
+    ]
+    .into_iter()
+    .map(|phase| (phase.as_str(), 0))
+    .collect();
+    for call in state.calls.snapshot() {
+        *phases.entry(call.phase.as_str()).or_default() += 1;
+    }
+    phases
+}
+
+/// `GET /metrics`.
+pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = state.access.viewer(&headers) {
+        return refusal.into_response();
+    }
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let store = match super::queues::store_gauges(&state, now_ms).await {
+        Ok(gauges) => Some(gauges),
+        Err(error) => {
+            state.metrics.store_error();
+            tracing::warn!(%error, "store gauges could not be read for /metrics");
+            None
+        }
+    };
+    let gauges = Gauges {
+        calls_by_phase: calls_by_phase(&state),
+        store,
+    };
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&state.metrics.counters(), &gauges),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_lines(text: &str) -> Vec<&str> {
+        text.lines().filter(|line| !line.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn counters_count_what_the_call_path_reports() {
+        let metrics = Metrics::new();
+        metrics.frame_in();
+        metrics.frame_in();
+        metrics.frame_out(3);
+        metrics.call_started();
+        metrics.call_ended();
+        metrics.reservation();
+        metrics.abandoned();
+        metrics.verification(true);
+        metrics.verification(true);
+        metrics.verification(false);
+        metrics.store_error();
+        assert_eq!(
+            metrics.counters(),
+            Counters {
+                frames_in: 2,
+                frames_out: 3,
+                calls_started: 1,
+                calls_ended: 1,
+                reservations: 1,
+                abandoned: 1,
+                verifications_passed: 2,
+                verifications_failed: 1,
+                store_errors: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_before_its_samples() {
+        let gauges = Gauges {
+            calls_by_phase: [("connecting", 0), ("streaming", 2), ("ending", 0)]
+                .into_iter()
+                .collect(),
+            store: Some(StoreGauges {
+                queues: vec![(
+                    "portal".to_owned(),
+                    QueueDepth {
+                        waiting: 3,
+                        longest_wait_secs: 75,
+                    },
+                )],
+                agents: AgentCounts {
+                    available: 1,
+                    on_call: 2,
+                    ..AgentCounts::default()
+                },
+            }),
+        };
+        let text = render(&Counters::default(), &gauges);
+        let mut declared: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("name and type");
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                assert!(
+                    text.contains(&format!("# HELP {name} ")),
+                    "{name} has no HELP"
+                );
+                declared.push(name);
+            } else if !line.starts_with('#') {
+                let name = line
+                    .split(['{', ' '])
+                    .next()
+                    .expect("a sample starts with its name");
+                assert_eq!(declared.last(), Some(&name), "{line} follows its TYPE");
+            }
+        }
+        assert!(text.ends_with('\n'));
+        let samples = sample_lines(&text);
+        for expected in [
+            "careline_calls{phase=\"streaming\"} 2",
+            "careline_store_up 1",
+            "careline_queue_waiting_calls{queue=\"portal\"} 3",
+            "careline_queue_longest_wait_seconds{queue=\"portal\"} 75",
+            "careline_agents{state=\"on_call\"} 2",
+            "careline_agents{state=\"break\"} 0",
+            "careline_verifications_total{outcome=\"failed\"} 0",
+        ] {
+            assert!(samples.contains(&expected), "{expected} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn without_the_store_only_this_nodes_figures_are_shown() {
+        let text = render(&Counters::default(), &Gauges::default());
+        assert!(sample_lines(&text).contains(&"careline_store_up 0"));
+        assert!(!text.contains("careline_queue_waiting_calls"));
+        assert!(!text.contains("careline_agents"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label_value("two\nlines"), "two\\nlines");
+        let gauges = Gauges {
+            calls_by_phase: BTreeMap::new(),
+            store: Some(StoreGauges {
+                queues: vec![("odd\"queue".to_owned(), QueueDepth::default())],
+                agents: AgentCounts::default(),
+            }),
+        };
+        let text = render(&Counters::default(), &gauges);
+        assert!(text.contains("careline_queue_waiting_calls{queue=\"odd\\\"queue\"} 0"));
+    }
+}
