@@ -16,6 +16,7 @@ use base64::Engine as _;
 use careline::caller::script::{Step, StepAction};
 use careline::caller::{CallOptions, DigitScript, place_call};
 use careline::server::access::AccessPolicy;
+use careline::store::AgentStatus;
 use common::TestServer;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
@@ -303,6 +304,17 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
             state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
         })
         .await;
+    // Bea is on a break; Anh stays offline, so the caller waits.
+    server
+        .state
+        .store
+        .set_agent_status(
+            "bsmith",
+            AgentStatus::Break,
+            jiff::Timestamp::now().as_millisecond(),
+        )
+        .await
+        .expect("the store answers");
     let browser = Browser::launch(&chromium).await;
     let mut page = Page::open(&browser).await;
     page.call(
@@ -328,6 +340,11 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
         json!("live"),
     )
     .await;
+    // The longest wait turns amber past 60 s and red past 180 s.
+    assert_eq!(
+        page.evaluate("[60, 61, 180, 181].map(waitLevel)").await,
+        json!(["ok", "amber", "amber", "red"])
+    );
     // Anything the page keeps survives only if it is never reloaded.
     page.evaluate("window.wallboardTestMark = 'loaded once'; true")
         .await;
@@ -335,6 +352,11 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
         page.evaluate(r#"document.querySelector('[data-agent="anguyen"]')?.dataset.state ?? null"#)
             .await,
         json!("offline")
+    );
+    assert_eq!(
+        page.evaluate(r#"document.querySelector('[data-queue="portal"] [data-field="agents-break"]')?.textContent ?? null"#)
+            .await,
+        json!("1")
     );
 
     // Nobody is available: the caller waits in the portal queue.
