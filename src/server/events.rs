@@ -430,29 +430,52 @@ pub async fn stream_events(
     });
     let changes =
         futures_util::stream::unfold((receiver, closed), |(mut receiver, closed)| async move {
-            let event = tokio::select! {
-                biased;
-                () = closed.cancelled() => return None,
-                received = receiver.recv() => match received {
-                    Ok(change) => change_event(&change),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => Event::default()
-                        .event("resync")
-                        .data(format!("{{\"missed\":{missed}}}")),
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-            };
-            Some((Ok(event), (receiver, closed)))
+            let item = next_item(&mut receiver, &closed).await?;
+            Some((Ok(item.into_event()), (receiver, closed)))
         });
     Sse::new(ready.chain(changes))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE_EVERY))
         .into_response()
 }
 
-fn change_event(change: &ChangeEvent) -> Event {
-    match serde_json::to_string(change) {
-        Ok(json) => Event::default().event("change").data(json),
-        // Cannot happen for these plain types; a resync is the safe answer anyway.
-        Err(_) => Event::default().event("resync").data("{}"),
+/// What an event stream sends next.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamItem {
+    Change(ChangeEvent),
+    /// The subscriber fell this many events behind and skipped them: refetch everything.
+    Resync {
+        missed: u64,
+    },
+}
+
+impl StreamItem {
+    fn into_event(self) -> Event {
+        match self {
+            StreamItem::Change(change) => match serde_json::to_string(&change) {
+                Ok(json) => Event::default().event("change").data(json),
+                // Cannot happen for these plain types; a resync is the safe answer anyway.
+                Err(_) => Event::default().event("resync").data("{}"),
+            },
+            StreamItem::Resync { missed } => Event::default()
+                .event("resync")
+                .data(format!("{{\"missed\":{missed}}}")),
+        }
+    }
+}
+
+/// The next item for a stream, or `None` once the server is shutting down.
+async fn next_item(
+    receiver: &mut broadcast::Receiver<ChangeEvent>,
+    closed: &CancellationToken,
+) -> Option<StreamItem> {
+    tokio::select! {
+        biased;
+        () = closed.cancelled() => None,
+        received = receiver.recv() => match received {
+            Ok(change) => Some(StreamItem::Change(change)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(StreamItem::Resync { missed }),
+            Err(broadcast::error::RecvError::Closed) => None,
+        },
     }
 }
 
@@ -519,6 +542,27 @@ mod tests {
         .expect("encodes");
         bus.relay(&other);
         assert_eq!(subscriber.try_recv().expect("relayed"), event);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_to_resync_then_continues() {
+        let bus = EventBus::local("node-a".to_owned());
+        let mut receiver = bus.subscribe();
+        let closed = bus.closed();
+        let total = SUBSCRIBER_BUFFER + 10;
+        for n in 0..total {
+            bus.publish(ChangeEvent::new(EventKind::Agent, Change::Status, n as i64));
+        }
+        assert_eq!(
+            next_item(&mut receiver, &closed).await,
+            Some(StreamItem::Resync { missed: 10 })
+        );
+        let Some(StreamItem::Change(oldest_kept)) = next_item(&mut receiver, &closed).await else {
+            panic!("changes continue after the resync");
+        };
+        assert_eq!(oldest_kept.at_ms, 10);
+        closed.cancel();
+        assert_eq!(next_item(&mut receiver, &closed).await, None);
     }
 
     #[test]
