@@ -261,6 +261,8 @@ pub async fn set_status(
     match result {
         Ok(record) => {
             tracing::info!(agent = %agent.id, status = ?change.status, by = ?role, "agent status changed");
+            // An agent back at their desk may take a waiting call at once.
+            state.router.wake();
             let on_shift = on_shift(&state, agent, now);
             Json(agent_view(agent, &record, on_shift, now_ms)).into_response()
         }
@@ -349,6 +351,9 @@ pub async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Re
                 (None, Some(_), _) => "queued",
                 (None, None, CallPhase::Connecting) => "connecting",
                 (None, None, CallPhase::Streaming) => "ivr",
+                (None, None, CallPhase::Queued) => "queued",
+                (None, None, CallPhase::Ringing) => "ringing",
+                (None, None, CallPhase::Connected) => "connected",
                 (None, None, CallPhase::Ending) => "ending",
             };
             CallView {

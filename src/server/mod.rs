@@ -11,6 +11,7 @@ mod api;
 pub mod calls;
 pub mod logging;
 pub mod player;
+pub mod recordings;
 pub mod router;
 pub mod session;
 mod twilio_routes;
@@ -65,6 +66,10 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The configured agents and queues, for the live-state API.
     pub roster: Arc<agents::Roster>,
+    /// This node's queue dispatcher; [`serve`] runs its loop.
+    pub router: Arc<router::Router>,
+    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
+    pub recordings_dir: Arc<Path>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,15 +175,41 @@ impl AppState {
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
                 dtmf: config.ivr.dtmf,
-                store,
+                store: store.clone(),
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
+                router: router::Router::new(store.clone(), config, node_id()),
+                recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
             },
             prompt_load_time,
         })
     }
+}
+
+/// This process's name among the careline nodes sharing a store: host, process and a random
+/// part, so a restarted node never picks up calls its earlier self was carrying.
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "node".to_owned());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+/// `[recordings] dir` as written, or the default when the section is absent.
+fn recordings_dir(config: &crate::config::Config) -> &Path {
+    config.recordings.as_ref().map_or(
+        Path::new(crate::media::recording::DEFAULT_DIR),
+        |recordings| recordings.dir.as_path(),
+    )
 }
 
 /// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
@@ -232,6 +263,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/voicemails", get(recordings::list_voicemails))
+        .route(
+            "/api/v1/voicemails/{file}",
+            get(recordings::voicemail_audio),
+        )
+        .route("/api/v1/callbacks", get(recordings::list_callbacks))
+        .route(
+            "/api/v1/callbacks/{id}/done",
+            post(recordings::complete_callback),
+        )
         .with_state(state)
 }
 
@@ -244,6 +285,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let tracker = state.tracker.clone();
     let force_close = state.force_close.clone();
+    // The dispatcher stops with the server: calls still waiting are being closed then anyway.
+    let routing = tokio::spawn(state.router.clone().run(force_close.clone()));
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -269,6 +312,10 @@ pub async fn serve(
         );
         force_close.cancel();
         tracker.wait().await;
+    }
+    force_close.cancel();
+    if let Err(error) = routing.await {
+        tracing::error!(%error, "the queue dispatcher stopped abnormally");
     }
     Ok(())
 }
