@@ -95,7 +95,7 @@ pub struct QueueStatus {
 /// Why a call left its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaveReason {
-    /// The caller hung up while queued: an abandoned call.
+    /// The caller hung up: an abandoned call if it was still waiting or ringing an agent.
     HungUp,
     /// The queue's `max_wait_secs` ran out.
     TimedOut,
@@ -284,11 +284,16 @@ impl Router {
         match self.store.remove_call(call_sid).await {
             Ok(removed) => {
                 self.calls().pending.remove(call_sid);
-                if reason == LeaveReason::HungUp {
-                    let queue = removed.as_ref().map_or("", |call| call.queue.as_str());
-                    tracing::info!(%call_sid, %queue, "caller hung up while queued (abandoned)");
-                } else {
-                    tracing::debug!(%call_sid, ?reason, "call left its queue");
+                match removed {
+                    // Only a call still waiting or ringing an agent was abandoned; a hang-up
+                    // after the agent answered (or for a call never queued) is not.
+                    Some(call) if reason == LeaveReason::HungUp => {
+                        tracing::info!(%call_sid, queue = %call.queue, "caller hung up while queued (abandoned)");
+                    }
+                    Some(call) => {
+                        tracing::debug!(%call_sid, queue = %call.queue, ?reason, "call left its queue");
+                    }
+                    None => {}
                 }
             }
             Err(error) => {
