@@ -137,15 +137,35 @@ async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
     let reports = futures_util::future::join_all(calls).await;
     for report in &reports {
         let report = report.as_ref().expect("call completes");
-        assert!(report.protocol_errors.is_empty(), "{:?}", report.protocol_errors);
-        let dials: Vec<DialStatus> = report.dials().into_iter().map(|(_, status)| status).collect();
-        assert_eq!(dials, [DialStatus::Completed], "each call is offered once and answered");
+        assert!(
+            report.protocol_errors.is_empty(),
+            "{:?}",
+            report.protocol_errors
+        );
+        let dials: Vec<DialStatus> = report
+            .dials()
+            .into_iter()
+            .map(|(_, status)| status)
+            .collect();
+        assert_eq!(
+            dials,
+            [DialStatus::Completed],
+            "each call is offered once and answered"
+        );
         assert_eq!(report.ended, CallEnd::Hangup);
     }
     let agents = first.state.store.agents().await.expect("store answers");
     let handled: u32 = agents.iter().map(|agent| agent.calls_today).sum();
     assert_eq!(handled, 12, "{agents:?}");
-    assert!(first.state.store.waiting("portal").await.expect("store").is_empty());
+    assert!(
+        first
+            .state
+            .store
+            .waiting("portal")
+            .await
+            .expect("store")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -178,8 +198,16 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     make_available(&server, "anguyen").await;
     let report = call.await.expect("call task").expect("call completes");
     drop(steps);
-    assert!(report.protocol_errors.is_empty(), "{:?}", report.protocol_errors);
-    let dials: Vec<DialStatus> = report.dials().into_iter().map(|(_, status)| status).collect();
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
+    let dials: Vec<DialStatus> = report
+        .dials()
+        .into_iter()
+        .map(|(_, status)| status)
+        .collect();
     assert_eq!(dials, [DialStatus::Completed]);
 }
 
@@ -195,10 +223,20 @@ async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apolog
     )
     .await
     .expect("call completes");
-    assert!(report.protocol_errors.is_empty(), "{:?}", report.protocol_errors);
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
     assert_eq!(
         report.played_prompts(),
-        ["main_menu", "info", "main_menu", "queue_unavailable", "after_hours"],
+        [
+            "main_menu",
+            "info",
+            "main_menu",
+            "queue_unavailable",
+            "after_hours"
+        ],
         "the menus work without Redis; the queue apologises and runs when_closed"
     );
     assert_eq!(report.ended, CallEnd::Hangup);
