@@ -22,6 +22,9 @@ shutdown_grace_secs = 10
 dir = "PROMPTS"
 default_language = "en"
 
+[recordings]
+dir = "RECORDINGS"
+
 [ivr]
 entry = "main"
 operator = "desk"
