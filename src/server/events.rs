@@ -146,6 +146,8 @@ struct RedisRelay {
 pub struct EventBus {
     node_id: String,
     local: broadcast::Sender<ChangeEvent>,
+    /// Only the other nodes' events: the router wakes on them.
+    remote: broadcast::Sender<ChangeEvent>,
     redis: Option<RedisRelay>,
     /// Cancelled when the server shuts down: open event streams end, so they do not hold the
     /// graceful shutdown open.
@@ -178,9 +180,11 @@ impl EventBus {
 
     fn build(node_id: String, redis: Option<RedisRelay>) -> EventBus {
         let (local, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let (remote, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         EventBus {
             node_id,
             local,
+            remote,
             redis,
             closed: CancellationToken::new(),
             relaying: watch::channel(false).0,
@@ -208,6 +212,12 @@ impl EventBus {
     /// Every event from now on, this node's and (with Redis) the other nodes'.
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.local.subscribe()
+    }
+
+    /// Only the events other nodes publish (none without Redis): a change there — an agent
+    /// freed, a call queued — may let this node reserve one of its calls at once.
+    pub fn subscribe_remote(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.remote.subscribe()
     }
 
     /// Cancelled once the server is shutting down.
@@ -359,6 +369,7 @@ impl EventBus {
     fn relay(&self, payload: &[u8]) {
         match serde_json::from_slice::<RelayedEvent>(payload) {
             Ok(relayed) if relayed.node != self.node_id => {
+                let _ = self.remote.send(relayed.event.clone());
                 let _ = self.local.send(relayed.event);
             }
             Ok(_) => {}

@@ -62,6 +62,38 @@ pub const BUSY_ROUND_EVERY: Duration = Duration::from_millis(100);
 pub const PENDING_HOLD: Duration = Duration::from_secs(10);
 /// How often each waiter's call is put in the store again (see the module documentation).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// Wait for another node's change that may let this node reserve a call: an agent freed or
+/// made available, or a call queued or put back. `false` once the event bus is gone.
+async fn remote_change(
+    elsewhere: &mut Option<tokio::sync::broadcast::Receiver<ChangeEvent>>,
+) -> bool {
+    let Some(receiver) = elsewhere else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(event) => {
+                if matches!(
+                    event.change,
+                    Change::Status
+                        | Change::Finished
+                        | Change::WrapUpEnded
+                        | Change::Missed
+                        | Change::Released
+                        | Change::Left
+                        | Change::Abandoned
+                        | Change::Joined
+                ) {
+                    return true;
+                }
+            }
+            // Missed some: one round covers whatever they were.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+        }
+    }
+}
+
 /// Most waiters re-enqueued by one round's refresh, so a node with many callers spreads the
 /// work over several rounds instead of delaying one round's reservations.
 const REFRESH_BATCH: usize = 64;
@@ -444,6 +476,9 @@ impl Router {
             epoch: None,
             store_failing: false,
         };
+        // Another node freeing an agent or queuing a call wakes this one at once, instead of at
+        // its next timed round (one Redis round trip rather than up to a round's period).
+        let mut elsewhere = self.events.as_ref().map(|events| events.subscribe_remote());
         // The first round registers the agents and learns the store's data epoch.
         self.round(&mut state).await;
         loop {
@@ -458,6 +493,11 @@ impl Router {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(next_round) => {}
+                changed = remote_change(&mut elsewhere) => {
+                    if !changed {
+                        elsewhere = None;
+                    }
+                }
             }
             // A round is never cut short: a reservation the store made must reach its waiter.
             self.round(&mut state).await;
