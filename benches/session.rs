@@ -70,6 +70,14 @@ fn context() -> SessionContext {
         force_close: CancellationToken::new(),
         dtmf: careline::config::DtmfMode::Events,
         identity: None,
+        router: careline::server::router::Router::new(
+            Arc::new(careline::store::memory::MemoryStore::new()),
+            &config,
+            "bench".to_owned(),
+        ),
+        roster: Arc::default(),
+        store: Arc::new(careline::store::memory::MemoryStore::new()),
+        recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
     }
 }
 

@@ -300,14 +300,9 @@ fn a_broken_configuration_reports_every_problem_at_once_with_its_place() {
         duplicate.line,
         Some(line_of(&source, "name = \"Another Anh\"") - 1)
     );
-    error(
-        "nodes.front_desk.type",
-        "cannot run `queue` nodes yet",
-        "type = \"queue\"",
-    );
     assert_eq!(
         report.errors().count(),
-        27,
+        26,
         "unexpected extra errors:\n{report}"
     );
 }
@@ -380,15 +375,7 @@ fn check_minimal(edit: impl Fn(&str) -> String) -> (String, Result<Report, Repor
         .collect();
     let prompts = prompts_dir(dir.path(), &["en"], &ids);
     let source = edit(MINIMAL).replace("PROMPTS", &prompts.display().to_string());
-    // The minimal flow ends in a queue node, which this version's engine cannot run yet and
-    // says so (tested in the broken configuration); the other findings are what matter here.
-    let result = load(&dir, &source).map(|loaded| {
-        let mut report = check(&loaded);
-        report
-            .findings
-            .retain(|finding| !finding.message.contains("cannot run `queue` nodes yet"));
-        report
-    });
+    let result = load(&dir, &source).map(|loaded| check(&loaded));
     (source, result)
 }
 

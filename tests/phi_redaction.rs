@@ -202,3 +202,82 @@ async fn digits_keyed_into_a_collect_never_reach_a_log_even_at_trace() {
         "a hex dump of a dtmf frame reached the logs"
     );
 }
+
+const CALLBACK_FLOW: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "PUBLIC_URL"
+
+[prompts]
+dir = "PROMPTS"
+default_language = "en"
+
+[recordings]
+dir = "RECORDINGS"
+
+[ivr]
+entry = "main"
+operator = "desk"
+first_digit_timeout_secs = 2
+inter_digit_timeout_secs = 1
+
+[nodes.main]
+type = "menu"
+prompt = ["main_menu"]
+options = { "1" = "desk" }
+
+[nodes.desk]
+type = "queue"
+queue = "portal"
+
+[nodes.closed]
+type = "hangup"
+prompt = ["goodbye"]
+
+[queues.portal]
+skills = ["portal"]
+when_closed = "closed"
+
+[[agents]]
+id = "anguyen"
+name = "Anh Nguyen"
+skills = ["portal"]
+client = "anguyen"
+"#;
+
+#[tokio::test]
+async fn a_callback_number_keyed_in_a_queue_never_reaches_a_log_even_at_trace() {
+    let captured = capture();
+    let server =
+        TestServer::start_with(CALLBACK_FLOW, &["en"], &["main_menu", "goodbye"], None).await;
+    let caller_id = "3125550188";
+    let keyed = "7735550123";
+    let report = place_call(
+        CallOptions::new(&server.base_url)
+            .from(format!("+1{caller_id}"))
+            .digits(
+                format!("1,p1,1,p1,2,p0.5,{keyed}#,p1,1")
+                    .parse()
+                    .expect("script"),
+            )
+            .max_duration(Duration::from_secs(30)),
+    )
+    .await
+    .expect("call completes");
+    assert_eq!(
+        report.played_prompts().last().map(String::as_str),
+        Some("callback_scheduled"),
+        "{:?}",
+        report.played_prompts()
+    );
+    let stored = server.state.store.callbacks().await.expect("store answers");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].number, keyed, "the agent gets the number");
+    let logs = logs(&captured);
+    assert!(
+        logs.contains("call entered node"),
+        "engine traces are in the capture"
+    );
+    assert_absent(&logs, keyed);
+    assert_absent(&logs, caller_id);
+}

@@ -5,8 +5,8 @@
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{
-    AgentStatus, CallOutcomeStat, QueueStatEvent, QueuedCall, StatsInterval, Store, StoreError,
-    Strategy,
+    AgentStatus, CallOutcomeStat, CallbackRequest, CallbackStatus, QueueStatEvent, QueuedCall,
+    StatsInterval, Store, StoreError, Strategy,
 };
 use redis::AsyncCommands;
 
@@ -21,6 +21,20 @@ fn portal_call(sid: &str, enqueued_at_ms: i64) -> QueuedCall {
         enqueued_at_ms,
         priority: 0,
         verification_failed: false,
+    }
+}
+
+fn callback(id: &str) -> CallbackRequest {
+    CallbackRequest {
+        id: id.to_owned(),
+        queue: "portal".to_owned(),
+        number: "+13125550147".to_owned(),
+        call_sid: "CA1".to_owned(),
+        requested_at_ms: T0,
+        place_ms: T0,
+        due_at_ms: T0,
+        status: CallbackStatus::Pending,
+        completed_at_ms: None,
     }
 }
 
@@ -101,6 +115,14 @@ async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
         .put_reset_code("pt-42", "hash", 5, T0 + 600_000)
         .await
         .expect("code");
+    store
+        .add_callback(&callback("cb1"))
+        .await
+        .expect("callback");
+    store
+        .complete_callback("cb1", T0)
+        .await
+        .expect("callback done");
 
     let mut redis = raw(&server).await;
     let mut keys: Vec<String> = redis.keys("*").await.expect("KEYS");
@@ -111,6 +133,7 @@ async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
             "clinic:failures:{rec-9c1e}",
             "clinic:reset_code:{pt-42}",
             "{clinic:routing}:agents",
+            "{clinic:routing}:callbacks",
             "{clinic:routing}:calls",
             "{clinic:routing}:epoch",
             "{clinic:routing}:last_served",
@@ -461,6 +484,30 @@ async fn data_careline_did_not_write_is_reported_not_trusted() {
         matches!(check, Err(StoreError::Corrupt { .. })),
         "{check:?}"
     );
+
+    // A callback request careline did not write is reported without repeating its contents,
+    // which may hold a phone number.
+    let _: () = redis
+        .hset(
+            "{careline:routing}:callbacks",
+            "cb1",
+            r#"{"id":"cb1","number":"+13125550147","due_at_ms":"soon"}"#,
+        )
+        .await
+        .expect("HSET");
+    let listed = store.callbacks().await;
+    let Err(StoreError::Corrupt { key, detail }) = listed else {
+        panic!("a callback without its fields is corrupt, got {listed:?}");
+    };
+    assert_eq!(key, "{careline:routing}:callbacks");
+    assert!(detail.contains("cb1"), "{detail}");
+    assert!(!detail.contains("5550147"), "{detail}");
+    let _: () = redis
+        .hset("{careline:routing}:callbacks", "cb2", "{not json")
+        .await
+        .expect("HSET");
+    let done = store.complete_callback("cb2", T0).await;
+    assert!(matches!(done, Err(StoreError::Corrupt { .. })), "{done:?}");
 }
 
 #[tokio::test]

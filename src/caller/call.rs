@@ -421,9 +421,11 @@ impl Call {
                     action,
                     timeout,
                     target,
+                    answered_url,
                     ..
                 } => {
-                    let (status, talked) = self.dial(timeout).await;
+                    let answered_url = answered_url.and_then(|url| self.resolve(&document, &url));
+                    let (status, talked) = self.dial(timeout, answered_url.as_ref()).await;
                     self.note(TranscriptEntry::Dialed { target, status });
                     if Instant::now() >= self.deadline {
                         self.note(TranscriptEntry::HungUp);
@@ -475,8 +477,13 @@ impl Call {
         }
     }
 
-    /// Ring the far end as the options say; returns the status and how long they talked.
-    async fn dial(&mut self, timeout: Option<u32>) -> (DialStatus, Duration) {
+    /// Ring the far end as the options say; returns the status and how long they talked. An
+    /// answer is reported to the noun's `statusCallback` first, as Twilio does.
+    async fn dial(
+        &mut self,
+        timeout: Option<u32>,
+        answered_url: Option<&Url>,
+    ) -> (DialStatus, Duration) {
         let behaviour = self
             .options
             .dial
@@ -494,6 +501,9 @@ impl Call {
             }
             DialBehaviour::Answer { after, talk } => {
                 self.sleep_within_call(after).await;
+                if let Some(url) = answered_url {
+                    self.post_answered(url).await;
+                }
                 let talked_from = Instant::now();
                 self.sleep_within_call(talk).await;
                 (DialStatus::Completed, talked_from.elapsed())
@@ -622,6 +632,36 @@ impl Call {
         self.report.stream_closes.push(close);
         self.note(TranscriptEntry::HungUp);
         StreamOutcome::CallerHungUp
+    }
+
+    /// The dialed leg's `answered` status callback: its own CallSid, the caller's as parent.
+    async fn post_answered(&mut self, url: &Url) {
+        let params: Vec<(String, String)> = [
+            ("AccountSid", self.options.account_sid.clone()),
+            ("CallSid", random_sid("CA")),
+            ("ParentCallSid", self.call_sid.clone()),
+            ("CallStatus", "in-progress".to_owned()),
+            ("CallbackSource", "call-progress-events".to_owned()),
+            ("Direction", "outbound-dial".to_owned()),
+            ("SequenceNumber", "0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let mut request = self.http.post(url.clone()).form(&params);
+        if let Some(token) = &self.options.auth_token {
+            request = request.header(SIGNATURE_HEADER, signature(token, url.as_str(), &params));
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => self.protocol_error(format!(
+                "{url} answered the dialed leg's status callback with HTTP {}",
+                response.status().as_u16()
+            )),
+            Err(error) => {
+                self.protocol_error(format!("answered callback to {url} failed: {error}"))
+            }
+        }
     }
 
     /// The call status callback: careline learns the call is over.

@@ -510,6 +510,7 @@ async fn next(
         "/twilio/dial-status",
         5,
         None,
+        None,
     ))
 }
 

@@ -362,16 +362,6 @@ impl Checker<'_> {
             for (key, target) in node.successors() {
                 self.node_reference(&at.join(&KeyPath::parse(&key)), target);
             }
-            if !crate::ivr::engine::can_run(node) {
-                self.error(
-                    &at.key("type"),
-                    format!(
-                        "this careline version cannot run `{}` nodes yet",
-                        node.type_name()
-                    ),
-                    "route callers to a say and a hangup node for now",
-                );
-            }
             match node {
                 Node::Menu(menu) => self.menu(&at, menu),
                 Node::Collect(collect) => {

@@ -20,30 +20,16 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+mod queue;
 mod verify;
 
 pub use crate::identity::PatientRef;
+pub use queue::{CallbackOutcome, HandOff, LeaveReason, QueueEvent, number_prompts};
 pub use verify::{ResetOutcome, VerifyOutcome};
 
 use super::flow::{Flow, is_key};
 use super::prompts;
 use crate::config::{CollectNode, Identifier, MenuNode, Node, ResetMethod};
-
-/// Whether this engine can run `node`. The routing node types are modelled in the configuration
-/// but come with the queue work; `careline check` refuses them until then.
-pub fn can_run(node: &Node) -> bool {
-    matches!(
-        node,
-        Node::Menu(_)
-            | Node::Collect(_)
-            | Node::Verify(_)
-            | Node::PasswordReset(_)
-            | Node::Say(_)
-            | Node::Hangup(_)
-            | Node::Language(_)
-            | Node::Schedule(_)
-    )
-}
 
 /// Identifies one `Play` action, so a late "finished" for an interrupted prompt is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +52,12 @@ pub enum Event {
     Verification(VerifyOutcome),
     /// The outcome of [`Action::RequestReset`].
     Reset(ResetOutcome),
+    /// The router's or the store's answer about the call's queue.
+    Queue(QueueEvent),
+    /// The router reserved an agent for this queued call.
+    AgentReserved,
+    /// The outcome of [`Action::RequestCallback`].
+    Callback(CallbackOutcome),
     /// The caller hung up or the stream ended.
     HungUp,
 }
@@ -98,6 +90,37 @@ pub enum Action {
         node: Arc<str>,
         method: ResetMethod,
         patient: PatientRef,
+    },
+    /// Put the call in `queue`; answer with [`Event::Queue`] (joined, closed or unavailable),
+    /// then [`Event::AgentReserved`] when an agent is offered the call.
+    Enqueue {
+        queue: Arc<str>,
+        priority: i32,
+        verification_failed: bool,
+    },
+    /// Ask for the call's place and estimated wait; answer with [`QueueEvent::Status`].
+    AskQueueStatus { queue: Arc<str> },
+    /// Take the call out of its queue (it will not wait for an agent any more).
+    LeaveQueue { reason: LeaveReason },
+    /// Loop `prompt` (hold audio) with a bounded lead until [`Action::StopPlayback`]; it never
+    /// reports [`Event::PlaybackDone`].
+    PlayHold {
+        playback: PlaybackId,
+        language: Arc<str>,
+        prompt: Arc<str>,
+    },
+    /// Close the stream and hand the call over (Twilio then asks `/twilio/next`).
+    HandOff(HandOff),
+    /// Record the caller's audio (a voicemail) for at most `max`.
+    StartRecording { max: Duration },
+    /// Finish and keep the recording.
+    StopRecording,
+    /// Store a callback request for `number`; answer with [`Event::Callback`]. `keeps_place`:
+    /// asked from a queue, the request takes the caller's place in line.
+    RequestCallback {
+        queue: Option<Arc<str>>,
+        number: Digits,
+        keeps_place: bool,
     },
     /// End the call.
     Hangup,
@@ -173,6 +196,14 @@ enum Step {
     Resetting,
     /// A one-time code was read out; the repeat key reads it again, anything else goes on.
     ReadingCode { code: Digits, next: Arc<str> },
+    /// Waiting in a queue, or being connected from it.
+    Queued(queue::Queueing),
+    /// Asking for a callback: the number read back, another keyed, the request stored.
+    Callback(queue::CallbackRequest),
+    /// A transfer's prompt playing, then the hand-off.
+    Transferring,
+    /// A voicemail node: the greeting, then `recording`.
+    Voicemail { recording: bool },
     /// Playing the goodbye, then hang up.
     HangingUp,
     /// The call is over.
@@ -209,6 +240,8 @@ pub struct Call {
     verification_failed: bool,
     /// The last entry ended by reaching its full length: a `#` right after it is dropped.
     swallow_pound: bool,
+    /// The caller ID as digits, offered back for a callback; `None` when withheld.
+    caller_number: Option<Digits>,
 }
 
 impl Call {
@@ -230,7 +263,16 @@ impl Call {
             patient: None,
             verification_failed: false,
             swallow_pound: false,
+            caller_number: None,
         }
+    }
+
+    /// A call that resumes at `node` on a new media stream (back to its queue after an agent
+    /// did not answer, or on to a transfer's `on_failure`).
+    pub fn resuming_at(flow: Arc<Flow>, node: &str) -> Call {
+        let mut call = Call::new(flow);
+        call.node = Arc::from(node);
+        call
     }
 
     /// The node the call is at.
@@ -271,8 +313,8 @@ impl Call {
         match event {
             Event::Started => {
                 if self.step == Step::NotStarted {
-                    let entry = self.flow.entry.clone();
-                    self.goto(&entry, now, &mut out);
+                    let start = self.node.clone();
+                    self.goto(&start, now, &mut out);
                 }
             }
             Event::Digit(key) => {
@@ -302,6 +344,9 @@ impl Call {
                     self.on_reset(outcome, now, &mut out);
                 }
             }
+            Event::Queue(event) => self.on_queue_event(event, now, &mut out),
+            Event::AgentReserved => self.agent_reserved(now, &mut out),
+            Event::Callback(outcome) => self.on_callback(outcome, now, &mut out),
             Event::HungUp => {
                 self.step = Step::Ended;
                 self.playing = None;
@@ -324,7 +369,10 @@ impl Call {
             }
             Step::Verify(_) => self.verify_key(key, now, out),
             Step::ReadingCode { .. } => self.code_key(key, out),
-            Step::Resetting => {}
+            Step::Resetting | Step::Transferring => {}
+            Step::Queued(_) => self.queue_key(key, now, out),
+            Step::Callback(_) => self.callback_key(key, now, out),
+            Step::Voicemail { .. } => self.voicemail_key(key, now, out),
             Step::Announce { .. } | Step::NotStarted => {
                 if self.type_ahead.len() < TYPE_AHEAD_LIMIT {
                     self.type_ahead.push_back(key);
@@ -448,6 +496,10 @@ impl Call {
                 self.arm_timer(after, out);
             }
             Step::HangingUp => self.end(out),
+            Step::Queued(_) => self.queue_playback_done(now, out),
+            Step::Callback(_) => self.callback_prompt_done(now, out),
+            Step::Transferring => self.transfer_playback_done(out),
+            Step::Voicemail { .. } => self.voicemail_playback_done(now, out),
             Step::Resetting | Step::NotStarted | Step::Ended => {}
         }
     }
@@ -485,6 +537,9 @@ impl Call {
                 let next = next.clone();
                 self.goto(&next, now, out);
             }
+            (_, Step::Queued(_)) => self.queue_timeout(now, out),
+            (_, Step::Callback(_)) => self.callback_timeout(now, out),
+            (_, Step::Voicemail { recording: true }) => self.finish_voicemail(now, out),
             _ => {}
         }
     }
@@ -578,14 +633,10 @@ impl Call {
                 }
                 Node::Verify(node) => return self.start_verify(node, out),
                 Node::PasswordReset(node) => return self.start_reset(node, now, out),
-                Node::Queue(_) | Node::Transfer(_) | Node::Voicemail(_) | Node::Callback(_) => {
-                    tracing::error!(
-                        node = %self.node,
-                        kind = node.type_name(),
-                        "this careline version cannot run this node type; `careline check` rejects it"
-                    );
-                    return self.apologise_and_end(out);
-                }
+                Node::Queue(node) => return self.enter_queue(node, now, out),
+                Node::Transfer(node) => return self.start_transfer(node, out),
+                Node::Voicemail(node) => return self.start_voicemail(node, out),
+                Node::Callback(node) => return self.enter_callback_node(node, now, out),
             }
         }
         tracing::error!(node = %target, "call flow loops without playing anything");

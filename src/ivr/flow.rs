@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Node};
+use crate::config::{Config, Node, QueueConfig};
 use crate::routing::schedule::Schedule;
 
 /// One configuration's flow. Calls hold an `Arc<Flow>` so a reload never changes a call midway.
@@ -24,6 +24,8 @@ pub struct Flow {
     pub verify_max_attempts: u32,
     pub default_language: Arc<str>,
     pub schedules: HashMap<String, Schedule>,
+    /// `[queues]`: what a queued caller hears and how long they wait.
+    pub queues: HashMap<String, QueueConfig>,
 }
 
 /// Why a configuration could not become a flow. `careline check` reports these with lines; this
@@ -73,6 +75,11 @@ impl Flow {
                 .map_or(3, |identity| identity.max_attempts.max(1)),
             default_language: Arc::from(config.prompts.default_language.as_str()),
             schedules,
+            queues: config
+                .queues
+                .iter()
+                .map(|(name, queue)| (name.clone(), queue.clone()))
+                .collect(),
         })
     }
 

@@ -12,4 +12,6 @@ pub use engine::{Action, Call, Digits, Event, PlaybackId, TimerId};
 pub use flow::Flow;
 
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;

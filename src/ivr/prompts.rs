@@ -32,11 +32,83 @@ pub const RESET_CODE_INTRO: &str = "reset_code_intro";
 /// "... To hear the code again, press star."
 pub const RESET_CODE_REPEAT: &str = "reset_code_repeat";
 
+/// "Your place in line is" (followed by the place, see [`number_prompts`]).
+pub const QUEUE_POSITION: &str = "queue_position";
+/// "Your estimated wait time is less than one minute."
+pub const QUEUE_WAIT_LESS_THAN_MINUTE: &str = "queue_wait_less_than_minute";
+/// "Your estimated wait time, in minutes, is" (followed by the minutes).
+pub const QUEUE_WAIT_MINUTES: &str = "queue_wait_minutes";
+/// "To have us call you back without losing your place in line, press 1."
+pub const CALLBACK_OFFER: &str = "callback_offer";
+/// Music while waiting, when a queue names no `hold_prompt` of its own.
+pub const HOLD_MUSIC: &str = "hold_music";
+/// "We are sorry, we cannot place you in line right now." (the store is unreachable)
+pub const QUEUE_UNAVAILABLE: &str = "queue_unavailable";
+/// "Please hold while we transfer your call."
+pub const TRANSFERRING: &str = "transferring";
+
+/// "Please leave your name, a phone number ... after the tone." (ends with the tone)
+pub const VOICEMAIL_INTRO: &str = "voicemail_intro";
+/// "Thank you. Your message has been recorded."
+pub const VOICEMAIL_SAVED: &str = "voicemail_saved";
+
+/// "We will call you back at" (followed by the number, digit by digit).
+pub const CALLBACK_CONFIRM_INTRO: &str = "callback_confirm_intro";
+/// "If that is correct, press 1. To enter a different number, press 2."
+pub const CALLBACK_CONFIRM_CHOICE: &str = "callback_confirm_choice";
+/// "Please enter the phone number we should call, including the area code, then press pound."
+pub const CALLBACK_ENTER_NUMBER: &str = "callback_enter_number";
+/// "Thank you. You keep your place in line, and an agent will call you back. Goodbye."
+pub const CALLBACK_SCHEDULED: &str = "callback_scheduled";
+/// "Thank you. An agent will call you back when the help desk opens. Goodbye."
+pub const CALLBACK_SCHEDULED_LATER: &str = "callback_scheduled_later";
+
 /// Spoken digits, `digit_0` .. `digit_9`, for reading numbers back.
 pub const DIGITS: [&str; 10] = [
     "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7",
     "digit_8", "digit_9",
 ];
+
+/// "ten" .. "nineteen": `TEENS[n - 10]`.
+pub const TEENS: [&str; 10] = [
+    "number_10",
+    "number_11",
+    "number_12",
+    "number_13",
+    "number_14",
+    "number_15",
+    "number_16",
+    "number_17",
+    "number_18",
+    "number_19",
+];
+
+/// "twenty" .. "ninety": `TENS[n / 10 - 2]`.
+pub const TENS: [&str; 8] = [
+    "number_20",
+    "number_30",
+    "number_40",
+    "number_50",
+    "number_60",
+    "number_70",
+    "number_80",
+    "number_90",
+];
+
+/// The prompts that say `n`, for 0 to 99: one prompt below 20 and for whole tens, else the
+/// tens then the digit ("forty", "two"). `None` above 99: say something else ("more than").
+pub fn number_prompts(n: u32) -> Option<impl Iterator<Item = &'static str>> {
+    let n = usize::try_from(n).ok().filter(|&n| n < 100)?;
+    let ids = match n {
+        0..=9 => [Some(DIGITS[n]), None],
+        10..=19 => [Some(TEENS[n - 10]), None],
+        _ => [
+            Some(TENS[n / 10 - 2]),
+            (n % 10 != 0).then(|| DIGITS[n % 10]),
+        ],
+    };
+    Some(ids.into_iter().flatten())
+}
 
 /// Every prompt id the engine may play on its own.
 pub fn system_prompts() -> impl Iterator<Item = &'static str> {
@@ -55,7 +127,60 @@ pub fn system_prompts() -> impl Iterator<Item = &'static str> {
         RESET_LINK_SENT,
         RESET_CODE_INTRO,
         RESET_CODE_REPEAT,
+        QUEUE_POSITION,
+        QUEUE_WAIT_LESS_THAN_MINUTE,
+        QUEUE_WAIT_MINUTES,
+        CALLBACK_OFFER,
+        HOLD_MUSIC,
+        QUEUE_UNAVAILABLE,
+        TRANSFERRING,
+        VOICEMAIL_INTRO,
+        VOICEMAIL_SAVED,
+        CALLBACK_CONFIRM_INTRO,
+        CALLBACK_CONFIRM_CHOICE,
+        CALLBACK_ENTER_NUMBER,
+        CALLBACK_SCHEDULED,
+        CALLBACK_SCHEDULED_LATER,
     ]
     .into_iter()
     .chain(DIGITS)
+    .chain(TEENS)
+    .chain(TENS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(n: u32) -> Option<Vec<&'static str>> {
+        number_prompts(n).map(Iterator::collect)
+    }
+
+    #[test]
+    fn numbers_up_to_99_are_said_with_at_most_two_prompts() {
+        assert_eq!(said(0), Some(vec!["digit_0"]));
+        assert_eq!(said(7), Some(vec!["digit_7"]));
+        assert_eq!(said(10), Some(vec!["number_10"]));
+        assert_eq!(said(19), Some(vec!["number_19"]));
+        assert_eq!(said(20), Some(vec!["number_20"]));
+        assert_eq!(said(42), Some(vec!["number_40", "digit_2"]));
+        assert_eq!(said(90), Some(vec!["number_90"]));
+        assert_eq!(said(99), Some(vec!["number_90", "digit_9"]));
+        assert_eq!(said(100), None);
+        assert_eq!(said(u32::MAX), None);
+    }
+
+    #[test]
+    fn every_number_prompt_is_a_system_prompt() {
+        let system: Vec<&str> = system_prompts().collect();
+        for n in 0..100 {
+            for id in number_prompts(n).into_iter().flatten() {
+                assert!(system.contains(&id), "{id}");
+            }
+        }
+        let mut unique = system.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), system.len(), "no id listed twice");
+    }
 }

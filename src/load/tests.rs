@@ -68,7 +68,9 @@ async fn start_server() -> Server {
         .await
         .expect("bind loopback");
     let url = format!("http://{}", listener.local_addr().expect("local address"));
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::memory::MemoryStore::new());
     let state = AppState {
+        router: crate::server::router::Router::new(store.clone(), &config, "load-test".to_owned()),
         flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
         prompts: Arc::new(prompts),
         calls: Arc::new(CallRegistry::new()),
@@ -78,11 +80,16 @@ async fn start_server() -> Server {
         tracker: TaskTracker::new(),
         force_close: CancellationToken::new(),
         dtmf: crate::config::DtmfMode::Events,
-        store: Arc::new(crate::store::memory::MemoryStore::new()),
+        store,
         identity: None,
         webhook_secret: None,
         access: crate::server::access::AccessPolicy::default(),
         roster: Arc::default(),
+        // The looping flow leaves no voicemail; nothing is written here.
+        recordings_dir: Arc::from(std::env::temp_dir().join("careline-load-test-voicemail")),
+        events: Arc::new(crate::server::events::EventBus::local(
+            "load-test".to_owned(),
+        )),
         metrics: Arc::default(),
     };
     let shutdown = CancellationToken::new();

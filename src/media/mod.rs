@@ -1,4 +1,5 @@
-//! Audio: the μ-law codec, prompt loading and resampling, and the 20 ms framing of the wire.
+//! Audio: the μ-law codec, prompt loading and resampling, the 20 ms framing of the wire, and
+//! voicemail recording.
 //!
 //! Twilio streams G.711 μ-law at 8 kHz, mono, in 160-byte (20 ms) frames. Prompts are decoded
 //! and resampled once at start-up into shared, immutable μ-law with their base64 pre-encoded,
@@ -6,6 +7,7 @@
 
 pub mod dtmf;
 pub mod prompt;
+pub mod recording;
 pub mod ulaw;
 
 /// Samples per second on the wire.

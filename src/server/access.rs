@@ -133,12 +133,12 @@ impl AccessPolicy {
         if self.open_locally {
             return Ok(Role::Supervisor);
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(Refusal::Unauthenticated)?
-            .as_bytes();
+        let presented = bearer_token(headers).ok_or(Refusal::Unauthenticated)?;
+        self.role_of(presented.as_bytes())
+    }
+
+    /// The role of the token `presented`, however it came.
+    fn role_of(&self, presented: &[u8]) -> Result<Role, Refusal> {
         let mut found = None;
         // Every token is compared, so timing does not tell which one (or whether any) matched.
         for token in &self.tokens {
@@ -152,6 +152,20 @@ impl AccessPolicy {
     /// Any valid token may read.
     pub fn viewer(&self, headers: &HeaderMap) -> Result<Role, Refusal> {
         self.role(headers)
+    }
+
+    /// Any valid token may read, given as the bearer token or, when there is no
+    /// `Authorization` header, as `query_token` (the `?token=` of a request a browser cannot
+    /// add headers to, such as an `EventSource`'s). Only routes that need it accept this.
+    pub fn viewer_or_query_token(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+    ) -> Result<Role, Refusal> {
+        if self.open_locally || headers.contains_key(header::AUTHORIZATION) {
+            return self.role(headers);
+        }
+        self.role_of(query_token.ok_or(Refusal::Unauthenticated)?.as_bytes())
     }
 
     /// Supervisors only.
@@ -182,6 +196,13 @@ impl AccessPolicy {
             role => Ok(role),
         }
     }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
 }
 
 #[cfg(test)]
@@ -250,6 +271,32 @@ mod tests {
         assert_eq!(
             public.role(&HeaderMap::new()),
             Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn a_query_token_counts_only_without_an_authorization_header() {
+        let policy = AccessPolicy::parse(Some(TOKENS), false).expect("valid");
+        let none = HeaderMap::new();
+        assert_eq!(
+            policy.viewer_or_query_token(&none, Some("vvvvvvvvvvvvvvvvvvvv")),
+            Ok(Role::Viewer)
+        );
+        assert_eq!(
+            policy.viewer_or_query_token(&none, Some("nope")),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(
+            policy.viewer_or_query_token(&none, None),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(
+            policy.viewer_or_query_token(&bearer("nope"), Some("vvvvvvvvvvvvvvvvvvvv")),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(
+            policy.viewer_or_query_token(&bearer("ssssssssssssssssssss"), None),
+            Ok(Role::Supervisor)
         );
     }
 

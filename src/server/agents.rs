@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::calls::CallPhase;
+use super::events::{Change, ChangeEvent, EventKind};
 use crate::config::{AgentConfig, Config, QueueConfig};
 use crate::store::{AgentActivity, AgentRecord, AgentStatus, StoreError};
 
@@ -265,6 +266,11 @@ pub async fn set_status(
     match result {
         Ok(record) => {
             tracing::info!(agent = %agent.id, status = ?change.status, by = ?role, "agent status changed");
+            state.events.publish(
+                ChangeEvent::new(EventKind::Agent, Change::Status, now_ms).agent(&agent.id),
+            );
+            // An agent back at their desk may take a waiting call at once.
+            state.router.wake();
             let on_shift = on_shift(&state, agent, now);
             Json(agent_view(agent, &record, on_shift, now_ms)).into_response()
         }
@@ -354,6 +360,9 @@ pub async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Re
                 (None, Some(_), _) => "queued",
                 (None, None, CallPhase::Connecting) => "connecting",
                 (None, None, CallPhase::Streaming) => "ivr",
+                (None, None, CallPhase::Queued) => "queued",
+                (None, None, CallPhase::Ringing) => "ringing",
+                (None, None, CallPhase::Connected) => "connected",
                 (None, None, CallPhase::Ending) => "ending",
             };
             CallView {

@@ -6,10 +6,13 @@
 //! stream to a call they did not place. `/twilio/next` reads the call's [`NextStep`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
+
+use crate::store::QueuedCall;
+use crate::twilio::twiml::DialTarget;
 
 /// What Twilio does after careline closes a call's media stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -17,6 +20,40 @@ pub enum NextStep {
     /// End the call (the goodbye has been played).
     #[default]
     Hangup,
+    /// Ring the agent the router reserved for the call.
+    Agent(AgentDial),
+    /// Ring an external number (a `transfer` node).
+    Transfer(TransferDial),
+}
+
+/// A call offered to an agent, from `/twilio/next` until `/twilio/dial-status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentDial {
+    pub agent_id: String,
+    pub target: DialTarget,
+    pub ring_timeout_secs: u32,
+    /// The call as it first joined its queue: an unanswered offer puts it back in its place.
+    pub call: QueuedCall,
+    /// The queue node the call resumes at if the agent does not answer.
+    pub queue_node: Arc<str>,
+}
+
+/// A `transfer` node's dial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferDial {
+    pub number: String,
+    pub timeout_secs: u32,
+    /// The node the call resumes at when nobody answers; `None` ends the call.
+    pub on_failure: Option<Arc<str>>,
+}
+
+/// What a new media stream of a call picks up from the one before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamClaim {
+    /// The node the call resumes at; `None`: the flow's entry (a new call).
+    pub resume_at: Option<Arc<str>>,
+    /// The call as it first joined its queue, to re-join with its original place.
+    pub queued: Option<QueuedCall>,
 }
 
 #[derive(Debug, Clone)]
@@ -24,11 +61,20 @@ struct CallEntry {
     token: String,
     /// Caller ID, masked to its last two digits: enough for an admin, not an identifier.
     from_masked: String,
+    /// Caller ID as Twilio sent it: handed to the call's next stream (for a callback), never
+    /// shown or logged.
+    from: String,
     registered: Instant,
     streaming: bool,
     /// Media streams this call has opened (a call re-queued after a missed offer opens another).
     streams: u32,
     next: NextStep,
+    /// What the next stream resumes at (after an unanswered offer or transfer).
+    resume: StreamClaim,
+    /// The dial Twilio is running (after `/twilio/next` answered it), and when it was answered.
+    dialing: Option<(NextStep, Option<Instant>)>,
+    /// The queue the call waits in, and since when (for the admin API).
+    queue: Option<(String, Instant)>,
 }
 
 /// What a call is doing, as far as this node can tell.
@@ -38,6 +84,12 @@ pub enum CallPhase {
     Connecting,
     /// The media stream is open: the caller is in the IVR or waiting in a queue.
     Streaming,
+    /// Waiting in a queue.
+    Queued,
+    /// Ringing an agent or a transfer number.
+    Ringing,
+    /// Talking to an agent or a transfer number.
+    Connected,
     /// The stream closed and Twilio is hanging up.
     Ending,
 }
@@ -47,6 +99,9 @@ impl CallPhase {
         match self {
             CallPhase::Connecting => "connecting",
             CallPhase::Streaming => "streaming",
+            CallPhase::Queued => "queued",
+            CallPhase::Ringing => "ringing",
+            CallPhase::Connected => "connected",
             CallPhase::Ending => "ending",
         }
     }
@@ -60,6 +115,8 @@ pub struct CallSnapshot {
     /// How long ago the voice webhook registered the call.
     pub age: Duration,
     pub caller_id_masked: String,
+    /// The queue the call waits in (or was offered from), and for how long it has waited.
+    pub queue: Option<(String, Duration)>,
 }
 
 /// Calls registered by the voice webhook, keyed by Twilio's CallSid.
@@ -88,9 +145,7 @@ impl CallRegistry {
 
     /// Register a call from the voice webhook; returns the token its stream must present.
     pub fn register(&self, call_sid: &str, from: &str) -> String {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        let token = new_token();
         let mut calls = self.lock();
         let now = Instant::now();
         calls.retain(|_, call| {
@@ -101,17 +156,21 @@ impl CallRegistry {
             CallEntry {
                 token: token.clone(),
                 from_masked: mask_caller_id(from),
+                from: from.to_owned(),
                 registered: now,
                 streaming: false,
                 streams: 0,
                 next: NextStep::Hangup,
+                resume: StreamClaim::default(),
+                dialing: None,
+                queue: None,
             },
         );
         token
     }
 
-    /// A media stream starts for `call_sid`, presenting `token`.
-    pub fn claim_stream(&self, call_sid: &str, token: &str) -> Result<(), ClaimError> {
+    /// A media stream starts for `call_sid`, presenting `token`; returns where it resumes.
+    pub fn claim_stream(&self, call_sid: &str, token: &str) -> Result<StreamClaim, ClaimError> {
         let mut calls = self.lock();
         let call = calls.get_mut(call_sid).ok_or(ClaimError::UnknownCall)?;
         let expected = call.token.as_bytes();
@@ -123,7 +182,57 @@ impl CallRegistry {
         }
         call.streaming = true;
         call.streams += 1;
-        Ok(())
+        Ok(std::mem::take(&mut call.resume))
+    }
+
+    /// The call waits in `queue` (or no longer waits: `None`).
+    pub fn set_queue(&self, call_sid: &str, queue: Option<&str>) {
+        if let Some(call) = self.lock().get_mut(call_sid) {
+            match queue {
+                Some(queue) => {
+                    if call.queue.as_ref().is_none_or(|(name, _)| name != queue) {
+                        call.queue = Some((queue.to_owned(), Instant::now()));
+                    }
+                }
+                None => call.queue = None,
+            }
+        }
+    }
+
+    /// The dial Twilio reported an answer for: `on_call` from now.
+    pub fn dial_answered(&self, call_sid: &str) -> Option<NextStep> {
+        let mut calls = self.lock();
+        let (step, answered) = calls.get_mut(call_sid)?.dialing.as_mut()?;
+        answered.get_or_insert_with(Instant::now);
+        Some(step.clone())
+    }
+
+    /// The dial ended: what it was and how long the far end talked (if it answered).
+    pub fn dial_finished(&self, call_sid: &str) -> Option<(NextStep, Option<Duration>)> {
+        let mut calls = self.lock();
+        let (step, answered) = calls.get_mut(call_sid)?.dialing.take()?;
+        Some((step, answered.map(|at| at.elapsed())))
+    }
+
+    /// The call goes back to careline on a new media stream resuming at `node`; returns the
+    /// token that stream must present and the caller ID for its `from` parameter. `None` when
+    /// the call is unknown (it hung up).
+    pub fn resume(
+        &self,
+        call_sid: &str,
+        node: Arc<str>,
+        queued: Option<QueuedCall>,
+    ) -> Option<(String, String)> {
+        let token = new_token();
+        let mut calls = self.lock();
+        let call = calls.get_mut(call_sid)?;
+        call.token.clone_from(&token);
+        call.next = NextStep::Hangup;
+        call.resume = StreamClaim {
+            resume_at: Some(node),
+            queued,
+        };
+        Some((token, call.from.clone()))
     }
 
     /// The stream ended; `next` is what Twilio should do now.
@@ -134,13 +243,21 @@ impl CallRegistry {
         }
     }
 
-    /// What to tell Twilio after the stream closed. Unknown calls are hung up.
+    /// What to tell Twilio after the stream closed. Unknown calls are hung up; a dial is
+    /// remembered until `/twilio/dial-status` reports how it went.
     pub fn next_step(&self, call_sid: &str) -> NextStep {
         let mut calls = self.lock();
-        match calls.get(call_sid).map(|call| call.next.clone()) {
-            Some(NextStep::Hangup) | None => {
+        let Some(call) = calls.get_mut(call_sid) else {
+            return NextStep::Hangup;
+        };
+        match std::mem::take(&mut call.next) {
+            NextStep::Hangup => {
                 calls.remove(call_sid);
                 NextStep::Hangup
+            }
+            dial => {
+                call.dialing = Some((dial.clone(), None));
+                dial
             }
         }
     }
@@ -164,12 +281,19 @@ impl CallRegistry {
             .iter()
             .map(|(call_sid, call)| {
                 let phase = if call.streaming {
-                    CallPhase::Streaming
+                    if call.queue.is_some() {
+                        CallPhase::Queued
+                    } else {
+                        CallPhase::Streaming
+                    }
                 } else if call.streams == 0 {
                     CallPhase::Connecting
                 } else {
-                    match call.next {
-                        NextStep::Hangup => CallPhase::Ending,
+                    match (&call.next, &call.dialing) {
+                        (_, Some((_, Some(_)))) => CallPhase::Connected,
+                        (_, Some((_, None))) => CallPhase::Ringing,
+                        (NextStep::Agent(_) | NextStep::Transfer(_), None) => CallPhase::Ringing,
+                        (NextStep::Hangup, None) => CallPhase::Ending,
                     }
                 };
                 let snapshot = CallSnapshot {
@@ -177,6 +301,10 @@ impl CallRegistry {
                     phase,
                     age: now.saturating_duration_since(call.registered),
                     caller_id_masked: call.from_masked.clone(),
+                    queue: call
+                        .queue
+                        .as_ref()
+                        .map(|(name, since)| (name.clone(), now.saturating_duration_since(*since))),
                 };
                 (call.registered, snapshot)
             })
@@ -202,6 +330,12 @@ impl CallRegistry {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `+13125550101` → `•••••••••01`.
@@ -231,7 +365,10 @@ mod tests {
             calls.claim_stream("CA2", &token),
             Err(ClaimError::UnknownCall)
         );
-        assert_eq!(calls.claim_stream("CA1", &token), Ok(()));
+        assert_eq!(
+            calls.claim_stream("CA1", &token),
+            Ok(StreamClaim::default())
+        );
         assert_eq!(
             calls.claim_stream("CA1", &token),
             Err(ClaimError::AlreadyStreaming)
@@ -255,6 +392,9 @@ mod tests {
             vec![("CA1".to_owned(), CallPhase::Connecting, masked.clone())]
         );
         calls.claim_stream("CA1", &token).expect("claims");
+        calls.set_queue("CA1", Some("portal"));
+        assert_eq!(calls.snapshot()[0].phase, CallPhase::Queued);
+        calls.set_queue("CA1", None);
         assert_eq!(
             phases(&calls),
             vec![("CA1".to_owned(), CallPhase::Streaming, masked.clone())]

@@ -9,11 +9,15 @@ pub mod access;
 pub mod agents;
 mod api;
 pub mod calls;
+mod dashboard;
+pub mod events;
 mod history;
 pub mod logging;
 pub mod metrics;
 pub mod player;
 pub mod queues;
+pub mod recordings;
+pub mod router;
 pub mod session;
 mod twilio_routes;
 
@@ -67,6 +71,12 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// The configured agents and queues, for the live-state API.
     pub roster: Arc<agents::Roster>,
+    /// This node's queue dispatcher; [`serve`] runs its loop.
+    pub router: Arc<router::Router>,
+    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
+    pub recordings_dir: Arc<Path>,
+    /// Queue, agent and call changes for `/api/v1/events`; shared across nodes through Redis.
+    pub events: Arc<events::EventBus>,
     /// This node's Prometheus counters (`/metrics`).
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -161,6 +171,18 @@ impl AppState {
         let prompt_load_time = started.elapsed();
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
+        let node_id = node_id();
+        let events = Arc::new(match store_url(config) {
+            Some(url) => events::EventBus::shared(node_id.clone(), &url, &config.store.key_prefix)?,
+            None => events::EventBus::local(node_id.clone()),
+        });
+        let router = router::Router::with_events(
+            store.clone(),
+            config,
+            node_id,
+            Arc::new(jiff::Timestamp::now),
+            events.clone(),
+        );
         Ok(Loaded {
             state: AppState {
                 flow: Arc::new(flow),
@@ -175,11 +197,14 @@ impl AppState {
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
                 dtmf: config.ivr.dtmf,
-                store,
+                store: store.clone(),
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
                 roster: Arc::new(agents::Roster::from_config(config)),
+                router,
+                recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
+                events,
                 metrics,
             },
             prompt_load_time,
@@ -187,13 +212,41 @@ impl AppState {
     }
 }
 
-/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
-pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
-    let url = std::env::var("CARELINE_REDIS_URL")
+/// This process's name among the careline nodes sharing a store: host, process and a random
+/// part, so a restarted node never picks up calls its earlier self was carrying.
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "node".to_owned());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+/// `[recordings] dir` as written, or the default when the section is absent.
+fn recordings_dir(config: &crate::config::Config) -> &Path {
+    config.recordings.as_ref().map_or(
+        Path::new(crate::media::recording::DEFAULT_DIR),
+        |recordings| recordings.dir.as_path(),
+    )
+}
+
+/// The Redis `CARELINE_REDIS_URL` or `[store] url` names, if any.
+fn store_url(config: &crate::config::Config) -> Option<String> {
+    std::env::var("CARELINE_REDIS_URL")
         .ok()
         .filter(|url| !url.is_empty())
-        .or_else(|| config.store.url.clone());
-    Ok(match url {
+        .or_else(|| config.store.url.clone())
+}
+
+/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
+pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match store_url(config) {
         Some(url) => match RedisStore::connect(&url, &config.store.key_prefix).await {
             Ok(store) => Arc::new(store),
             // Start anyway: calls in the IVR do not need Redis, and those that do reach a
@@ -238,6 +291,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/events", get(events::stream_events))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/wallboard.js", get(dashboard::script))
+        .route("/dashboard/wallboard.css", get(dashboard::style))
+        .route("/api/v1/voicemails", get(recordings::list_voicemails))
+        .route(
+            "/api/v1/voicemails/{file}",
+            get(recordings::voicemail_audio),
+        )
+        .route("/api/v1/callbacks", get(recordings::list_callbacks))
+        .route(
+            "/api/v1/callbacks/{id}/done",
+            post(recordings::complete_callback),
+        )
         .route("/api/v1/queues", get(queues::list_queues))
         .route("/api/v1/stats", get(history::queue_history))
         .route("/metrics", get(metrics::scrape))
@@ -253,6 +320,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let tracker = state.tracker.clone();
     let force_close = state.force_close.clone();
+    // The dispatcher stops with the server: calls still waiting are being closed then anyway.
+    let routing = tokio::spawn(state.router.clone().run(force_close.clone()));
+    // Ends open event streams as shutdown starts: they would otherwise hold it open.
+    let events = state.events.clone();
+    let relay = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { events.run(shutdown).await }
+    });
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -278,6 +353,13 @@ pub async fn serve(
         );
         force_close.cancel();
         tracker.wait().await;
+    }
+    force_close.cancel();
+    if let Err(error) = routing.await {
+        tracing::error!(%error, "the queue dispatcher stopped abnormally");
+    }
+    if let Err(error) = relay.await {
+        tracing::error!(%error, "the event relay stopped abnormally");
     }
     Ok(())
 }

@@ -43,6 +43,8 @@ struct Clip {
     next_chunk: usize,
     /// Set on the last clip of a play: its end mark finishes the playback.
     finishes: Option<PlaybackId>,
+    /// Hold audio: starts over at its end, until a `clear`.
+    looping: bool,
 }
 
 #[derive(Debug, Default)]
@@ -85,8 +87,39 @@ impl Player {
                 label,
                 next_chunk: 0,
                 finishes: (index == last).then_some(playback),
+                looping: false,
             });
         }
+        self.pump(out);
+    }
+
+    /// Play `prompt` over and over (hold audio) after whatever is queued, keeping only the lead
+    /// at Twilio, until [`Player::clear`]. It never finishes a playback.
+    pub fn play_looped(
+        &mut self,
+        library: &PromptLibrary,
+        language: &str,
+        prompt: &str,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Some(audio) = library.get(language, prompt) else {
+            tracing::error!(
+                language,
+                prompt,
+                "hold audio missing; the caller hears silence"
+            );
+            return;
+        };
+        if audio.chunk_count() == 0 {
+            return;
+        }
+        self.queue.push_back(Clip {
+            audio: audio.clone(),
+            label: Some(Arc::from(format!("{language}/{prompt}"))),
+            next_chunk: 0,
+            finishes: None,
+            looping: true,
+        });
         self.pump(out);
     }
 
@@ -150,7 +183,11 @@ impl Player {
                     None => format!("pace:{number}"),
                 };
                 let finishes = clip.finishes;
-                self.queue.pop_front();
+                if clip.looping {
+                    clip.next_chunk = 0;
+                } else {
+                    self.queue.pop_front();
+                }
                 self.in_flight.push_back((number, finishes));
                 out.push(Outgoing::Mark(name));
             } else {
@@ -285,6 +322,31 @@ mod tests {
             player.on_mark(&fresh[0], &mut Vec::new()),
             Some(PlaybackId(2))
         );
+    }
+
+    #[test]
+    fn hold_audio_loops_with_the_lead_bounded_until_cleared() {
+        let library = library();
+        let mut player = Player::new();
+        let mut out = Vec::new();
+        player.play_looped(&library, "en", "short", &mut out);
+        let mut sent = marks(&out);
+        assert_eq!(sent.len(), LEAD_MESSAGES);
+        let mut total_chunks = chunks_sent(&out);
+        // Ten minutes of echoes later the lead is still bounded and audio keeps coming.
+        for _ in 0..5_000 {
+            let name = sent.remove(0);
+            let mut more = Vec::new();
+            assert_eq!(player.on_mark(&name, &mut more), None);
+            total_chunks += chunks_sent(&more);
+            sent.extend(marks(&more));
+            assert_eq!(sent.len(), LEAD_MESSAGES);
+        }
+        assert_eq!(total_chunks, 2 * (5_000 + LEAD_MESSAGES));
+        let mut cleared = Vec::new();
+        player.clear(&mut cleared);
+        assert!(matches!(cleared.as_slice(), [Outgoing::Clear]));
+        assert!(!player.is_busy());
     }
 
     #[test]

@@ -17,14 +17,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::calls::{CallRegistry, NextStep};
+use super::agents::Roster;
+use super::calls::{AgentDial, CallRegistry, NextStep, StreamClaim, TransferDial};
 use super::player::{Outgoing, Player};
+use super::router::{self, JoinRefusal, Router};
 use crate::config::DtmfMode;
 use crate::identity::IdentityService;
-use crate::ivr::engine::{ResetOutcome, VerifyOutcome};
+use crate::ivr::engine::CallbackOutcome;
+use crate::ivr::engine::{HandOff, LeaveReason, QueueEvent, ResetOutcome, VerifyOutcome};
 use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::PromptLibrary;
+use crate::media::recording::{NewVoicemail, VoicemailRecorder};
+use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
+use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
 /// Largest inbound message accepted; Twilio's are a few hundred bytes.
@@ -73,6 +79,14 @@ pub struct SessionContext {
     pub dtmf: DtmfMode,
     /// Verification and reset; `None` sends verify nodes' callers to a person.
     pub identity: Option<Arc<IdentityService>>,
+    /// Queues: joining, place and estimate, reservations.
+    pub router: Arc<Router>,
+    /// The configured agents, for dialing the one a call is reserved for.
+    pub roster: Arc<Roster>,
+    /// Callback requests go here.
+    pub store: Arc<dyn Store>,
+    /// Where voicemails are written.
+    pub recordings_dir: Arc<std::path::Path>,
 }
 
 /// How a session ended, for logs and tests.
@@ -128,9 +142,17 @@ where
     O: Sink<Message> + Unpin,
     E: std::fmt::Display,
 {
-    tracing::info!("media stream started");
+    tracing::info!(
+        resumed = start.claim.resume_at.is_some(),
+        "media stream started"
+    );
+    let mut call = match &start.claim.resume_at {
+        Some(node) => Call::resuming_at(context.flow.clone(), node),
+        None => Call::new(context.flow.clone()),
+    };
+    call.set_caller_number(&start.from);
     let mut stream = CallStream {
-        call: Call::new(context.flow.clone()),
+        call,
         player: Player::new(),
         stream_sid: start.stream_sid,
         call_sid: start.call_sid,
@@ -141,6 +163,12 @@ where
         frames_in: 0,
         keys: Keypad::new(context.dtmf),
         lookup: None,
+        reservations: None,
+        reservation: None,
+        queued: start.claim.queued,
+        next: NextStep::Hangup,
+        recorder: None,
+        recorded_audio: Vec::new(),
     };
     stream.feed(Event::Started);
     if stream.flush(&mut outgoing).await.is_err() {
@@ -167,9 +195,29 @@ where
         }
         let mut lookup = stream.lookup.take();
         tokio::select! {
-            event = answer_of(&mut lookup) => {
+            answer = answer_of(&mut lookup) => {
                 lookup = None;
-                stream.feed(event);
+                match answer {
+                    Answer::Event(event) => stream.feed(event),
+                    Answer::Joined(reservations) => {
+                        stream.reservations = Some(reservations);
+                        if let Some(queue) = stream.call.queue() {
+                            context.calls.set_queue(&stream.call_sid, Some(queue));
+                        }
+                        stream.feed(Event::Queue(QueueEvent::Joined));
+                    }
+                }
+            }
+            reservation = next_reservation(&mut stream.reservations) => {
+                match reservation {
+                    Some(reservation) => {
+                        tracing::info!(agent = %reservation.agent_id, "agent reserved for the call");
+                        stream.reservation = Some(reservation);
+                        stream.feed(Event::AgentReserved);
+                    }
+                    // A later join of this call took over its reservations.
+                    None => stream.reservations = None,
+                }
             }
             message = incoming.next() => {
                 match stream.on_message(message) {
@@ -206,6 +254,10 @@ where
 struct Started {
     stream_sid: String,
     call_sid: String,
+    /// Where the call resumes, if this is not its first stream.
+    claim: StreamClaim,
+    /// The caller ID from the stream's `from` parameter (offered back for a callback).
+    from: String,
 }
 
 /// Read until `start`: `connected` is expected, junk is skipped, early media is a violation.
@@ -245,15 +297,25 @@ where
                     .get("token")
                     .map(String::as_str)
                     .unwrap_or("");
-                if let Err(error) = context.calls.claim_stream(&start.call_sid, token) {
-                    tracing::warn!(call_sid = %start.call_sid, %error, "media stream refused");
-                    return Err(SessionEnd::PolicyViolation(
-                        "stream not authorised for this call",
-                    ));
-                }
+                let claim = match context.calls.claim_stream(&start.call_sid, token) {
+                    Ok(claim) => claim,
+                    Err(error) => {
+                        tracing::warn!(call_sid = %start.call_sid, %error, "media stream refused");
+                        return Err(SessionEnd::PolicyViolation(
+                            "stream not authorised for this call",
+                        ));
+                    }
+                };
+                let from = start
+                    .custom_parameters
+                    .get("from")
+                    .cloned()
+                    .unwrap_or_default();
                 return Ok(Started {
                     stream_sid: start.stream_sid.into_owned(),
                     call_sid: start.call_sid.into_owned(),
+                    claim,
+                    from,
                 });
             }
             Ok(StreamEvent::Stop { .. }) => return Err(SessionEnd::CallerHungUp),
@@ -338,16 +400,45 @@ struct CallStream {
     hung_up: bool,
     frames_in: u64,
     keys: Keypad,
-    /// A verification or reset in progress; its answer becomes the engine's next event.
+    /// A verification, reset, queue or callback request in progress; its answer becomes the
+    /// engine's next event.
     lookup: Option<Lookup>,
+    /// Where the router delivers the call's reservation while it waits in a queue.
+    reservations: Option<tokio::sync::mpsc::UnboundedReceiver<Reservation>>,
+    /// The agent reserved for the call, until the hand-off.
+    reservation: Option<Reservation>,
+    /// The call as it first joined its queue: joining again keeps its place.
+    queued: Option<QueuedCall>,
+    /// What Twilio does once careline closes the stream.
+    next: NextStep,
+    /// A voicemail being recorded from the caller's audio.
+    recorder: Option<VoicemailRecorder>,
+    /// Decoded inbound audio for the recorder, reused for every frame.
+    recorded_audio: Vec<u8>,
 }
 
-/// An identity step running outside the engine (a directory or portal request).
-type Lookup = std::pin::Pin<Box<dyn std::future::Future<Output = Event> + Send>>;
+/// A step running outside the engine (a directory, portal, router or store request).
+type Lookup = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
 
-async fn answer_of(lookup: &mut Option<Lookup>) -> Event {
+/// What a [`Lookup`] comes back with.
+enum Answer {
+    Event(Event),
+    /// The call is in its queue; its reservation will come on this receiver.
+    Joined(tokio::sync::mpsc::UnboundedReceiver<Reservation>),
+}
+
+async fn answer_of(lookup: &mut Option<Lookup>) -> Answer {
     match lookup {
         Some(lookup) => lookup.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_reservation(
+    reservations: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Reservation>>,
+) -> Option<Reservation> {
+    match reservations {
+        Some(reservations) => reservations.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -387,6 +478,9 @@ impl CallStream {
         match event {
             StreamEvent::Media { payload, .. } => {
                 self.frames_in += 1;
+                if self.recorder.is_some() {
+                    self.record(&payload);
+                }
                 let mut heard = [None; 4];
                 let mut count = 0;
                 self.keys.listen(&payload, |key| {
@@ -456,6 +550,53 @@ impl CallStream {
                 }
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,
+                Action::PlayHold {
+                    language, prompt, ..
+                } => self.player.play_looped(
+                    &self.context.prompts,
+                    &language,
+                    &prompt,
+                    &mut self.sends,
+                ),
+                Action::Enqueue {
+                    queue,
+                    priority,
+                    verification_failed,
+                } => self.join_queue(&queue, priority, verification_failed),
+                Action::AskQueueStatus { queue } => {
+                    let router = self.context.router.clone();
+                    let call_sid = self.call_sid.clone();
+                    self.lookup = Some(Box::pin(async move {
+                        let status = router
+                            .status(&queue, &call_sid, jiff::Timestamp::now())
+                            .await;
+                        Answer::Event(Event::Queue(match status {
+                            Ok(status) => QueueEvent::Status {
+                                position: status.position,
+                                estimate: status.estimate,
+                            },
+                            Err(error) => {
+                                tracing::warn!(%error, "queue position could not be read");
+                                QueueEvent::Unavailable
+                            }
+                        }))
+                    }));
+                }
+                Action::LeaveQueue { reason } => {
+                    let reason = match reason {
+                        LeaveReason::TimedOut => router::LeaveReason::TimedOut,
+                        LeaveReason::Callback => router::LeaveReason::Callback,
+                    };
+                    self.leave_queue(reason);
+                }
+                Action::HandOff(hand_off) => self.hand_off(hand_off),
+                Action::StartRecording { max } => self.start_recording(max),
+                Action::StopRecording => self.stop_recording(),
+                Action::RequestCallback {
+                    queue,
+                    number,
+                    keeps_place,
+                } => self.request_callback(queue.as_deref(), number, keeps_place),
                 Action::Verify {
                     node,
                     attempt,
@@ -478,7 +619,7 @@ impl CallStream {
                                     jiff::Timestamp::now(),
                                 )
                                 .await;
-                            Event::Verification(outcome)
+                            Answer::Event(Event::Verification(outcome))
                         }));
                     }
                     None => {
@@ -499,7 +640,7 @@ impl CallStream {
                             let outcome = identity
                                 .reset(&call_sid, &node, method, &patient, jiff::Timestamp::now())
                                 .await;
-                            Event::Reset(outcome)
+                            Answer::Event(Event::Reset(outcome))
                         }));
                     }
                     None => {
@@ -507,6 +648,210 @@ impl CallStream {
                         answers.push_back(Event::Reset(ResetOutcome::Failed));
                     }
                 },
+            }
+        }
+    }
+
+    fn start_recording(&mut self, max: Duration) {
+        let masked = self
+            .context
+            .calls
+            .caller_id_masked(&self.call_sid)
+            .unwrap_or_default();
+        let voicemail = NewVoicemail {
+            call_sid: &self.call_sid,
+            caller_id_masked: &masked,
+            node: self.call.node(),
+            max,
+            started_at: jiff::Timestamp::now(),
+        };
+        match VoicemailRecorder::create(&self.context.recordings_dir, voicemail) {
+            Ok(recorder) => {
+                tracing::info!(voicemail = %recorder.id().as_str(), "recording a voicemail");
+                self.recorder = Some(recorder);
+            }
+            // The caller still hears the flow go on; the admin learns why nothing was kept.
+            Err(error) => tracing::error!(%error, "voicemail cannot be recorded"),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        match recorder.finish(jiff::Timestamp::now()) {
+            Ok(voicemail) => {
+                tracing::info!(voicemail = %voicemail.id, secs = voicemail.duration_secs, "voicemail saved");
+            }
+            Err(error) => tracing::error!(%error, "voicemail could not be saved"),
+        }
+    }
+
+    /// The caller's audio into the voicemail being recorded.
+    fn record(&mut self, payload: &str) {
+        use base64::Engine;
+        self.recorded_audio.clear();
+        if base64::engine::general_purpose::STANDARD
+            .decode_vec(payload.as_bytes(), &mut self.recorded_audio)
+            .is_err()
+        {
+            return;
+        }
+        if let Some(recorder) = &mut self.recorder
+            && let Err(error) = recorder.push_mulaw(&self.recorded_audio)
+        {
+            tracing::error!(%error, "voicemail audio could not be written; the message ends here");
+            self.stop_recording();
+        }
+    }
+
+    /// Store a callback request: due now while the queue is open, else when it next opens.
+    fn request_callback(
+        &mut self,
+        queue: Option<&str>,
+        number: crate::ivr::Digits,
+        keeps_place: bool,
+    ) {
+        let queue = queue
+            .map(str::to_owned)
+            .or_else(|| self.context.flow.queues.keys().next().cloned())
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        let now_ms = now.as_millisecond();
+        let open_now = self.context.router.policy().is_open(&queue, now);
+        let due_at_ms = if open_now {
+            now_ms
+        } else {
+            self.context
+                .flow
+                .queues
+                .get(&queue)
+                .and_then(|config| config.schedule.as_ref())
+                .and_then(|schedule| self.context.flow.schedules.get(schedule))
+                .and_then(|schedule| schedule.next_open(now))
+                .map_or(now_ms, |at| at.as_millisecond())
+        };
+        let place_ms = match &self.queued {
+            Some(call) if keeps_place => call.enqueued_at_ms,
+            _ => now_ms,
+        };
+        let request = CallbackRequest {
+            id: format!("{}-{now_ms}", self.call_sid),
+            queue,
+            number: number.expose().to_owned(),
+            call_sid: self.call_sid.clone(),
+            requested_at_ms: now_ms,
+            place_ms,
+            due_at_ms,
+            status: CallbackStatus::Pending,
+            completed_at_ms: None,
+        };
+        let store = self.context.store.clone();
+        self.lookup = Some(Box::pin(async move {
+            Answer::Event(Event::Callback(match store.add_callback(&request).await {
+                Ok(()) if open_now => CallbackOutcome::Scheduled,
+                Ok(()) => CallbackOutcome::ScheduledLater,
+                Err(error) => {
+                    tracing::warn!(%error, "callback request could not be stored");
+                    CallbackOutcome::Failed
+                }
+            }))
+        }));
+    }
+
+    /// Join the call's queue through the router; the answer comes back as a lookup.
+    fn join_queue(&mut self, queue: &str, priority: i32, verification_failed: bool) {
+        let call = match self.queued.clone() {
+            // The same queue again (a new stream after an unanswered offer): same place.
+            Some(call) if call.queue == queue => call,
+            _ => QueuedCall {
+                call_sid: self.call_sid.clone(),
+                queue: queue.to_owned(),
+                node: self.context.router.node_id().to_owned(),
+                enqueued_at_ms: jiff::Timestamp::now().as_millisecond(),
+                priority,
+                verification_failed,
+            },
+        };
+        self.queued = Some(call.clone());
+        let router = self.context.router.clone();
+        self.lookup = Some(Box::pin(async move {
+            match router.join(call, jiff::Timestamp::now()).await {
+                Ok(reservations) => Answer::Joined(reservations),
+                Err(JoinRefusal::Closed) => Answer::Event(Event::Queue(QueueEvent::Closed)),
+                Err(JoinRefusal::Unavailable(error)) => {
+                    tracing::warn!(%error, "the call could not join its queue");
+                    Answer::Event(Event::Queue(QueueEvent::Unavailable))
+                }
+            }
+        }));
+    }
+
+    /// The call stops waiting: out of the store (in the background), no reservation expected.
+    fn leave_queue(&mut self, reason: router::LeaveReason) {
+        self.reservations = None;
+        self.reservation = None;
+        self.queued = None;
+        self.context.calls.set_queue(&self.call_sid, None);
+        let router = self.context.router.clone();
+        let call_sid = self.call_sid.clone();
+        tokio::spawn(async move { router.leave(&call_sid, reason).await });
+    }
+
+    /// Close the stream and tell Twilio whom to dial next.
+    fn hand_off(&mut self, hand_off: HandOff) {
+        self.hung_up = true;
+        match hand_off {
+            HandOff::Agent => {
+                let dial = self.reservation.take().and_then(|reservation| {
+                    let agent = self
+                        .context
+                        .roster
+                        .agents
+                        .iter()
+                        .find(|agent| agent.id == reservation.agent_id)?;
+                    let target = if let Some(number) = &agent.dial {
+                        DialTarget::Number(number.clone())
+                    } else if let Some(client) = &agent.client {
+                        DialTarget::Client(client.clone())
+                    } else {
+                        DialTarget::Sip(agent.sip.clone()?)
+                    };
+                    let ring_timeout_secs = self
+                        .context
+                        .flow
+                        .queues
+                        .get(&reservation.call.queue)
+                        .map_or(20, |queue| queue.ring_timeout_secs);
+                    Some(AgentDial {
+                        agent_id: reservation.agent_id.clone(),
+                        target,
+                        ring_timeout_secs: u32::try_from(ring_timeout_secs).unwrap_or(u32::MAX),
+                        call: self.queued.take().unwrap_or(reservation.call),
+                        queue_node: Arc::from(self.call.node()),
+                    })
+                });
+                self.reservations = None;
+                self.context.calls.set_queue(&self.call_sid, None);
+                match dial {
+                    Some(dial) => self.next = NextStep::Agent(dial),
+                    None => {
+                        // `careline check` gives every agent a way to be dialed.
+                        tracing::error!("the reserved agent cannot be dialed; releasing the call");
+                        self.leave_queue(router::LeaveReason::HungUp);
+                    }
+                }
+            }
+            HandOff::Transfer {
+                number,
+                timeout,
+                on_failure,
+            } => {
+                self.next = NextStep::Transfer(TransferDial {
+                    number: number.to_string(),
+                    timeout_secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+                    on_failure,
+                });
             }
         }
     }
@@ -549,8 +894,16 @@ impl CallStream {
         outgoing.flush().await.map_err(|_| ())
     }
 
-    fn finish(self, end: SessionEnd) -> SessionEnd {
-        let next = NextStep::Hangup;
+    fn finish(mut self, end: SessionEnd) -> SessionEnd {
+        // A caller who hangs up mid-message still leaves what they said.
+        self.stop_recording();
+        let next = std::mem::take(&mut self.next);
+        let handed_to_agent = matches!(next, NextStep::Agent(_));
+        if !handed_to_agent && (self.queued.is_some() || self.reservation.is_some()) {
+            // Gone while waiting (or while being connected): out of every queue at once, and any
+            // agent reserved for the call is free again.
+            self.leave_queue(router::LeaveReason::HungUp);
+        }
         if end == SessionEnd::CallerHungUp {
             self.context.calls.remove(&self.call_sid);
         } else {

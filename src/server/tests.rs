@@ -72,6 +72,14 @@ impl Line {
             force_close: CancellationToken::new(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
+            router: crate::server::router::Router::new(
+                Arc::new(crate::store::memory::MemoryStore::new()),
+                &config,
+                "session-test".to_owned(),
+            ),
+            roster: Arc::default(),
+            store: Arc::new(crate::store::memory::MemoryStore::new()),
+            recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {

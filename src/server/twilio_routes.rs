@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 
 use super::AppState;
 use super::calls::NextStep;
+use super::router::LeaveReason;
 use super::session::{SessionContext, configure_upgrade, run_session};
 use crate::twilio::{signature, twiml};
 
@@ -139,6 +140,10 @@ pub async fn media(
         force_close: state.force_close.clone(),
         dtmf: state.dtmf,
         identity: state.identity.clone(),
+        router: state.router.clone(),
+        roster: state.roster.clone(),
+        store: state.store.clone(),
+        recordings_dir: state.recordings_dir.clone(),
     };
     let tracker = state.tracker.clone();
     Ok(configure_upgrade(upgrade).on_upgrade(move |socket| {
@@ -159,10 +164,48 @@ pub async fn next(
 ) -> Result<Response, TwilioRequestError> {
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
+    let dial_status_url = format!("{}/twilio/dial-status", state.public_base);
     let xml = match state.calls.next_step(call_sid) {
         NextStep::Hangup => twiml::hangup(),
+        NextStep::Agent(dial) => {
+            tracing::info!(%call_sid, agent = %dial.agent_id, "dialing the reserved agent");
+            twiml::dial(
+                dial.target,
+                &dial_status_url,
+                dial.ring_timeout_secs,
+                None,
+                Some(&dial_status_url),
+            )
+        }
+        NextStep::Transfer(transfer) => {
+            tracing::info!(%call_sid, "transferring the call");
+            twiml::dial(
+                twiml::DialTarget::Number(transfer.number),
+                &dial_status_url,
+                transfer.timeout_secs,
+                None,
+                None,
+            )
+        }
     };
     Ok(twiml_response(xml))
+}
+
+/// The TwiML that sends a call back to careline on a new media stream resuming at `node`.
+fn resume_stream(
+    state: &AppState,
+    call_sid: &str,
+    node: std::sync::Arc<str>,
+    queued: Option<crate::store::QueuedCall>,
+) -> String {
+    match state.calls.resume(call_sid, node, queued) {
+        Some((token, from)) => twiml::connect_stream(
+            &format!("{}/twilio/media", state.websocket_base),
+            &[("from", &from), ("token", &token)],
+            &format!("{}/twilio/next", state.public_base),
+        ),
+        None => twiml::hangup(),
+    }
 }
 
 /// `POST /twilio/status`: the call's status changed; a finished call is forgotten at once.
@@ -181,6 +224,8 @@ pub async fn status(
     ) {
         tracing::info!(%call_sid, status, "call ended");
         state.calls.remove(call_sid);
+        // Wherever the call was, it waits in no queue now and no agent stays reserved for it.
+        state.router.leave(call_sid, LeaveReason::HungUp).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,8 +239,74 @@ pub async fn dial_status(
 ) -> Result<Response, TwilioRequestError> {
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
-    tracing::info!(%call_sid, outcome = form.get("DialCallStatus").unwrap_or(""), "dial finished");
-    Ok(twiml_response(twiml::hangup()))
+    let now = jiff::Timestamp::now();
+    let Some(outcome) = form.get("DialCallStatus") else {
+        // The dialed leg's own status callback: the far end answered.
+        if form.get("CallStatus") == Some("in-progress") {
+            let parent = form.get("ParentCallSid").unwrap_or(call_sid);
+            if let Some(NextStep::Agent(dial)) = state.calls.dial_answered(parent) {
+                tracing::info!(call_sid = %parent, agent = %dial.agent_id, "agent answered");
+                if let Err(error) = state
+                    .router
+                    .offer_answered(&dial.agent_id, parent, now)
+                    .await
+                {
+                    tracing::warn!(%error, "the answer could not be recorded in the store");
+                }
+            }
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    tracing::info!(%call_sid, outcome, "dial finished");
+    let xml = match state.calls.dial_finished(call_sid) {
+        Some((NextStep::Agent(dial), answered_for)) => match outcome {
+            "completed" => {
+                let talked = answered_for.unwrap_or_else(|| {
+                    let secs = form
+                        .get("DialCallDuration")
+                        .and_then(|secs| secs.parse().ok())
+                        .unwrap_or(0);
+                    std::time::Duration::from_secs(secs)
+                });
+                if let Err(error) = state
+                    .router
+                    .call_finished(&dial.agent_id, call_sid, &dial.call.queue, talked, now)
+                    .await
+                {
+                    tracing::warn!(%error, "the end of the agent's call could not be recorded");
+                }
+                twiml::hangup()
+            }
+            "no-answer" | "busy" | "failed" => {
+                match state
+                    .router
+                    .offer_missed(&dial.agent_id, &dial.call, now)
+                    .await
+                {
+                    Ok(missed) => {
+                        tracing::info!(%call_sid, agent = %dial.agent_id, ?missed, "agent did not answer; the call goes back to the front of its queue");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the missed offer could not be recorded; the call rejoins its queue");
+                    }
+                }
+                resume_stream(&state, call_sid, dial.queue_node, Some(dial.call))
+            }
+            // The caller hung up while the agent's phone rang.
+            _ => {
+                state.router.leave(call_sid, LeaveReason::HungUp).await;
+                twiml::hangup()
+            }
+        },
+        Some((NextStep::Transfer(transfer), _)) => match (outcome, transfer.on_failure) {
+            ("no-answer" | "busy" | "failed", Some(node)) => {
+                resume_stream(&state, call_sid, node, None)
+            }
+            _ => twiml::hangup(),
+        },
+        Some((NextStep::Hangup, _)) | None => twiml::hangup(),
+    };
+    Ok(twiml_response(xml))
 }
 
 /// `GET /healthz`: liveness and store reachability.

@@ -5,8 +5,9 @@
 //! `redis::<check>` on a [`RedisStore`] over a `redis-server` the test starts itself.
 
 use super::{
-    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck, MissedOffer,
-    QueueCounters, QueueStatEvent, QueuedCall, StatsInterval, Store, StoreError, Strategy,
+    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest, CallbackStatus,
+    CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, StatsInterval, Store,
+    StoreError, Strategy,
 };
 
 /// 2026-01-01 12:00 UTC: mid-day, so a few hours either way stay on the same day.
@@ -1651,6 +1652,133 @@ pub async fn a_new_code_replaces_the_old_one(store: &dyn Store) {
     );
 }
 
+// --- callbacks ---
+
+fn callback(id: &str, place_ms: i64, due_at_ms: i64) -> CallbackRequest {
+    CallbackRequest {
+        id: id.to_owned(),
+        queue: "portal".to_owned(),
+        number: "+13125550147".to_owned(),
+        call_sid: format!("CA-{id}"),
+        requested_at_ms: T0,
+        place_ms,
+        due_at_ms,
+        status: CallbackStatus::Pending,
+        completed_at_ms: None,
+    }
+}
+
+async fn callback_ids(store: &dyn Store) -> Vec<String> {
+    store
+        .callbacks()
+        .await
+        .expect("callbacks")
+        .into_iter()
+        .map(|request| request.id)
+        .collect()
+}
+
+pub async fn a_callback_request_is_kept_as_asked(store: &dyn Store) {
+    assert!(store.callbacks().await.expect("callbacks").is_empty());
+    let mut request = callback("cb1", T0 - 5 * SECOND, T0);
+    request.number = "3125550147".to_owned();
+    request.requested_at_ms = T0 - SECOND;
+    store.add_callback(&request).await.expect("add");
+    assert_eq!(store.callbacks().await.expect("callbacks"), [request]);
+}
+
+pub async fn adding_a_callback_again_changes_nothing(store: &dyn Store) {
+    let first = callback("cb1", T0, T0);
+    store.add_callback(&first).await.expect("add");
+    let mut again = first.clone();
+    again.number = "+13125550199".to_owned();
+    again.due_at_ms = T0 + HOUR;
+    store.add_callback(&again).await.expect("add again");
+    assert_eq!(
+        store.callbacks().await.expect("callbacks"),
+        std::slice::from_ref(&first)
+    );
+
+    // Nor does it reopen one that was returned.
+    assert!(
+        store
+            .complete_callback("cb1", T0 + HOUR)
+            .await
+            .expect("done")
+    );
+    store.add_callback(&first).await.expect("add after done");
+    let listed = store.callbacks().await.expect("callbacks");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, CallbackStatus::Done);
+}
+
+pub async fn callbacks_are_listed_by_when_they_are_due_then_by_place(store: &dyn Store) {
+    for request in [
+        // Due when the desk opens tomorrow.
+        callback("tomorrow", T0 - 2 * HOUR, T0 + DAY),
+        // Due now; the caller who was in line earlier first.
+        callback("later_in_line", T0 - 10 * SECOND, T0),
+        callback("earlier_in_line", T0 - 60 * SECOND, T0),
+        callback("due_soon", T0, T0 + HOUR),
+    ] {
+        store.add_callback(&request).await.expect("add");
+    }
+    assert_eq!(
+        callback_ids(store).await,
+        ["earlier_in_line", "later_in_line", "due_soon", "tomorrow"]
+    );
+}
+
+pub async fn done_callbacks_come_after_every_pending_one(store: &dyn Store) {
+    for request in [
+        callback("first", T0 - HOUR, T0),
+        callback("second", T0, T0),
+        callback("next_day", T0, T0 + DAY),
+    ] {
+        store.add_callback(&request).await.expect("add");
+    }
+    assert!(
+        store
+            .complete_callback("first", T0 + SECOND)
+            .await
+            .expect("done")
+    );
+    assert_eq!(callback_ids(store).await, ["second", "next_day", "first"]);
+}
+
+pub async fn completing_a_callback_marks_it_done_once(store: &dyn Store) {
+    store
+        .add_callback(&callback("cb1", T0, T0))
+        .await
+        .expect("add");
+    assert!(
+        store
+            .complete_callback("cb1", T0 + HOUR)
+            .await
+            .expect("done")
+    );
+    assert!(
+        store
+            .complete_callback("cb1", T0 + 2 * HOUR)
+            .await
+            .expect("done again"),
+        "completing twice still finds the request"
+    );
+    let listed = store.callbacks().await.expect("callbacks");
+    assert_eq!(listed[0].status, CallbackStatus::Done);
+    assert_eq!(
+        listed[0].completed_at_ms,
+        Some(T0 + HOUR),
+        "the first completion counts"
+    );
+    assert_eq!(listed[0].number, "+13125550147");
+    assert!(
+        !store.complete_callback("nope", T0).await.expect("unknown"),
+        "an unknown request is not found"
+    );
+    assert_eq!(callback_ids(store).await, ["cb1"]);
+}
+
 /// One `#[tokio::test]` per check and implementation.
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
@@ -1723,4 +1851,9 @@ conformance!(
     a_right_code_after_wrong_ones_still_works,
     a_reset_code_expires,
     a_new_code_replaces_the_old_one,
+    a_callback_request_is_kept_as_asked,
+    adding_a_callback_again_changes_nothing,
+    callbacks_are_listed_by_when_they_are_due_then_by_place,
+    done_callbacks_come_after_every_pending_one,
+    completing_a_callback_marks_it_done_once,
 );

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck, MissedOffer,
-    QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket, StatsInterval, Store,
-    StoreError, Strategy, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
+    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
+    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
 };
 
 /// The embedded [`Store`]: the default when `[store] url` is absent.
@@ -36,6 +36,8 @@ struct State {
     /// Failure times per claimed record.
     failures: HashMap<String, Vec<i64>>,
     codes: HashMap<String, ResetCode>,
+    /// Callback requests by id.
+    callbacks: HashMap<String, CallbackRequest>,
     stats: StatsBook,
 }
 
@@ -634,5 +636,31 @@ impl Store for MemoryStore {
             state.codes.remove(patient_ref);
         }
         Ok(CodeCheck::Wrong { checks_left })
+    }
+
+    async fn add_callback(&self, request: &CallbackRequest) -> Result<(), StoreError> {
+        self.state()
+            .callbacks
+            .entry(request.id.clone())
+            .or_insert_with(|| request.clone());
+        Ok(())
+    }
+
+    async fn callbacks(&self) -> Result<Vec<CallbackRequest>, StoreError> {
+        let mut requests: Vec<CallbackRequest> = self.state().callbacks.values().cloned().collect();
+        requests.sort_by(callback_order);
+        Ok(requests)
+    }
+
+    async fn complete_callback(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(request) = state.callbacks.get_mut(id) else {
+            return Ok(false);
+        };
+        if request.status == CallbackStatus::Pending {
+            request.status = CallbackStatus::Done;
+            request.completed_at_ms = Some(now_ms);
+        }
+        Ok(true)
     }
 }

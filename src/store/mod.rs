@@ -1,4 +1,5 @@
-//! Shared state: queues, agents, reservations, lockout counters, reset codes and statistics.
+//! Shared state: queues, agents, reservations, lockout counters, reset codes, callback requests
+//! and statistics.
 //!
 //! One [`Store`] trait, two implementations: [`memory::MemoryStore`] (embedded, one node) and
 //! [`redis::RedisStore`] (several careline nodes sharing one Redis; Lua scripts make every
@@ -17,6 +18,8 @@ pub mod test_redis;
 
 #[cfg(test)]
 mod conformance;
+
+use std::fmt;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -139,6 +142,76 @@ pub enum CodeCheck {
     Wrong { checks_left: u32 },
     /// No live code for this record (never issued, expired, used, or out of checks).
     NoCode,
+}
+
+/// A caller's request to be called back by an agent of `queue`.
+///
+/// `number` is what the caller asked to be called at: shown to supervisors and agents through
+/// the API, never logged (the `Debug` form masks it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackRequest {
+    pub id: String,
+    pub queue: String,
+    /// E.164, or the digits the caller keyed.
+    pub number: String,
+    pub call_sid: String,
+    pub requested_at_ms: i64,
+    /// The caller's place: their original enqueue time when they asked from a queue, else
+    /// `requested_at_ms`. Callbacks due at the same time are returned in this order.
+    pub place_ms: i64,
+    /// When the callback should be made: the next open time of the queue's schedule, or now.
+    pub due_at_ms: i64,
+    pub status: CallbackStatus,
+    /// When an agent marked it done; `None` while pending.
+    pub completed_at_ms: Option<i64>,
+}
+
+impl fmt::Debug for CallbackRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackRequest")
+            .field("id", &self.id)
+            .field("queue", &self.queue)
+            .field("number", &mask_number(&self.number))
+            .field("call_sid", &self.call_sid)
+            .field("requested_at_ms", &self.requested_at_ms)
+            .field("place_ms", &self.place_ms)
+            .field("due_at_ms", &self.due_at_ms)
+            .field("status", &self.status)
+            .field("completed_at_ms", &self.completed_at_ms)
+            .finish()
+    }
+}
+
+/// All but the last two digits hidden, as caller ids are everywhere else.
+fn mask_number(number: &str) -> String {
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    let keep_from = digits.saturating_sub(2);
+    number
+        .chars()
+        .filter(char::is_ascii_digit)
+        .enumerate()
+        .map(|(index, digit)| if index < keep_from { '•' } else { digit })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    Pending,
+    Done,
+}
+
+/// The order [`Store::callbacks`] lists in: pending before done, then by when they are due,
+/// then by the callers' places, then by id.
+pub fn callback_order(a: &CallbackRequest, b: &CallbackRequest) -> std::cmp::Ordering {
+    let rank = |request: &CallbackRequest| {
+        (
+            request.status == CallbackStatus::Done,
+            request.due_at_ms,
+            request.place_ms,
+        )
+    };
+    rank(a).cmp(&rank(b)).then_with(|| a.id.cmp(&b.id))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -354,4 +427,42 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         now_ms: i64,
     ) -> Result<CodeCheck, StoreError>;
+
+    // --- callbacks ---
+
+    /// Keep a callback request. Idempotent by id: adding an id the store already has changes
+    /// nothing (a request marked done stays done).
+    async fn add_callback(&self, request: &CallbackRequest) -> Result<(), StoreError>;
+
+    /// Every callback request: pending ones first, by `due_at_ms` then `place_ms`, then those
+    /// done (see [`callback_order`]).
+    async fn callbacks(&self) -> Result<Vec<CallbackRequest>, StoreError>;
+
+    /// An agent returned the call. Returns whether the request exists; completing it again
+    /// keeps the first completion time.
+    async fn complete_callback(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_request_never_prints_its_number() {
+        let request = CallbackRequest {
+            id: "cb1".to_owned(),
+            queue: "portal".to_owned(),
+            number: "+13125550147".to_owned(),
+            call_sid: "CA1".to_owned(),
+            requested_at_ms: 0,
+            place_ms: 0,
+            due_at_ms: 0,
+            status: CallbackStatus::Pending,
+            completed_at_ms: None,
+        };
+        let printed = format!("{request:?} {request:#?}");
+        assert!(!printed.contains("3125550147"), "{printed}");
+        assert!(!printed.contains("555"), "{printed}");
+        assert!(printed.contains("•••••••••47"), "{printed}");
+    }
 }

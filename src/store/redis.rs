@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::memory::{candidate_order, priority_rank, time_rank};
 use super::stats::{CallField, QueueField};
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CodeCheck, MissedOffer,
-    QueueCounters, QueueStatEvent, QueuedCall, Reservation, StatsBucket, StatsInterval, Store,
-    StoreError, Strategy, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
+    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
+    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
 };
 
 /// A connection attempt that takes longer than this has failed.
@@ -61,6 +61,8 @@ struct Keys {
     last_served: String,
     /// String: the id of the data set (see [`Store::data_epoch`]).
     epoch: String,
+    /// Hash: callback request id → callback JSON.
+    callbacks: String,
 }
 
 impl Keys {
@@ -74,6 +76,7 @@ impl Keys {
             agents: routing("agents"),
             last_served: routing("last_served"),
             epoch: routing("epoch"),
+            callbacks: routing("callbacks"),
         }
     }
 
@@ -133,6 +136,7 @@ struct Scripts {
     record_failure: Script,
     put_reset_code: Script,
     check_reset_code: Script,
+    complete_callback: Script,
 }
 
 impl Scripts {
@@ -155,6 +159,7 @@ impl Scripts {
             record_failure: Script::new(include_str!("lua/record_failure.lua")),
             put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
             check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
+            complete_callback: routing_script!("complete_callback.lua"),
         }
     }
 }
@@ -235,6 +240,72 @@ impl StoredAgent {
             missed_in_a_row: self.missed_in_a_row,
         })
     }
+}
+
+/// A callback request as Redis keeps it: flat, without nulls (`completed_at_ms` 0 while
+/// pending).
+#[derive(Serialize, Deserialize)]
+struct StoredCallback {
+    id: String,
+    queue: String,
+    number: String,
+    call_sid: String,
+    requested_at_ms: i64,
+    place_ms: i64,
+    due_at_ms: i64,
+    status: CallbackStatus,
+    completed_at_ms: i64,
+}
+
+impl StoredCallback {
+    fn of(request: &CallbackRequest) -> StoredCallback {
+        StoredCallback {
+            id: request.id.clone(),
+            queue: request.queue.clone(),
+            number: request.number.clone(),
+            call_sid: request.call_sid.clone(),
+            requested_at_ms: request.requested_at_ms,
+            place_ms: request.place_ms,
+            due_at_ms: request.due_at_ms,
+            status: request.status,
+            completed_at_ms: request.completed_at_ms.unwrap_or(0),
+        }
+    }
+
+    fn into_request(self) -> CallbackRequest {
+        let completed_at_ms = match self.status {
+            CallbackStatus::Pending => None,
+            CallbackStatus::Done => Some(self.completed_at_ms),
+        };
+        CallbackRequest {
+            id: self.id,
+            queue: self.queue,
+            number: self.number,
+            call_sid: self.call_sid,
+            requested_at_ms: self.requested_at_ms,
+            place_ms: self.place_ms,
+            due_at_ms: self.due_at_ms,
+            status: self.status,
+            completed_at_ms,
+        }
+    }
+}
+
+/// A callback from its JSON. Parse errors name the field, never the value: a value here may
+/// be the caller's phone number.
+fn callback_request(id: &str, value: Value, key: &str) -> Result<CallbackRequest, StoreError> {
+    let raw = text(value, key, "a callback request")?;
+    let stored: StoredCallback = serde_json::from_str(&raw).map_err(|error| {
+        corrupt(
+            key,
+            format!(
+                "callback `{id}` is not a careline callback request (line {}, column {})",
+                error.line(),
+                error.column()
+            ),
+        )
+    })?;
+    Ok(stored.into_request())
 }
 
 /// The waiting-set member of a call: lexicographic order is service order.
@@ -326,6 +397,21 @@ fn array(value: Value, key: &str, what: &str) -> Result<Vec<Value>, StoreError> 
     match value {
         Value::Array(items) | Value::Set(items) => Ok(items),
         other => Err(corrupt(key, format!("{what} is not a list: {other:?}"))),
+    }
+}
+
+/// The field/value pairs of an `HGETALL` reply (a map in RESP3, a flat list in RESP2).
+fn hash_pairs(value: Value, key: &str, what: &str) -> Result<Vec<(Value, Value)>, StoreError> {
+    match value {
+        Value::Map(pairs) => Ok(pairs),
+        value => {
+            let mut flat = array(value, key, what)?.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(field), Some(value)) = (flat.next(), flat.next()) {
+                pairs.push((field, value));
+            }
+            Ok(pairs)
+        }
     }
 }
 
@@ -441,7 +527,7 @@ impl RedisStore {
     }
 }
 
-fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
+pub(crate) fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
     if key_prefix.contains(['{', '}']) {
         return Err(StoreError::Config(format!(
             "key_prefix `{key_prefix}` contains `{{` or `}}`, which would break the Redis Cluster \
@@ -706,17 +792,7 @@ impl Store for RedisStore {
         let mut command = redis::cmd("HGETALL");
         command.arg(&self.keys.agents);
         let key = &self.keys.agents;
-        let pairs = match self.command(&command).await? {
-            Value::Map(pairs) => pairs,
-            value => {
-                let mut flat = array(value, key, "the agents")?.into_iter();
-                let mut pairs = Vec::new();
-                while let (Some(id), Some(agent)) = (flat.next(), flat.next()) {
-                    pairs.push((id, agent));
-                }
-                pairs
-            }
-        };
+        let pairs = hash_pairs(self.command(&command).await?, key, "the agents")?;
         let mut agents = pairs
             .into_iter()
             .map(|(id, agent)| agent_record(text(id, key, "an agent id")?, agent, key))
@@ -1021,5 +1097,42 @@ impl Store for RedisStore {
             }
             _ => Err(corrupt(&key, format!("unknown code check `{verdict}`"))),
         }
+    }
+
+    async fn add_callback(&self, request: &CallbackRequest) -> Result<(), StoreError> {
+        let key = &self.keys.callbacks;
+        let stored = serde_json::to_string(&StoredCallback::of(request))
+            .map_err(|error| corrupt(key, format!("a callback request: {error}")))?;
+        let mut command = redis::cmd("HSETNX");
+        command.arg(key).arg(&request.id).arg(stored);
+        self.command(&command).await?;
+        Ok(())
+    }
+
+    async fn callbacks(&self) -> Result<Vec<CallbackRequest>, StoreError> {
+        let key = &self.keys.callbacks;
+        let mut command = redis::cmd("HGETALL");
+        command.arg(key);
+        let pairs = hash_pairs(self.command(&command).await?, key, "the callback requests")?;
+        let mut requests = pairs
+            .into_iter()
+            .map(|(id, request)| {
+                let id = text(id, key, "a callback id")?;
+                callback_request(&id, request, key)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        requests.sort_by(callback_order);
+        Ok(requests)
+    }
+
+    async fn complete_callback(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.complete_callback.prepare_invoke();
+        invocation.key(&self.keys.callbacks).arg(id).arg(now_ms);
+        let found = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.callbacks,
+            "a callback completion",
+        )?;
+        Ok(found == 1)
     }
 }

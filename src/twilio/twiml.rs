@@ -72,6 +72,9 @@ pub enum Verb {
         timeout: Option<u32>,
         caller_id: Option<String>,
         target: DialTarget,
+        /// The noun's `statusCallback` for `statusCallbackEvent="answered"`: Twilio posts the
+        /// dialed leg's `CallStatus=in-progress` there when the far end picks up.
+        answered_url: Option<String>,
     },
     Record {
         action: Option<String>,
@@ -153,13 +156,21 @@ pub fn hangup() -> String {
     render(&[Verb::Hangup])
 }
 
-/// Ring `target` for `timeout` seconds; Twilio reports the outcome to `action`.
-pub fn dial(target: DialTarget, action: &str, timeout: u32, caller_id: Option<&str>) -> String {
+/// Ring `target` for `timeout` seconds; Twilio reports the outcome to `action`, and the answer
+/// (if any) to `answered_url`.
+pub fn dial(
+    target: DialTarget,
+    action: &str,
+    timeout: u32,
+    caller_id: Option<&str>,
+    answered_url: Option<&str>,
+) -> String {
     render(&[Verb::Dial {
         action: Some(action.to_owned()),
         timeout: Some(timeout),
         caller_id: caller_id.map(str::to_owned),
         target,
+        answered_url: answered_url.map(str::to_owned),
     }])
 }
 
@@ -200,6 +211,7 @@ fn render_verb(xml: &mut String, verb: &Verb) {
             timeout,
             caller_id,
             target,
+            answered_url,
         } => {
             xml.push_str("<Dial");
             optional_attribute(xml, "action", action.as_deref());
@@ -213,7 +225,12 @@ fn render_verb(xml: &mut String, verb: &Verb) {
                 DialTarget::Client(identity) => ("Client", identity),
                 DialTarget::Sip(uri) => ("Sip", uri),
             };
-            let _ = write!(xml, "<{noun}>");
+            let _ = write!(xml, "<{noun}");
+            if let Some(url) = answered_url {
+                attribute(xml, "statusCallbackEvent", "answered");
+                attribute(xml, "statusCallback", url);
+            }
+            xml.push('>');
             escape_into(xml, value);
             let _ = write!(xml, "</{noun}></Dial>");
         }
@@ -389,6 +406,7 @@ fn parse_connect(connect: &Element) -> Result<Verb, TwimlError> {
 
 fn parse_dial(dial: &Element) -> Result<Verb, TwimlError> {
     let mut nouns = dial.elements();
+    let mut answered_url = None;
     let target = match (nouns.next(), nouns.next()) {
         (None, _) => {
             let number = dial.text().trim().to_owned();
@@ -402,6 +420,10 @@ fn parse_dial(dial: &Element) -> Result<Verb, TwimlError> {
         }
         (Some(noun), None) => {
             let value = noun.text().trim().to_owned();
+            let events = noun.attribute("statusCallbackEvent").unwrap_or("");
+            if events.split([' ', ',']).any(|event| event == "answered") {
+                answered_url = noun.attribute("statusCallback").map(str::to_owned);
+            }
             match noun.name.as_str() {
                 "Number" => DialTarget::Number(value),
                 "Client" => DialTarget::Client(value),
@@ -426,6 +448,7 @@ fn parse_dial(dial: &Element) -> Result<Verb, TwimlError> {
         timeout: number_attribute(dial, "Dial", "timeout")?,
         caller_id: dial.attribute("callerId").map(str::to_owned),
         target,
+        answered_url,
     })
 }
 
@@ -775,12 +798,14 @@ mod tests {
                 timeout: Some(20),
                 caller_id: Some("+15550001111".to_owned()),
                 target: DialTarget::Client("agent-7".to_owned()),
+                answered_url: Some("https://h/twilio/dial-status?agent=a".to_owned()),
             },
             Verb::Dial {
                 action: None,
                 timeout: None,
                 caller_id: None,
                 target: DialTarget::Sip("sip:desk@example.org;transport=tls".to_owned()),
+                answered_url: None,
             },
             Verb::Record {
                 action: Some("/vm".to_owned()),
@@ -807,6 +832,7 @@ mod tests {
             DialTarget::Number("+15557654321".to_owned()),
             "https://h/twilio/dial-status",
             20,
+            None,
             None,
         );
         assert!(xml.contains(
@@ -839,6 +865,7 @@ mod tests {
                     timeout: Some(15),
                     caller_id: None,
                     target: DialTarget::Number("+15550001111".to_owned()),
+                    answered_url: None,
                 },
             ]
         );

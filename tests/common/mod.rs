@@ -93,7 +93,7 @@ impl TestServer {
         TestServer::start_with(SHORT_FLOW, &["en", "es"], &SHORT_PROMPTS, None).await
     }
 
-    /// Start `flow` (with `PUBLIC_URL` and `PROMPTS` placeholders) on a free port.
+    /// Start `flow` (with `PUBLIC_URL`, `PROMPTS` and `RECORDINGS` placeholders) on a free port.
     pub async fn start_with(
         flow: &str,
         languages: &[&str],
@@ -138,7 +138,11 @@ impl TestServer {
         std::fs::write(
             &config_path,
             flow.replace("PUBLIC_URL", &base_url)
-                .replace("PROMPTS", &prompts.display().to_string()),
+                .replace("PROMPTS", &prompts.display().to_string())
+                .replace(
+                    "RECORDINGS",
+                    &dir.path().join("voicemail").display().to_string(),
+                ),
         )
         .expect("write config");
         let (loaded, _warnings) =

@@ -1,0 +1,647 @@
+//! Live change events for dashboards: what changed in a queue, for an agent or on a call, as
+//! small JSON messages, and `GET /api/v1/events`, which streams them as Server-Sent Events.
+//!
+//! An event is a hint to refetch, not a copy of the state: it names the queue, agent or call
+//! that changed and how, never a caller's number, a digit a caller keyed, or anything about a
+//! patient (a call is named only by its Twilio call sid). Handlers and the router
+//! [`EventBus::publish`]; every subscriber on this node gets the event at once.
+//!
+//! With a Redis store the nodes share one event stream: each event is also published on the
+//! Redis channel `{key_prefix}:events` with the publishing node's id, and every node relays the
+//! events of the *other* nodes to its own subscribers ([`EventBus::run`]). The relay reconnects
+//! with backoff while Redis is down and never stops the server; events published meanwhile are
+//! lost, which dashboards survive because they also refresh on a timer. With the memory store
+//! (one node) events stay local.
+//!
+//! A subscriber too slow to keep up skips the events it missed and is sent a `resync` event
+//! instead, telling it to refetch everything.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+use crate::store::StoreError;
+
+/// Events a subscriber may fall behind by before it skips to a `resync`.
+const SUBSCRIBER_BUFFER: usize = 1024;
+/// Events waiting to be published on Redis; more are dropped (and counted in the log).
+const OUTGOING_BUFFER: usize = 4096;
+/// How often an idle event stream sends a comment, so proxies keep it open.
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// A Redis connection attempt or `PUBLISH` that takes longer than this has failed.
+const REDIS_DEADLINE: Duration = Duration::from_secs(2);
+/// How often the relay pings Redis on its subscription: a Redis that stops answering without
+/// closing the connection is noticed within this (plus [`REDIS_DEADLINE`]).
+const RELAY_PING_EVERY: Duration = Duration::from_secs(15);
+/// First and longest pause between the relay's reconnection attempts.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_LONGEST: Duration = Duration::from_secs(5);
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Queue,
+    Agent,
+    Call,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A call joined its queue.
+    Joined,
+    /// A call left its queue: it timed out or asked for a callback.
+    Left,
+    /// The caller hung up while queued.
+    Abandoned,
+    /// A call was reserved for an agent (the agent's phone is about to ring).
+    Reserved,
+    /// A reservation was released because the call's stream never came back.
+    Released,
+    /// The agent answered the offer.
+    Answered,
+    /// The agent did not answer; the call is back at the front of its queue.
+    Missed,
+    /// The agent's call ended; wrap-up starts.
+    Finished,
+    /// A wrap-up ended: the agent may take calls again.
+    WrapUpEnded,
+    /// An agent's status (available, break, offline) was set.
+    Status,
+}
+
+/// One change, as dashboards receive it (`event: change`, this as JSON data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The call's Twilio call sid: opaque, and never the caller's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    pub change: Change,
+    /// When it happened, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+impl ChangeEvent {
+    pub fn new(kind: EventKind, change: Change, at_ms: i64) -> ChangeEvent {
+        ChangeEvent {
+            kind,
+            queue: None,
+            agent: None,
+            call: None,
+            change,
+            at_ms,
+        }
+    }
+
+    pub fn queue(mut self, name: &str) -> ChangeEvent {
+        self.queue = Some(name.to_owned());
+        self
+    }
+
+    pub fn agent(mut self, id: &str) -> ChangeEvent {
+        self.agent = Some(id.to_owned());
+        self
+    }
+
+    pub fn call(mut self, call_sid: &str) -> ChangeEvent {
+        self.call = Some(call_sid.to_owned());
+        self
+    }
+}
+
+/// An event on the Redis channel: the event and the node that published it.
+#[derive(Debug, Serialize, Deserialize)]
+struct RelayedEvent {
+    node: String,
+    event: ChangeEvent,
+}
+
+/// Where the events of the other nodes come from: the Redis channel of the store.
+struct RedisRelay {
+    client: redis::Client,
+    /// `{key_prefix}:events`.
+    channel: String,
+    outgoing: mpsc::Sender<ChangeEvent>,
+    /// Taken by [`EventBus::run`], which publishes what `outgoing` carries.
+    outgoing_receiver: Mutex<Option<mpsc::Receiver<ChangeEvent>>>,
+}
+
+/// This node's change events. Share it as `Arc<EventBus>`.
+pub struct EventBus {
+    node_id: String,
+    local: broadcast::Sender<ChangeEvent>,
+    redis: Option<RedisRelay>,
+    /// Cancelled when the server shuts down: open event streams end, so they do not hold the
+    /// graceful shutdown open.
+    closed: CancellationToken,
+    /// Whether the relay is subscribed to the Redis channel now (always `false` without Redis).
+    relaying: watch::Sender<bool>,
+}
+
+impl EventBus {
+    /// Events on this node only (the memory store).
+    pub fn local(node_id: String) -> EventBus {
+        EventBus::build(node_id, None)
+    }
+
+    /// Events shared with every node on the Redis at `url` (as `[store] url`), on the channel
+    /// `{key_prefix}:events`. Nothing connects until [`EventBus::run`].
+    pub fn shared(node_id: String, url: &str, key_prefix: &str) -> Result<EventBus, StoreError> {
+        let client = crate::store::redis::client(url, key_prefix)?;
+        let (outgoing, receiver) = mpsc::channel(OUTGOING_BUFFER);
+        Ok(EventBus::build(
+            node_id,
+            Some(RedisRelay {
+                client,
+                channel: format!("{key_prefix}:events"),
+                outgoing,
+                outgoing_receiver: Mutex::new(Some(receiver)),
+            }),
+        ))
+    }
+
+    fn build(node_id: String, redis: Option<RedisRelay>) -> EventBus {
+        let (local, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        EventBus {
+            node_id,
+            local,
+            redis,
+            closed: CancellationToken::new(),
+            relaying: watch::channel(false).0,
+        }
+    }
+
+    /// Tell every subscriber, here and (with Redis) on the other nodes. Never waits.
+    pub fn publish(&self, event: ChangeEvent) {
+        if let Some(redis) = &self.redis {
+            match redis.outgoing.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::debug!(
+                        "events: the Redis publisher is behind; an event stays on this node"
+                    );
+                }
+                // The relay is not running (the server is shutting down): local only.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.local.send(event);
+    }
+
+    /// Every event from now on, this node's and (with Redis) the other nodes'.
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.local.subscribe()
+    }
+
+    /// Cancelled once the server is shutting down.
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
+    /// Whether events from other nodes reach this one now.
+    pub fn relaying(&self) -> watch::Receiver<bool> {
+        self.relaying.subscribe()
+    }
+
+    /// Publish this node's events on Redis and relay the other nodes', until `shutdown`; then
+    /// end every open event stream. Without Redis it only waits for `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        if let Some(redis) = &self.redis {
+            let outgoing = redis
+                .outgoing_receiver
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match outgoing {
+                Some(outgoing) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = self.publish_to_redis(redis, outgoing) => {}
+                        () = self.relay_from_redis(redis) => {}
+                    }
+                }
+                None => {
+                    tracing::warn!(
+                        "events: the Redis relay is already running; not starting it twice"
+                    );
+                    shutdown.cancelled().await;
+                }
+            }
+        } else {
+            shutdown.cancelled().await;
+        }
+        self.relaying.send_replace(false);
+        self.closed.cancel();
+    }
+
+    /// Send this node's events to the channel, one `PUBLISH` each. While Redis is down they are
+    /// dropped: the other nodes' dashboards catch up on their timed refresh.
+    async fn publish_to_redis(
+        &self,
+        redis: &RedisRelay,
+        mut outgoing: mpsc::Receiver<ChangeEvent>,
+    ) {
+        let mut connection: Option<redis::aio::MultiplexedConnection> = None;
+        let mut failing = false;
+        while let Some(event) = outgoing.recv().await {
+            let payload = match serde_json::to_string(&RelayedEvent {
+                node: self.node_id.clone(),
+                event,
+            }) {
+                Ok(payload) => payload,
+                Err(error) => {
+                    tracing::warn!(%error, "events: an event could not be encoded");
+                    continue;
+                }
+            };
+            let result = publish_once(redis, &mut connection, &payload).await;
+            match result {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("events: publishing to Redis again");
+                }
+                Ok(()) => {}
+                Err(reason) => {
+                    connection = None;
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(%reason, "events: cannot publish to Redis; other nodes miss this node's events until it answers");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribe to the channel and hand the other nodes' events to local subscribers;
+    /// reconnect with backoff whenever the subscription is lost. Never returns.
+    async fn relay_from_redis(&self, redis: &RedisRelay) {
+        let mut pause = RECONNECT_FIRST;
+        let mut failing = false;
+        loop {
+            let lost = self.relay_once(redis).await;
+            self.relaying.send_replace(false);
+            if lost.was_subscribed {
+                // It was working: start over quickly, and say so if it fails again.
+                pause = RECONNECT_FIRST;
+                failing = false;
+            }
+            if failing {
+                tracing::debug!(reason = %lost.reason, "events: Redis subscription still failing");
+            } else {
+                failing = true;
+                tracing::warn!(reason = %lost.reason, "events: no subscription to Redis; events from other nodes are missed until it answers");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RECONNECT_LONGEST);
+        }
+    }
+
+    /// One subscription, from connecting until it is lost.
+    async fn relay_once(&self, redis: &RedisRelay) -> SubscriptionLost {
+        let lost = |was_subscribed: bool, reason: String| SubscriptionLost {
+            was_subscribed,
+            reason,
+        };
+        let connecting = tokio::time::timeout(REDIS_DEADLINE, redis.client.get_async_pubsub());
+        let pubsub = match connecting.await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => return lost(false, error.to_string()),
+            Err(_) => return lost(false, "no connection within the deadline".to_owned()),
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        match tokio::time::timeout(REDIS_DEADLINE, sink.subscribe(&redis.channel)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return lost(false, error.to_string()),
+            Err(_) => return lost(false, "SUBSCRIBE was not answered".to_owned()),
+        }
+        self.relaying.send_replace(true);
+        tracing::info!(channel = %redis.channel, "events: relaying other nodes' events from Redis");
+        let mut ping = tokio::time::interval(RELAY_PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return lost(true, "the connection closed".to_owned());
+                    };
+                    self.relay(message.get_payload_bytes());
+                }
+                _ = ping.tick() => {
+                    match tokio::time::timeout(REDIS_DEADLINE, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return lost(true, error.to_string()),
+                        Err(_) => return lost(true, "PING was not answered".to_owned()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message from the channel: another node's event goes to local subscribers; this node's
+    /// own (it already had them) and anything unreadable are dropped.
+    fn relay(&self, payload: &[u8]) {
+        match serde_json::from_slice::<RelayedEvent>(payload) {
+            Ok(relayed) if relayed.node != self.node_id => {
+                let _ = self.local.send(relayed.event);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(%error, "events: a message on the Redis channel is not a careline event; ignored");
+            }
+        }
+    }
+}
+
+/// Why a subscription ended, and whether it had been working.
+struct SubscriptionLost {
+    was_subscribed: bool,
+    reason: String,
+}
+
+async fn publish_once(
+    redis: &RedisRelay,
+    connection: &mut Option<redis::aio::MultiplexedConnection>,
+    payload: &str,
+) -> Result<(), String> {
+    let mut live = match connection.take() {
+        Some(live) => live,
+        None => {
+            let connecting = redis.client.get_multiplexed_async_connection();
+            match tokio::time::timeout(REDIS_DEADLINE, connecting).await {
+                Ok(Ok(live)) => live,
+                Ok(Err(error)) => return Err(error.to_string()),
+                Err(_) => return Err("no connection within the deadline".to_owned()),
+            }
+        }
+    };
+    let mut command = redis::cmd("PUBLISH");
+    command.arg(&redis.channel).arg(payload);
+    let publishing = command.query_async::<i64>(&mut live);
+    match tokio::time::timeout(REDIS_DEADLINE, publishing).await {
+        Ok(Ok(_receivers)) => {
+            *connection = Some(live);
+            Ok(())
+        }
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("PUBLISH was not answered".to_owned()),
+    }
+}
+
+/// `GET /api/v1/events`: the change events as Server-Sent Events, for anyone who may read the
+/// live state. Browsers' `EventSource` cannot send headers, so this route also takes the token
+/// as `?token=` (the header wins when both are present).
+///
+/// The stream opens with `event: ready`; then `event: change` per [`ChangeEvent`], `event:
+/// resync` when the client fell behind and should refetch everything, and a comment every
+/// [`KEEP_ALIVE_EVERY`]. It ends when the server shuts down (`EventSource` reconnects).
+pub async fn stream_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let token = query.as_deref().and_then(query_token);
+    if let Err(refusal) = state
+        .access
+        .viewer_or_query_token(&headers, token.as_deref())
+    {
+        return refusal.into_response();
+    }
+    let receiver = state.events.subscribe();
+    let closed = state.events.closed();
+    let ready = futures_util::stream::once(async {
+        Ok::<Event, std::convert::Infallible>(Event::default().event("ready").data("{}"))
+    });
+    let changes =
+        futures_util::stream::unfold((receiver, closed), |(mut receiver, closed)| async move {
+            let item = next_item(&mut receiver, &closed).await?;
+            Some((Ok(item.into_event()), (receiver, closed)))
+        });
+    Sse::new(ready.chain(changes))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE_EVERY))
+        .into_response()
+}
+
+/// What an event stream sends next.
+#[derive(Debug, PartialEq, Eq)]
+enum StreamItem {
+    Change(ChangeEvent),
+    /// The subscriber fell this many events behind and skipped them: refetch everything.
+    Resync {
+        missed: u64,
+    },
+}
+
+impl StreamItem {
+    fn into_event(self) -> Event {
+        match self {
+            StreamItem::Change(change) => match serde_json::to_string(&change) {
+                Ok(json) => Event::default().event("change").data(json),
+                // Cannot happen for these plain types; a resync is the safe answer anyway.
+                Err(_) => Event::default().event("resync").data("{}"),
+            },
+            StreamItem::Resync { missed } => Event::default()
+                .event("resync")
+                .data(format!("{{\"missed\":{missed}}}")),
+        }
+    }
+}
+
+/// The next item for a stream, or `None` once the server is shutting down.
+async fn next_item(
+    receiver: &mut broadcast::Receiver<ChangeEvent>,
+    closed: &CancellationToken,
+) -> Option<StreamItem> {
+    tokio::select! {
+        biased;
+        () = closed.cancelled() => None,
+        received = receiver.recv() => match received {
+            Ok(change) => Some(StreamItem::Change(change)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(StreamItem::Resync { missed }),
+            Err(broadcast::error::RecvError::Closed) => None,
+        },
+    }
+}
+
+/// The `token` parameter of a query string.
+fn query_token(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_names_only_what_changed() {
+        let event = ChangeEvent::new(EventKind::Call, Change::Reserved, 1_764_000_000_000)
+            .queue("portal")
+            .agent("anguyen")
+            .call("CA123");
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "kind": "call", "queue": "portal", "agent": "anguyen", "call": "CA123",
+                "change": "reserved", "at_ms": 1_764_000_000_000_i64
+            })
+        );
+        let status = ChangeEvent::new(EventKind::Agent, Change::Status, 5).agent("bsmith");
+        assert_eq!(
+            serde_json::to_value(&status).expect("serializes"),
+            serde_json::json!({"kind": "agent", "agent": "bsmith", "change": "status", "at_ms": 5})
+        );
+    }
+
+    #[tokio::test]
+    async fn every_local_subscriber_gets_each_event() {
+        let bus = EventBus::local("node-a".to_owned());
+        let mut first = bus.subscribe();
+        let mut second = bus.subscribe();
+        let event = ChangeEvent::new(EventKind::Agent, Change::Status, 1).agent("anguyen");
+        bus.publish(event.clone());
+        assert_eq!(first.recv().await.expect("event"), event);
+        assert_eq!(second.recv().await.expect("event"), event);
+    }
+
+    #[test]
+    fn a_node_drops_its_own_events_coming_back_from_redis() {
+        let bus = EventBus::local("node-a".to_owned());
+        let mut subscriber = bus.subscribe();
+        let event = ChangeEvent::new(EventKind::Queue, Change::Joined, 1).queue("portal");
+        let own = serde_json::to_vec(&RelayedEvent {
+            node: "node-a".to_owned(),
+            event: event.clone(),
+        })
+        .expect("encodes");
+        bus.relay(&own);
+        bus.relay(b"not json");
+        assert!(subscriber.try_recv().is_err());
+        let other = serde_json::to_vec(&RelayedEvent {
+            node: "node-b".to_owned(),
+            event: event.clone(),
+        })
+        .expect("encodes");
+        bus.relay(&other);
+        assert_eq!(subscriber.try_recv().expect("relayed"), event);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_to_resync_then_continues() {
+        let bus = EventBus::local("node-a".to_owned());
+        let mut receiver = bus.subscribe();
+        let closed = bus.closed();
+        let total = SUBSCRIBER_BUFFER + 10;
+        for n in 0..total {
+            bus.publish(ChangeEvent::new(EventKind::Agent, Change::Status, n as i64));
+        }
+        assert_eq!(
+            next_item(&mut receiver, &closed).await,
+            Some(StreamItem::Resync { missed: 10 })
+        );
+        let Some(StreamItem::Change(oldest_kept)) = next_item(&mut receiver, &closed).await else {
+            panic!("changes continue after the resync");
+        };
+        assert_eq!(oldest_kept.at_ms, 10);
+        closed.cancel();
+        assert_eq!(next_item(&mut receiver, &closed).await, None);
+    }
+
+    #[test]
+    fn the_token_is_read_from_the_query_string() {
+        assert_eq!(
+            query_token("a=1&token=abc%2Bdef"),
+            Some("abc+def".to_owned())
+        );
+        assert_eq!(query_token("tokens=x"), None);
+    }
+
+    async fn next_event(receiver: &mut broadcast::Receiver<ChangeEvent>) -> ChangeEvent {
+        tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("an event")
+    }
+
+    async fn until_relaying(bus: &EventBus, relaying: bool) {
+        let mut watch = bus.relaying();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            watch.wait_for(|now| *now == relaying),
+        )
+        .await
+        .expect("the relay changes state within 20 s")
+        .expect("the bus is alive");
+    }
+
+    #[tokio::test]
+    async fn events_reach_the_other_node_through_redis_and_again_after_redis_restarts() {
+        let mut redis = match crate::store::test_redis::TestRedis::start() {
+            Ok(redis) => redis,
+            Err(error) => panic!("redis-server is needed for this test: {error}"),
+        };
+        let a = std::sync::Arc::new(
+            EventBus::shared("node-a".to_owned(), &redis.url(), "careline").expect("bus a"),
+        );
+        let b = std::sync::Arc::new(
+            EventBus::shared("node-b".to_owned(), &redis.url(), "careline").expect("bus b"),
+        );
+        let shutdown = CancellationToken::new();
+        for bus in [&a, &b] {
+            let (bus, shutdown) = (bus.clone(), shutdown.clone());
+            tokio::spawn(async move { bus.run(shutdown).await });
+        }
+        until_relaying(&b, true).await;
+        let mut on_b = b.subscribe();
+        let mut on_a = a.subscribe();
+        let event = ChangeEvent::new(EventKind::Agent, Change::Status, 1).agent("anguyen");
+        a.publish(event.clone());
+        assert_eq!(next_event(&mut on_b).await, event);
+        assert_eq!(next_event(&mut on_a).await, event);
+
+        redis.stop();
+        until_relaying(&b, false).await;
+        redis.start_again().expect("redis restarts");
+        until_relaying(&b, true).await;
+        // The publisher's connection died with the server: the first event after the restart
+        // may be lost while it reconnects, so publish until one arrives.
+        let later = ChangeEvent::new(EventKind::Agent, Change::Status, 2).agent("bsmith");
+        let mut arrived = None;
+        for _ in 0..20 {
+            a.publish(later.clone());
+            if let Ok(Ok(event)) =
+                tokio::time::timeout(Duration::from_millis(500), on_b.recv()).await
+            {
+                arrived = Some(event);
+                break;
+            }
+        }
+        assert_eq!(arrived, Some(later));
+        assert!(
+            !a.closed().is_cancelled(),
+            "streams stay open until shutdown"
+        );
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), a.closed().cancelled())
+            .await
+            .expect("shutdown closes the streams");
+    }
+}

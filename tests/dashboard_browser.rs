@@ -1,0 +1,396 @@
+//! The wallboard in a real headless Chromium, driven over the Chrome DevTools Protocol: the page
+//! asks for the admin token, shows the portal queue with nobody waiting, and — with no reload —
+//! shows the caller who joins the queue, then the queue empty again when they hang up. A
+//! screenshot of the board with the caller waiting is written next to the build output.
+//!
+//! Needs Debian's `chromium` (`scripts/test` installs it); without it the test says so and
+//! passes, so a developer without a browser can still run the suite.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use careline::caller::script::{Step, StepAction};
+use careline::caller::{CallOptions, DigitScript, place_call};
+use careline::server::access::AccessPolicy;
+use careline::store::AgentStatus;
+use common::TestServer;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const VIEWER: &str = "wallboard-viewer-token-0123456789";
+
+const FLOW: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "PUBLIC_URL"
+shutdown_grace_secs = 10
+
+[prompts]
+dir = "PROMPTS"
+default_language = "en"
+
+[ivr]
+entry = "main"
+operator = "desk"
+first_digit_timeout_secs = 5
+inter_digit_timeout_secs = 1
+
+[nodes.main]
+type = "menu"
+prompt = ["main_menu"]
+options = { "1" = "desk" }
+
+[nodes.desk]
+type = "queue"
+queue = "portal"
+
+[nodes.closed]
+type = "hangup"
+prompt = ["after_hours"]
+
+[queues.portal]
+skills = ["portal"]
+when_closed = "closed"
+max_wait_secs = 600
+announce_every_secs = 30
+
+[queues.billing]
+skills = ["billing"]
+when_closed = "closed"
+
+[[agents]]
+id = "anguyen"
+name = "Anh Nguyen"
+skills = ["portal", "billing"]
+client = "anguyen"
+
+[[agents]]
+id = "bsmith"
+name = "Bea Smith"
+skills = ["portal"]
+client = "bsmith"
+"#;
+
+/// How many times a condition on the page is checked, 100 ms apart, before the test fails.
+const PAGE_CHECKS: u32 = 600;
+const PAGE_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// The waiting count on the portal tile, or `null` before the tile is drawn.
+const PORTAL_WAITING: &str = r#"document.querySelector('[data-queue="portal"] [data-field="waiting"]')?.textContent ?? null"#;
+
+/// The `chromium` to run: `CARELINE_CHROMIUM`, else the first of the usual names on `PATH`.
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CARELINE_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        ["chromium", "chromium-browser", "google-chrome"]
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A headless Chromium of our own, killed when dropped, with its profile in a temp dir.
+struct Browser {
+    _process: tokio::process::Child,
+    _profile: tempfile::TempDir,
+    devtools_url: String,
+}
+
+impl Browser {
+    async fn launch(binary: &Path) -> Browser {
+        let profile = tempfile::TempDir::new().expect("a temp profile dir");
+        let mut process = tokio::process::Command::new(binary)
+            .arg("--headless")
+            // Containers (and CI) run tests as root, where Chromium's sandbox cannot start; the
+            // browser only ever loads this test's own page.
+            .arg("--no-sandbox")
+            .arg("--disable-gpu")
+            .arg("--disable-dev-shm-usage")
+            .arg("--disable-extensions")
+            .arg("--disable-background-networking")
+            .arg("--disable-component-update")
+            .arg("--disable-sync")
+            .arg("--no-first-run")
+            .arg("--no-default-browser-check")
+            .arg("--hide-scrollbars")
+            .arg("--mute-audio")
+            .arg("--window-size=1600,1000")
+            .arg("--remote-debugging-address=127.0.0.1")
+            .arg("--remote-debugging-port=0")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{} does not start: {error}", binary.display()));
+        let stderr = process.stderr.take().expect("stderr is piped");
+        let (found, mut url) = mpsc::unbounded_channel();
+        // Keep reading after the address is found: a full pipe would stall the browser.
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(at) = line.find("ws://") {
+                    let _ = found.send(line[at..].trim().to_owned());
+                }
+            }
+        });
+        let devtools_url = tokio::time::timeout(Duration::from_secs(60), url.recv())
+            .await
+            .expect("Chromium prints its DevTools address within 60 s")
+            .expect("Chromium prints \"DevTools listening on ws://...\" before exiting");
+        Browser {
+            _process: process,
+            _profile: profile,
+            devtools_url,
+        }
+    }
+}
+
+/// A Chrome DevTools Protocol connection, attached to one page.
+struct Page {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    session: String,
+    next_id: u64,
+}
+
+impl Page {
+    async fn open(browser: &Browser) -> Page {
+        let (socket, _) = tokio_tungstenite::connect_async(browser.devtools_url.as_str())
+            .await
+            .expect("the DevTools socket opens");
+        let mut page = Page {
+            socket,
+            session: String::new(),
+            next_id: 0,
+        };
+        let target = page
+            .browser_call("Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let target_id = target["targetId"].as_str().expect("a target id").to_owned();
+        let attached = page
+            .browser_call(
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+            )
+            .await;
+        page.session = attached["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        page.call("Page.enable", json!({})).await;
+        page.call("Runtime.enable", json!({})).await;
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+        page
+    }
+
+    async fn browser_call(&mut self, method: &str, params: Value) -> Value {
+        self.send(None, method, params).await
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let session = self.session.clone();
+        self.send(Some(&session), method, params).await
+    }
+
+    /// Send one command and wait for its answer, skipping the events in between.
+    async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("DevTools takes the command");
+        let answer = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(message) = self.socket.next().await {
+                let Ok(Message::Text(text)) = message else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if value["id"] == json!(id) {
+                    return value;
+                }
+            }
+            panic!("the DevTools socket closed during {method}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("DevTools did not answer {method} within 60 s"));
+        if let Some(error) = answer.get("error") {
+            panic!("{method} failed: {error}");
+        }
+        answer["result"].clone()
+    }
+
+    /// The value of a JavaScript expression in the page.
+    async fn evaluate(&mut self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        if let Some(exception) = result.get("exceptionDetails") {
+            panic!("`{expression}` threw: {exception}");
+        }
+        result["result"]["value"].clone()
+    }
+
+    /// Check `expression` until it equals `expected`; fail after [`PAGE_CHECKS`] tries.
+    async fn until(&mut self, expression: &str, expected: Value) {
+        let mut last = Value::Null;
+        for _ in 0..PAGE_CHECKS {
+            last = self.evaluate(expression).await;
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(PAGE_CHECK_EVERY).await;
+        }
+        let text = self.evaluate("document.body.innerText").await;
+        panic!("`{expression}` stayed {last}, never {expected}; the page reads:\n{text}");
+    }
+
+    async fn screenshot(&mut self, path: &Path) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        std::fs::write(path, png).expect("the screenshot is written");
+    }
+}
+
+/// `target/wallboard.png` (the build's target directory, wherever it is).
+fn screenshot_path() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("wallboard.png")
+}
+
+#[tokio::test]
+async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_reload() {
+    let Some(chromium) = find_chromium() else {
+        eprintln!(
+            "SKIPPED: no chromium on PATH (install it with `sudo apt-get install -y chromium`, \
+             or set CARELINE_CHROMIUM); scripts/test installs it"
+        );
+        return;
+    };
+    let server =
+        TestServer::start_configured(FLOW, &["en"], &["main_menu", "after_hours"], |_, state| {
+            let tokens = format!("viewer:{VIEWER}");
+            state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
+        })
+        .await;
+    // Bea is on a break; Anh stays offline, so the caller waits.
+    server
+        .state
+        .store
+        .set_agent_status(
+            "bsmith",
+            AgentStatus::Break,
+            jiff::Timestamp::now().as_millisecond(),
+        )
+        .await
+        .expect("the store answers");
+    let browser = Browser::launch(&chromium).await;
+    let mut page = Page::open(&browser).await;
+    page.call(
+        "Page.navigate",
+        json!({"url": format!("{}/dashboard", server.base_url)}),
+    )
+    .await;
+
+    // The API refuses the page without a token: it asks for one, once.
+    page.until(
+        "document.getElementById('token-overlay')?.hidden === false",
+        json!(true),
+    )
+    .await;
+    page.evaluate(&format!(
+        "document.getElementById('token').value = '{VIEWER}'; \
+         document.getElementById('token-form').requestSubmit(); true"
+    ))
+    .await;
+    page.until(PORTAL_WAITING, json!("0")).await;
+    page.until(
+        "document.getElementById('connection').dataset.state",
+        json!("live"),
+    )
+    .await;
+    // The longest wait turns amber past 60 s and red past 180 s.
+    assert_eq!(
+        page.evaluate("[60, 61, 180, 181].map(waitLevel)").await,
+        json!(["ok", "amber", "amber", "red"])
+    );
+    // Anything the page keeps survives only if it is never reloaded.
+    page.evaluate("window.wallboardTestMark = 'loaded once'; true")
+        .await;
+    assert_eq!(
+        page.evaluate(r#"document.querySelector('[data-agent="anguyen"]')?.dataset.state ?? null"#)
+            .await,
+        json!("offline")
+    );
+    assert_eq!(
+        page.evaluate(r#"document.querySelector('[data-queue="portal"] [data-field="agents-break"]')?.textContent ?? null"#)
+            .await,
+        json!("1")
+    );
+
+    // Nobody is available: the caller waits in the portal queue.
+    let (steps, live_steps) = mpsc::unbounded_channel();
+    let call = tokio::spawn(place_call(
+        CallOptions::new(&server.base_url)
+            .digits("1".parse::<DigitScript>().expect("valid script"))
+            .live_steps(live_steps)
+            .max_duration(Duration::from_secs(120)),
+    ));
+    page.until(PORTAL_WAITING, json!("1")).await;
+    assert_eq!(
+        page.evaluate("window.wallboardTestMark ?? null").await,
+        json!("loaded once"),
+        "the board changed without a reload"
+    );
+    let screenshot = screenshot_path();
+    page.screenshot(&screenshot).await;
+    println!("wallboard screenshot: {}", screenshot.display());
+
+    // The caller gives up: the tile empties again.
+    steps
+        .send(Step {
+            after_prompt: false,
+            action: StepAction::HangUp,
+        })
+        .expect("the call is still going");
+    page.until(PORTAL_WAITING, json!("0")).await;
+    assert_eq!(
+        page.evaluate("window.wallboardTestMark ?? null").await,
+        json!("loaded once")
+    );
+    call.await
+        .expect("the call task ends")
+        .expect("the call completes");
+    server.shutdown.cancel();
+}
