@@ -39,6 +39,29 @@ fn code_heard(report: &CallReport) -> String {
         .collect()
 }
 
+/// Calls whose verification was decided, (passed, failed): in this node's metrics and in
+/// the store's statistics, which must agree.
+async fn verdicts(desk: &Desk) -> (u64, u64) {
+    let counters = desk.server.state.metrics.counters();
+    let now = jiff::Timestamp::now().as_millisecond();
+    // The last hour by the hour: the calls of a test that runs over midnight still add up.
+    let hour = careline::store::StatsInterval::Hour;
+    let buckets = desk
+        .server
+        .state
+        .store
+        .call_outcome_stats(now - 3_600_000, now + 1, hour)
+        .await
+        .expect("statistics");
+    let stats = careline::store::stats::total(&buckets);
+    assert_eq!(
+        (counters.verifications_passed, counters.verifications_failed),
+        (stats.verification_passed, stats.verification_failed),
+        "metrics and statistics count the same verdicts"
+    );
+    (stats.verification_passed, stats.verification_failed)
+}
+
 async fn redeem(desk: &Desk, patient_ref: &str, code: &str) -> serde_json::Value {
     let body = serde_json::json!({ "patient_ref": patient_ref, "code": code }).to_string();
     let signature = WebhookSecret::new(SECRET)
@@ -68,6 +91,7 @@ async fn a_verified_caller_hears_a_one_time_code_the_portal_can_redeem_once() {
     let report = call(&desk, &format!("w1,w{DOB}#,w{ZIP}#")).await;
     let played = report.played_prompts();
     assert!(played.contains(&"verified".to_owned()), "{played:?}");
+    assert_eq!(verdicts(&desk).await, (1, 0));
     let code = code_heard(&report);
     assert_eq!(code.len(), 6, "a six-digit code was read digit by digit");
 
@@ -111,6 +135,11 @@ async fn three_wrong_answers_send_the_caller_to_a_person() {
     );
     assert!(!played.contains(&"verified".to_owned()));
     assert_eq!(played[played.len() - 2..], ["operator_hours", "goodbye"]);
+    assert_eq!(
+        verdicts(&desk).await,
+        (0, 1),
+        "three failed attempts are one failed verification"
+    );
 }
 
 #[tokio::test]
@@ -136,6 +165,11 @@ async fn five_failures_across_calls_lock_the_record_until_an_agent_unlocks_it() 
     assert_eq!(unlocked.status(), 200);
     let report = call(&desk, &format!("w1,w{DOB}#,w{ZIP}#")).await;
     assert!(report.played_prompts().contains(&"verified".to_owned()));
+    assert_eq!(
+        verdicts(&desk).await,
+        (1, 3),
+        "two calls out of attempts, one locked out, one verified after the unlock"
+    );
     let audit = std::fs::read_to_string(&desk.audit).expect("audit log");
     assert!(audit.contains("\"lockout\""), "lockout audited");
 }

@@ -136,7 +136,8 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn store_failure(store_error: &StoreError) -> Response {
+fn store_failure(state: &AppState, store_error: &StoreError) -> Response {
+    state.metrics.store_error();
     tracing::warn!(error = %store_error, "agent state could not be read or changed");
     match store_error {
         StoreError::Unavailable(_) => error(
@@ -186,7 +187,7 @@ pub async fn list_agents(State(state): State<AppState>, headers: HeaderMap) -> R
     let now = jiff::Timestamp::now();
     let records = match roster_records(&state, now.as_millisecond()).await {
         Ok(records) => records,
-        Err(store_error) => return store_failure(&store_error),
+        Err(store_error) => return store_failure(&state, &store_error),
     };
     let views: Vec<AgentView<'_>> = state
         .roster
@@ -273,7 +274,7 @@ pub async fn set_status(
             let on_shift = on_shift(&state, agent, now);
             Json(agent_view(agent, &record, on_shift, now_ms)).into_response()
         }
-        Err(store_error) => store_failure(&store_error),
+        Err(store_error) => store_failure(&state, &store_error),
     }
 }
 
@@ -344,6 +345,7 @@ pub async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Re
         HashMap::new()
     } else {
         queue_sides(&state).await.unwrap_or_else(|store_error| {
+            state.metrics.store_error();
             tracing::warn!(error = %store_error, "queue details of calls could not be read");
             HashMap::new()
         })

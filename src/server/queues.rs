@@ -97,26 +97,85 @@ impl AgentCounts {
     }
 }
 
-/// The configured agents who have every skill `queue` needs, counted by board state. An agent
-/// the store does not know counts as offline.
-pub fn queue_agents(
-    queue: &QueueConfig,
+/// The board state of each configured agent, in roster order. An agent the store does not know
+/// counts as offline.
+pub fn board_states(
     agents: &[AgentConfig],
     records: &HashMap<String, AgentRecord>,
     now_ms: i64,
+) -> Vec<BoardState> {
+    agents
+        .iter()
+        .map(|agent| {
+            records
+                .get(&agent.id)
+                .map_or(BoardState::Offline, |record| board_state(record, now_ms))
+        })
+        .collect()
+}
+
+/// Which configured agents have each skill: found once per request, so counting a queue's
+/// agents costs the agents with its rarest skill, not every agent times every queue.
+pub struct SkillIndex<'a> {
+    agents: usize,
+    /// Skill → indexes of the agents who have it, ascending.
+    by_skill: HashMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> SkillIndex<'a> {
+    pub fn new(agents: &'a [AgentConfig]) -> SkillIndex<'a> {
+        let mut by_skill: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, agent) in agents.iter().enumerate() {
+            for skill in &agent.skills {
+                let holders = by_skill.entry(skill.as_str()).or_default();
+                // An agent listing a skill twice is still one agent.
+                if holders.last() != Some(&index) {
+                    holders.push(index);
+                }
+            }
+        }
+        SkillIndex {
+            agents: agents.len(),
+            by_skill,
+        }
+    }
+
+    /// The indexes of the agents who have every one of `skills` (all agents for none).
+    pub fn agents_with(&self, skills: &[String]) -> Vec<usize> {
+        let mut lists = Vec::with_capacity(skills.len());
+        for skill in skills {
+            match self.by_skill.get(skill.as_str()) {
+                Some(holders) => lists.push(holders),
+                None => return Vec::new(),
+            }
+        }
+        lists.sort_by_key(|holders| holders.len());
+        match lists.split_first() {
+            None => (0..self.agents).collect(),
+            Some((rarest, others)) => rarest
+                .iter()
+                .copied()
+                .filter(|index| {
+                    others
+                        .iter()
+                        .all(|holders| holders.binary_search(index).is_ok())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The agents who have every skill `queue` needs, counted by their board `states` (in roster
+/// order).
+pub fn queue_agents(
+    queue: &QueueConfig,
+    skills: &SkillIndex<'_>,
+    states: &[BoardState],
 ) -> AgentCounts {
     let mut counts = AgentCounts::default();
-    for agent in agents {
-        if queue
-            .skills
-            .iter()
-            .all(|skill| agent.skills.contains(skill))
-        {
-            counts.count(
-                records
-                    .get(&agent.id)
-                    .map_or(BoardState::Offline, |record| board_state(record, now_ms)),
-            );
+    for index in skills.agents_with(&queue.skills) {
+        if let Some(state) = states.get(index) {
+            counts.count(*state);
         }
     }
     counts
@@ -238,6 +297,8 @@ pub async fn queue_board(
         ),
     )
     .await?;
+    let states = board_states(&state.roster.agents, &records, now_ms);
+    let skills = SkillIndex::new(&state.roster.agents);
     Ok(queues
         .into_iter()
         .zip(readings)
@@ -245,7 +306,7 @@ pub async fn queue_board(
             name: name.clone(),
             waiting: reading.depth.waiting,
             longest_wait_secs: reading.depth.longest_wait_secs,
-            agents: queue_agents(config, &state.roster.agents, &records, now_ms),
+            agents: queue_agents(config, &skills, &states),
             today: TodayView {
                 date: now.to_zoned(zone.clone()).date().to_string(),
                 timezone: zone.iana_name().unwrap_or("UTC").to_owned(),
@@ -269,17 +330,13 @@ pub async fn store_gauges(state: &AppState, now_ms: i64) -> Result<StoreGauges, 
         try_join_all(names.iter().map(|name| state.store.waiting(name))),
     )
     .await?;
-    let records: HashMap<&str, &AgentRecord> = agents
-        .iter()
-        .map(|record| (record.id.as_str(), record))
+    let records: HashMap<String, AgentRecord> = agents
+        .into_iter()
+        .map(|record| (record.id.clone(), record))
         .collect();
     let mut counts = AgentCounts::default();
-    for agent in &state.roster.agents {
-        counts.count(
-            records
-                .get(agent.id.as_str())
-                .map_or(BoardState::Offline, |record| board_state(record, now_ms)),
-        );
+    for state in board_states(&state.roster.agents, &records, now_ms) {
+        counts.count(state);
     }
     Ok(StoreGauges {
         queues: names
@@ -403,8 +460,10 @@ mod tests {
         .into_iter()
         .map(|record| (record.id.clone(), record))
         .collect();
+        let states = board_states(&agents, &records, NOW_MS);
+        let skills = SkillIndex::new(&agents);
         assert_eq!(
-            queue_agents(&queue(&["portal", "spanish"]), &agents, &records, NOW_MS),
+            queue_agents(&queue(&["portal", "spanish"]), &skills, &states),
             AgentCounts {
                 on_call: 1,
                 offline: 1,
@@ -412,7 +471,7 @@ mod tests {
             }
         );
         assert_eq!(
-            queue_agents(&queue(&[]), &agents, &records, NOW_MS),
+            queue_agents(&queue(&[]), &skills, &states),
             AgentCounts {
                 available: 1,
                 on_call: 1,
@@ -421,6 +480,28 @@ mod tests {
             },
             "a queue without skills takes every agent"
         );
+    }
+
+    #[test]
+    fn the_skill_index_finds_agents_with_every_skill() {
+        let agents = [
+            agent("a", &["portal", "ios", "portal"]),
+            agent("b", &["ios"]),
+            agent("c", &["portal", "spanish", "ios"]),
+            agent("d", &[]),
+        ];
+        let index = SkillIndex::new(&agents);
+        let skills = |names: &[&str]| -> Vec<String> {
+            names.iter().map(|name| (*name).to_owned()).collect()
+        };
+        assert_eq!(index.agents_with(&skills(&["portal"])), [0, 2]);
+        assert_eq!(index.agents_with(&skills(&["ios", "portal"])), [0, 2]);
+        assert_eq!(index.agents_with(&skills(&["ios", "spanish"])), [2]);
+        assert_eq!(
+            index.agents_with(&skills(&["android"])),
+            Vec::<usize>::new()
+        );
+        assert_eq!(index.agents_with(&[]), [0, 1, 2, 3]);
     }
 
     #[test]

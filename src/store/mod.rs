@@ -1,11 +1,12 @@
-//! Shared state: queues, agents, reservations, lockout counters, reset codes and callback
-//! requests.
+//! Shared state: queues, agents, reservations, lockout counters, reset codes, callback requests
+//! and statistics.
 //!
 //! One [`Store`] trait, two implementations: [`memory::MemoryStore`] (embedded, one node) and
 //! [`redis::RedisStore`] (several careline nodes sharing one Redis; Lua scripts make every
 //! multi-key change atomic). Both pass the same conformance suite (`conformance`), so the
 //! server never knows which one it has. [`test_redis::TestRedis`] starts a throwaway
-//! `redis-server` for tests and benchmarks. The Redis key schema is in `docs/redis.md`.
+//! `redis-server` for tests and benchmarks. [`stats`] says what the statistics count and what
+//! the figures mean. The Redis key schema is in `docs/redis.md`.
 //!
 //! Times are milliseconds since the Unix epoch, passed in by the caller: the store never reads
 //! a clock, so tests move time freely and every node agrees on what "now" meant for a change.

@@ -110,7 +110,8 @@ pub async fn help_desk_on(redis_url: Option<&str>) -> Desk {
                 state.store.clone(),
             )
             .expect("identity opens")
-            .expect("identity configured");
+            .expect("identity configured")
+            .with_metrics(state.metrics.clone());
             state.identity = Some(Arc::new(identity));
             state.webhook_secret = Some(Arc::new(WebhookSecret::new(SECRET).expect("secret")));
         },
