@@ -78,6 +78,7 @@ fn context() -> SessionContext {
         roster: Arc::default(),
         store: Arc::new(careline::store::memory::MemoryStore::new()),
         recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
+        metrics: Arc::default(),
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, DigitScript, place_call};
 use careline::media::recording::list_voicemails;
-use careline::store::{AgentActivity, AgentStatus, CallbackStatus};
+use careline::store::{
+    AgentActivity, AgentStatus, CallCounters, CallbackStatus, QueueCounters, StatsInterval,
+};
 use careline::twilio::twiml::DialTarget;
 use common::TestServer;
 
@@ -90,6 +92,63 @@ fn script(text: &str) -> DigitScript {
 
 async fn server() -> TestServer {
     TestServer::start_with(QUEUE_FLOW, &["en"], &PROMPTS, None).await
+}
+
+/// Today's counters of `queue`, once `ready` says the background writes have landed (bounded
+/// polling; nothing about time is asserted).
+async fn today(
+    server: &TestServer,
+    queue: &str,
+    ready: impl Fn(&QueueCounters) -> bool,
+) -> QueueCounters {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let day = 86_400_000;
+    let mut counters = QueueCounters::default();
+    for _ in 0..100 {
+        counters = server
+            .state
+            .store
+            .queue_stats_total(
+                queue,
+                now - now % day,
+                now - now % day + day,
+                StatsInterval::Day,
+            )
+            .await
+            .expect("store answers");
+        if ready(&counters) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    counters
+}
+
+async fn calls_today(server: &TestServer, ready: impl Fn(&CallCounters) -> bool) -> CallCounters {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let day = 86_400_000;
+    let mut counters = CallCounters::default();
+    for _ in 0..100 {
+        let buckets = server
+            .state
+            .store
+            .call_outcome_stats(now - now % day, now - now % day + day, StatsInterval::Day)
+            .await
+            .expect("store answers");
+        counters = buckets
+            .iter()
+            .fold(CallCounters::default(), |sum, bucket| CallCounters {
+                contained: sum.contained + bucket.counters.contained,
+                routed: sum.routed + bucket.counters.routed,
+                verification_passed: sum.verification_passed + bucket.counters.verification_passed,
+                verification_failed: sum.verification_failed + bucket.counters.verification_failed,
+            });
+        if ready(&counters) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    counters
 }
 
 async fn make_available(server: &TestServer, agent: &str) {
@@ -307,6 +366,11 @@ async fn a_closed_queue_sends_the_caller_to_when_closed() {
     );
     assert_eq!(report.ended, CallEnd::Hangup);
     assert!(report.dials().is_empty());
+    let calls = calls_today(&server, |c| c.routed == 1).await;
+    assert_eq!(
+        calls.routed, 1,
+        "a caller sent to when_closed was routed, not self-served"
+    );
 }
 
 #[tokio::test]
@@ -370,6 +434,11 @@ async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
     assert_eq!(callback.number, "13125550101");
     assert_eq!(callback.queue, "portal");
     assert_eq!(callback.status, CallbackStatus::Pending);
+    let counters = today(&server, "portal", |c| c.callbacks == 1).await;
+    assert_eq!(
+        (counters.offered, counters.callbacks, counters.abandoned),
+        (1, 1, 0)
+    );
     assert!(
         callback.place_ms < callback.requested_at_ms,
         "the request keeps the place the caller had in line"

@@ -183,6 +183,7 @@ impl AppState {
             Arc::new(jiff::Timestamp::now),
             events.clone(),
         );
+        router.attach_metrics(metrics.clone());
         Ok(Loaded {
             state: AppState {
                 flow: Arc::new(flow),

@@ -41,9 +41,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Change, ChangeEvent, EventBus, EventKind};
+use super::metrics::Metrics;
 use crate::config::Config;
 use crate::routing::eligibility::QueuePolicy;
 use crate::routing::estimate::HandleTimes;
+use crate::store::stats::QueueStatEvent;
 use crate::store::{MissedOffer, QueuedCall, Reservation, Store, StoreError};
 
 /// Offers an agent may miss in a row before they are put on break.
@@ -151,6 +153,8 @@ pub struct Router {
     /// Ends of wrap-ups started on this node, earliest first: a round runs as each ends, so the
     /// agent is offered the next call at once rather than at the next periodic round.
     wrap_up_ends: Mutex<BinaryHeap<Reverse<Instant>>>,
+    /// This node's `/metrics` counters, once the server attached them.
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
     /// Where joins, reservations, answers and hang-ups are announced (dashboards); none in
     /// tests and tools that do not watch.
     events: Option<Arc<EventBus>>,
@@ -229,7 +233,31 @@ impl Router {
             wake: Notify::new(),
             wrap_up_ends: Mutex::new(BinaryHeap::new()),
             events,
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Count reservations and abandoned calls in this node's `/metrics`.
+    pub fn attach_metrics(&self, metrics: Arc<Metrics>) {
+        // Set once at start-up; a second call changes nothing.
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Count a queue statistic in the store, in the background: a caller never waits for it,
+    /// and a store that cannot take it loses one count, not the call.
+    pub fn record(&self, queue: &str, event: QueueStatEvent) {
+        let store = self.store.clone();
+        let queue = queue.to_owned();
+        let now_ms = (self.clock)().as_millisecond();
+        let metrics = self.metrics.get().cloned();
+        tokio::spawn(async move {
+            if let Err(error) = store.record_queue_stat(&queue, event, now_ms).await {
+                tracing::debug!(%error, %queue, "a queue statistic was not counted");
+                if let Some(metrics) = metrics {
+                    metrics.store_error();
+                }
+            }
+        });
     }
 
     /// Announce a change, stamped with the router's clock.
@@ -363,6 +391,16 @@ impl Router {
                     // after the agent answered (or for a call never queued) is not.
                     Some(call) if reason == LeaveReason::HungUp => {
                         tracing::info!(%call_sid, queue = %call.queue, "caller hung up while queued (abandoned)");
+                        let wait_ms = (self.clock)().as_millisecond() - call.enqueued_at_ms;
+                        self.record(
+                            &call.queue,
+                            QueueStatEvent::Abandoned {
+                                wait_ms: wait_ms.max(0),
+                            },
+                        );
+                        if let Some(metrics) = self.metrics.get() {
+                            metrics.abandoned();
+                        }
                         self.publish(EventKind::Queue, Change::Abandoned, |event| {
                             event.queue(&call.queue).call(call_sid)
                         });
@@ -595,6 +633,9 @@ impl Router {
 
     /// Hand a reservation to its call's waiter, or hold it for the call's next stream.
     fn deliver(&self, reservation: Reservation) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.reservation();
+        }
         self.publish(EventKind::Call, Change::Reserved, |event| {
             event
                 .queue(&reservation.call.queue)

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::agents::Roster;
 use super::calls::{AgentDial, CallRegistry, NextStep, StreamClaim, TransferDial};
+use super::metrics::Metrics;
 use super::player::{Outgoing, Player};
 use super::router::{self, JoinRefusal, Router};
 use crate::config::DtmfMode;
@@ -29,10 +30,13 @@ use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::dtmf::DtmfDetector;
 use crate::media::prompt::PromptLibrary;
 use crate::media::recording::{NewVoicemail, VoicemailRecorder};
+use crate::store::stats::{CallOutcomeStat, QueueStatEvent};
 use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
 use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
+/// 20 ms frames in one 60 ms prompt chunk, for the outbound frame count.
+const FRAMES_PER_CHUNK: u64 = 3;
 /// Largest inbound message accepted; Twilio's are a few hundred bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Initial WebSocket read buffer per stream: Twilio's messages are a few hundred bytes (a larger
@@ -87,6 +91,8 @@ pub struct SessionContext {
     pub store: Arc<dyn Store>,
     /// Where voicemails are written.
     pub recordings_dir: Arc<std::path::Path>,
+    /// This node's `/metrics` counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// How a session ended, for logs and tests.
@@ -146,6 +152,10 @@ where
         resumed = start.claim.resume_at.is_some(),
         "media stream started"
     );
+    // A call's first stream decides whether it ended in self-service; later ones resume a
+    // call that was already routed to a person.
+    let first_stream = start.claim.resume_at.is_none();
+    context.metrics.call_started();
     let mut call = match &start.claim.resume_at {
         Some(node) => Call::resuming_at(context.flow.clone(), node),
         None => Call::new(context.flow.clone()),
@@ -169,6 +179,8 @@ where
         next: NextStep::Hangup,
         recorder: None,
         recorded_audio: Vec::new(),
+        routed: false,
+        first_stream,
     };
     stream.feed(Event::Started);
     if stream.flush(&mut outgoing).await.is_err() {
@@ -415,6 +427,11 @@ struct CallStream {
     recorder: Option<VoicemailRecorder>,
     /// Decoded inbound audio for the recorder, reused for every frame.
     recorded_audio: Vec<u8>,
+    /// The call went to a person's path (a queue, transfer, voicemail or callback): it did not
+    /// end in self-service.
+    routed: bool,
+    /// The call's first media stream (not one resuming it after a dial).
+    first_stream: bool,
 }
 
 /// A step running outside the engine (a directory, portal, router or store request).
@@ -478,6 +495,7 @@ impl CallStream {
         match event {
             StreamEvent::Media { payload, .. } => {
                 self.frames_in += 1;
+                self.context.metrics.frame_in();
                 if self.recorder.is_some() {
                     self.record(&payload);
                 }
@@ -562,7 +580,10 @@ impl CallStream {
                     queue,
                     priority,
                     verification_failed,
-                } => self.join_queue(&queue, priority, verification_failed),
+                } => {
+                    self.routed = true;
+                    self.join_queue(&queue, priority, verification_failed);
+                }
                 Action::AskQueueStatus { queue } => {
                     let router = self.context.router.clone();
                     let call_sid = self.call_sid.clone();
@@ -590,13 +611,19 @@ impl CallStream {
                     self.leave_queue(reason);
                 }
                 Action::HandOff(hand_off) => self.hand_off(hand_off),
-                Action::StartRecording { max } => self.start_recording(max),
+                Action::StartRecording { max } => {
+                    self.routed = true;
+                    self.start_recording(max);
+                }
                 Action::StopRecording => self.stop_recording(),
                 Action::RequestCallback {
                     queue,
                     number,
                     keeps_place,
-                } => self.request_callback(queue.as_deref(), number, keeps_place),
+                } => {
+                    self.routed = true;
+                    self.request_callback(queue.as_deref(), number, keeps_place);
+                }
                 Action::Verify {
                     node,
                     attempt,
@@ -747,20 +774,41 @@ impl CallStream {
             completed_at_ms: None,
         };
         let store = self.context.store.clone();
+        let router = self.context.router.clone();
+        let metrics = self.context.metrics.clone();
         self.lookup = Some(Box::pin(async move {
-            Answer::Event(Event::Callback(match store.add_callback(&request).await {
+            let stored = store.add_callback(&request).await;
+            if stored.is_ok() {
+                router.record(&request.queue, QueueStatEvent::CallbackRequested);
+            }
+            Answer::Event(Event::Callback(match stored {
                 Ok(()) if open_now => CallbackOutcome::Scheduled,
                 Ok(()) => CallbackOutcome::ScheduledLater,
                 Err(error) => {
                     tracing::warn!(%error, "callback request could not be stored");
+                    metrics.store_error();
                     CallbackOutcome::Failed
                 }
             }))
         }));
     }
 
+    /// Count how the call went, in the background.
+    fn record_outcome(&self, outcome: CallOutcomeStat) {
+        let store = self.context.store.clone();
+        let metrics = self.context.metrics.clone();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        tokio::spawn(async move {
+            if let Err(error) = store.record_call_outcome(outcome, now_ms).await {
+                tracing::debug!(%error, "a call outcome was not counted");
+                metrics.store_error();
+            }
+        });
+    }
+
     /// Join the call's queue through the router; the answer comes back as a lookup.
     fn join_queue(&mut self, queue: &str, priority: i32, verification_failed: bool) {
+        let first_join = !matches!(&self.queued, Some(call) if call.queue == queue);
         let call = match self.queued.clone() {
             // The same queue again (a new stream after an unanswered offer): same place.
             Some(call) if call.queue == queue => call,
@@ -776,8 +824,14 @@ impl CallStream {
         self.queued = Some(call.clone());
         let router = self.context.router.clone();
         self.lookup = Some(Box::pin(async move {
+            let queue = call.queue.clone();
             match router.join(call, jiff::Timestamp::now()).await {
-                Ok(reservations) => Answer::Joined(reservations),
+                Ok(reservations) => {
+                    if first_join {
+                        router.record(&queue, QueueStatEvent::Offered);
+                    }
+                    Answer::Joined(reservations)
+                }
                 Err(JoinRefusal::Closed) => Answer::Event(Event::Queue(QueueEvent::Closed)),
                 Err(JoinRefusal::Unavailable(error)) => {
                     tracing::warn!(%error, "the call could not join its queue");
@@ -801,6 +855,7 @@ impl CallStream {
     /// Close the stream and tell Twilio whom to dial next.
     fn hand_off(&mut self, hand_off: HandOff) {
         self.hung_up = true;
+        self.routed = true;
         match hand_off {
             HandOff::Agent => {
                 let dial = self.reservation.take().and_then(|reservation| {
@@ -886,6 +941,11 @@ impl CallStream {
                 }
                 .to_json(),
             };
+            if let Outgoing::Media { count, .. } = &send {
+                self.context
+                    .metrics
+                    .frame_out(*count as u64 * FRAMES_PER_CHUNK);
+            }
             outgoing
                 .feed(Message::Text(text.into()))
                 .await
@@ -895,8 +955,17 @@ impl CallStream {
     }
 
     fn finish(mut self, end: SessionEnd) -> SessionEnd {
+        self.context.metrics.call_ended();
         // A caller who hangs up mid-message still leaves what they said.
         self.stop_recording();
+        if self.first_stream {
+            // Counted once per call: a stream resuming a call belongs to a routed one.
+            self.record_outcome(if self.routed {
+                CallOutcomeStat::Routed
+            } else {
+                CallOutcomeStat::Contained
+            });
+        }
         let next = std::mem::take(&mut self.next);
         let handed_to_agent = matches!(next, NextStep::Agent(_));
         if !handed_to_agent && (self.queued.is_some() || self.reservation.is_some()) {

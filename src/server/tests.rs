@@ -80,6 +80,7 @@ impl Line {
             roster: Arc::default(),
             store: Arc::new(crate::store::memory::MemoryStore::new()),
             recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
+            metrics: Arc::default(),
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {

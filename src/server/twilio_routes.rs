@@ -11,6 +11,7 @@ use super::AppState;
 use super::calls::NextStep;
 use super::router::LeaveReason;
 use super::session::{SessionContext, configure_upgrade, run_session};
+use crate::store::stats::QueueStatEvent;
 use crate::twilio::{signature, twiml};
 
 /// A refused or malformed Twilio request. The body says what happened, never request data.
@@ -144,6 +145,7 @@ pub async fn media(
         roster: state.roster.clone(),
         store: state.store.clone(),
         recordings_dir: state.recordings_dir.clone(),
+        metrics: state.metrics.clone(),
     };
     let tracker = state.tracker.clone();
     Ok(configure_upgrade(upgrade).on_upgrade(move |socket| {
@@ -246,6 +248,13 @@ pub async fn dial_status(
             let parent = form.get("ParentCallSid").unwrap_or(call_sid);
             if let Some(NextStep::Agent(dial)) = state.calls.dial_answered(parent) {
                 tracing::info!(call_sid = %parent, agent = %dial.agent_id, "agent answered");
+                let wait_ms = now.as_millisecond() - dial.call.enqueued_at_ms;
+                state.router.record(
+                    &dial.call.queue,
+                    QueueStatEvent::Answered {
+                        wait_ms: wait_ms.max(0),
+                    },
+                );
                 if let Err(error) = state
                     .router
                     .offer_answered(&dial.agent_id, parent, now)
@@ -266,7 +275,18 @@ pub async fn dial_status(
                         .get("DialCallDuration")
                         .and_then(|secs| secs.parse().ok())
                         .unwrap_or(0);
-                    std::time::Duration::from_secs(secs)
+                    // No answered callback came (a number without one): the answer is counted
+                    // now, timed from when the talking began.
+                    let talked = std::time::Duration::from_secs(secs);
+                    let answered_ms = now.as_millisecond()
+                        - i64::try_from(talked.as_millis()).unwrap_or(i64::MAX);
+                    state.router.record(
+                        &dial.call.queue,
+                        QueueStatEvent::Answered {
+                            wait_ms: (answered_ms - dial.call.enqueued_at_ms).max(0),
+                        },
+                    );
+                    talked
                 });
                 if let Err(error) = state
                     .router
