@@ -474,14 +474,14 @@ async fn a_voicemail_is_recorded_to_a_wav_and_listed() {
         Some("voicemail_saved")
     );
     assert_eq!(report.ended, CallEnd::Hangup);
-    let voicemails = list_voicemails(&server.state.recordings_dir).expect("listing");
+    let voicemails = list_voicemails(&server.state.recordings_dir()).expect("listing");
     assert_eq!(voicemails.len(), 1);
     let voicemail = &voicemails[0];
     assert!(voicemail.duration_secs > 0.0 && voicemail.duration_secs <= 2.0);
     let wav = hound::WavReader::open(
         server
             .state
-            .recordings_dir
+            .recordings_dir()
             .join(format!("{}.wav", voicemail.id)),
     )
     .expect("a readable WAV");

@@ -300,7 +300,7 @@ async fn the_board_shows_waiting_calls_agents_by_state_and_today_in_redis() {
         .register_agents(
             &server
                 .state
-                .roster
+                .roster()
                 .agents
                 .iter()
                 .map(|agent| agent.id.clone())

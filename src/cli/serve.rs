@@ -40,7 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             prompt_load_time,
         } = AppState::load(&loaded).await?;
         tracing::info!(
-            prompts = state.prompts.len(),
+            prompts = state.prompts().len(),
             millis = prompt_load_time.as_millis() as u64,
             "prompts loaded and resampled"
         );
@@ -54,6 +54,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
+        #[cfg(unix)]
+        tokio::spawn(reload_on_hangup(state.clone()));
         server::serve(listener, state, shutdown, grace)
             .await
             .context("server failed")?;
@@ -61,6 +63,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kill -HUP`: re-read, check and swap in the configuration (see `server::reload`).
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /api/v1/reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Err(error) = server::reload::reload(&state).await {
+            tracing::error!("{error}");
+        }
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

@@ -71,22 +71,26 @@ async fn start_server() -> Server {
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::memory::MemoryStore::new());
     let state = AppState {
         router: crate::server::router::Router::new(store.clone(), &config, "load-test".to_owned()),
-        flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
-        prompts: Arc::new(prompts),
+        // The looping flow leaves no voicemail; nothing is written to its recordings dir.
+        running: Arc::new(crate::server::reload::RunningConfig::new(
+            crate::server::reload::Running::from_parts(
+                &config,
+                Flow::from_config(&config).expect("flow compiles"),
+                prompts,
+                &std::env::temp_dir().join("careline-load-test-voicemail"),
+            ),
+            None,
+        )),
         calls: Arc::new(CallRegistry::new()),
         public_base: Arc::from(url.as_str()),
         websocket_base: Arc::from(websocket_base(&url).expect("http URL")),
         twilio_auth_token: None,
         tracker: TaskTracker::new(),
         force_close: CancellationToken::new(),
-        dtmf: crate::config::DtmfMode::Events,
         store,
         identity: None,
         webhook_secret: None,
         access: crate::server::access::AccessPolicy::default(),
-        roster: Arc::default(),
-        // The looping flow leaves no voicemail; nothing is written here.
-        recordings_dir: Arc::from(std::env::temp_dir().join("careline-load-test-voicemail")),
         events: Arc::new(crate::server::events::EventBus::local(
             "load-test".to_owned(),
         )),

@@ -125,7 +125,7 @@ pub fn on_shift(state: &AppState, agent: &AgentConfig, now: jiff::Timestamp) -> 
     match &agent.shift {
         None => true,
         Some(name) => state
-            .flow
+            .flow()
             .schedules
             .get(name)
             .is_some_and(|schedule| schedule.is_open(now)),
@@ -159,7 +159,7 @@ pub(super) async fn roster_records(
 ) -> Result<HashMap<String, AgentRecord>, StoreError> {
     let mut records = index(state.store.agents().await?);
     let missing: Vec<String> = state
-        .roster
+        .roster()
         .agents
         .iter()
         .filter(|agent| !records.contains_key(&agent.id))
@@ -189,8 +189,8 @@ pub async fn list_agents(State(state): State<AppState>, headers: HeaderMap) -> R
         Ok(records) => records,
         Err(store_error) => return store_failure(&state, &store_error),
     };
-    let views: Vec<AgentView<'_>> = state
-        .roster
+    let roster = state.roster();
+    let views: Vec<AgentView<'_>> = roster
         .agents
         .iter()
         .filter_map(|agent| {
@@ -227,12 +227,8 @@ pub async fn set_status(
         Ok(role) => role,
         Err(refusal) => return refusal.into_response(),
     };
-    let Some(agent) = state
-        .roster
-        .agents
-        .iter()
-        .find(|agent| agent.id == agent_id)
-    else {
+    let roster = state.roster();
+    let Some(agent) = roster.agents.iter().find(|agent| agent.id == agent_id) else {
         return error(
             StatusCode::NOT_FOUND,
             "no such agent (agents come from [[agents]] in the configuration)",
@@ -316,7 +312,7 @@ struct QueueSide {
 /// fail (Redis down); the call list then shows what this node knows, without queue details.
 async fn queue_sides(state: &AppState) -> Result<HashMap<String, QueueSide>, StoreError> {
     let mut sides: HashMap<String, QueueSide> = HashMap::new();
-    for queue in &state.roster.queues {
+    for queue in &state.roster().queues {
         for (index, call) in state.store.waiting(queue).await?.into_iter().enumerate() {
             let side = sides.entry(call.call_sid).or_default();
             side.queue = Some(call.queue);

@@ -198,8 +198,9 @@ pub async fn queue_history(
         Ok(request) => request,
         Err(message) => return bad_request(message),
     };
+    let roster = state.roster();
     let queues: Vec<&String> = match &request.queue {
-        Some(name) => match state.roster.queues.iter().find(|queue| *queue == name) {
+        Some(name) => match roster.queues.iter().find(|queue| *queue == name) {
             Some(queue) => vec![queue],
             None => {
                 return (
@@ -211,7 +212,7 @@ pub async fn queue_history(
                     .into_response();
             }
         },
-        None => state.roster.queues.iter().collect(),
+        None => roster.queues.iter().collect(),
     };
     let read = futures_util::future::try_join(
         queue_buckets(&state, &queues, &request),

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod player;
 pub mod queues;
 pub mod recordings;
+pub mod reload;
 pub mod router;
 pub mod session;
 mod twilio_routes;
@@ -24,7 +25,7 @@ mod twilio_routes;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -47,8 +48,8 @@ use calls::CallRegistry;
 /// Everything a request handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub flow: Arc<Flow>,
-    pub prompts: Arc<PromptLibrary>,
+    /// The flow, prompts, roster and settings new calls use; replaced by a reload.
+    pub running: Arc<reload::RunningConfig>,
     pub calls: Arc<CallRegistry>,
     /// `public_url` without a trailing slash: the base Twilio signs webhook URLs with.
     pub public_base: Arc<str>,
@@ -59,7 +60,6 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// Cancelled when calls in progress must close (after the shutdown grace period).
     pub force_close: CancellationToken,
-    pub dtmf: crate::config::DtmfMode,
     /// Queues, agents, lockout counters, reset codes: memory (one node) or Redis (shared).
     pub store: Arc<dyn Store>,
     /// Verification and reset; `None` when the configuration has no `[identity]` or its
@@ -69,12 +69,8 @@ pub struct AppState {
     pub webhook_secret: Option<Arc<WebhookSecret>>,
     /// Who may use `/api/*`.
     pub access: AccessPolicy,
-    /// The configured agents and queues, for the live-state API.
-    pub roster: Arc<agents::Roster>,
     /// This node's queue dispatcher; [`serve`] runs its loop.
     pub router: Arc<router::Router>,
-    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
-    pub recordings_dir: Arc<Path>,
     /// Queue, agent and call changes for `/api/v1/events`; shared across nodes through Redis.
     pub events: Arc<events::EventBus>,
     /// This node's Prometheus counters (`/metrics`).
@@ -108,6 +104,8 @@ pub enum StartError {
     Secret(#[from] crate::identity::secret::SecretError),
     #[error("{0}")]
     Access(#[from] access::AccessConfigError),
+    #[error("{0}")]
+    Build(#[from] reload::BuildError),
 }
 
 fn list(errors: &[PromptError]) -> String {
@@ -125,6 +123,25 @@ pub struct Loaded {
 }
 
 impl AppState {
+    /// The running call flow (new calls start on it).
+    pub fn flow(&self) -> Arc<Flow> {
+        self.running.current().flow.clone()
+    }
+
+    pub fn prompts(&self) -> Arc<PromptLibrary> {
+        self.running.current().prompts.clone()
+    }
+
+    /// The configured agents and queues.
+    pub fn roster(&self) -> Arc<agents::Roster> {
+        self.running.current().roster.clone()
+    }
+
+    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
+    pub fn recordings_dir(&self) -> Arc<Path> {
+        self.running.current().recordings_dir.clone()
+    }
+
     /// Build the state from a checked configuration: compile the flow, load every prompt,
     /// connect the store, open the patient directory. Secrets come from the environment.
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
@@ -162,13 +179,7 @@ impl AppState {
             std::env::var("CARELINE_ADMIN_TOKENS").ok().as_deref(),
             loopback_only,
         )?;
-        let flow = Flow::from_config(config)?;
-        let started = Instant::now();
-        let languages = config.languages();
-        let ids = config.prompt_ids();
-        let prompts = PromptLibrary::load(&loaded.prompts_dir(), &languages, &ids)
-            .map_err(StartError::Prompts)?;
-        let prompt_load_time = started.elapsed();
+        let (running, prompt_load_time) = reload::Running::build(loaded)?;
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
         let node_id = node_id();
@@ -186,8 +197,10 @@ impl AppState {
         router.attach_metrics(metrics.clone());
         Ok(Loaded {
             state: AppState {
-                flow: Arc::new(flow),
-                prompts: Arc::new(prompts),
+                running: Arc::new(reload::RunningConfig::new(
+                    running,
+                    Some(loaded.path.clone()),
+                )),
                 calls: Arc::new(CallRegistry::new()),
                 public_base,
                 websocket_base,
@@ -197,14 +210,11 @@ impl AppState {
                     .map(Arc::from),
                 tracker: TaskTracker::new(),
                 force_close: CancellationToken::new(),
-                dtmf: config.ivr.dtmf,
                 store: store.clone(),
                 identity,
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
-                roster: Arc::new(agents::Roster::from_config(config)),
                 router,
-                recordings_dir: Arc::from(loaded.resolve(recordings_dir(config))),
                 events,
                 metrics,
             },
@@ -227,14 +237,6 @@ fn node_id() -> String {
         .unwrap_or_else(|| "node".to_owned());
     let random: u32 = rand::random();
     format!("{host}-{}-{random:08x}", std::process::id())
-}
-
-/// `[recordings] dir` as written, or the default when the section is absent.
-fn recordings_dir(config: &crate::config::Config) -> &Path {
-    config.recordings.as_ref().map_or(
-        Path::new(crate::media::recording::DEFAULT_DIR),
-        |recordings| recordings.dir.as_path(),
-    )
 }
 
 /// The Redis `CARELINE_REDIS_URL` or `[store] url` names, if any.
@@ -292,6 +294,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
+        .route("/api/v1/reload", post(reload::reload_route))
         .route("/api/v1/events", get(events::stream_events))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/wallboard.js", get(dashboard::script))

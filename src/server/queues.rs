@@ -203,10 +203,11 @@ impl QueueDepth {
 
 /// The time zone "today" is counted in for `queue`: its schedule's, else UTC.
 pub fn queue_time_zone(state: &AppState, queue: &QueueConfig) -> TimeZone {
+    let flow = state.flow();
     queue
         .schedule
         .as_ref()
-        .and_then(|name| state.flow.schedules.get(name))
+        .and_then(|name| flow.schedules.get(name))
         .map_or(TimeZone::UTC, |schedule| schedule.time_zone().clone())
 }
 
@@ -282,8 +283,8 @@ pub async fn queue_board(
     now: jiff::Timestamp,
 ) -> Result<Vec<QueueView>, StoreError> {
     let now_ms = now.as_millisecond();
-    let queues: Vec<(&String, &QueueConfig, TimeZone)> = state
-        .roster
+    let roster = state.roster();
+    let queues: Vec<(&String, &QueueConfig, TimeZone)> = roster
         .queue_configs
         .iter()
         .map(|(name, config)| (name, config, queue_time_zone(state, config)))
@@ -297,8 +298,8 @@ pub async fn queue_board(
         ),
     )
     .await?;
-    let states = board_states(&state.roster.agents, &records, now_ms);
-    let skills = SkillIndex::new(&state.roster.agents);
+    let states = board_states(&roster.agents, &records, now_ms);
+    let skills = SkillIndex::new(&roster.agents);
     Ok(queues
         .into_iter()
         .zip(readings)
@@ -324,7 +325,7 @@ pub async fn queue_board(
 
 /// The store's side of `/metrics`: each queue's depth, and every configured agent by state.
 pub async fn store_gauges(state: &AppState, now_ms: i64) -> Result<StoreGauges, StoreError> {
-    let names = &state.roster.queues;
+    let names = &state.roster().queues;
     let (agents, waiting) = futures_util::future::try_join(
         state.store.agents(),
         try_join_all(names.iter().map(|name| state.store.waiting(name))),
@@ -335,7 +336,7 @@ pub async fn store_gauges(state: &AppState, now_ms: i64) -> Result<StoreGauges, 
         .map(|record| (record.id.clone(), record))
         .collect();
     let mut counts = AgentCounts::default();
-    for state in board_states(&state.roster.agents, &records, now_ms) {
+    for state in board_states(&state.roster().agents, &records, now_ms) {
         counts.count(state);
     }
     Ok(StoreGauges {

@@ -36,7 +36,7 @@ pub async fn list_voicemails(State(state): State<AppState>, headers: HeaderMap) 
     if let Err(refusal) = state.access.viewer(&headers) {
         return refusal.into_response();
     }
-    let dir = state.recordings_dir.clone();
+    let dir = state.recordings_dir().clone();
     let listed = tokio::task::spawn_blocking(move || recording::list_voicemails(&dir)).await;
     match listed {
         Ok(Ok(voicemails)) => {
@@ -79,7 +79,7 @@ pub async fn voicemail_audio(
     }
     let Some(path) = file
         .strip_suffix(".wav")
-        .and_then(|id| recording::audio_path(&state.recordings_dir, id))
+        .and_then(|id| recording::audio_path(&state.recordings_dir(), id))
     else {
         return error(StatusCode::NOT_FOUND, "no such voicemail");
     };

@@ -143,7 +143,8 @@ pub struct Router {
     store: Arc<dyn Store>,
     /// This node's id: the store gives this router only the calls enqueued under it.
     node_id: String,
-    policy: QueuePolicy,
+    /// Replaced whole by a configuration reload; a round works on one snapshot.
+    policy: std::sync::RwLock<Arc<QueuePolicy>>,
     clock: Clock,
     handle_times: Mutex<HandleTimes>,
     /// Waiters and pending reservations under one lock: a reservation that arrives as its call
@@ -226,7 +227,7 @@ impl Router {
         Router {
             store,
             node_id,
-            policy: QueuePolicy::from_config(config),
+            policy: std::sync::RwLock::new(Arc::new(QueuePolicy::from_config(config))),
             clock,
             handle_times: Mutex::new(HandleTimes::new()),
             calls: Mutex::new(Calls::default()),
@@ -278,8 +279,21 @@ impl Router {
     }
 
     /// The queues' routing rules (open/closed, candidates, agents on shift).
-    pub fn policy(&self) -> &QueuePolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<QueuePolicy> {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A reloaded configuration's queues, agents and shifts; the next round uses them.
+    pub fn reload(&self, config: &Config) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(QueuePolicy::from_config(config));
+        self.wake();
     }
 
     /// A call this node carries joins its queue; `call.node` is set to this node. Joining is
@@ -300,8 +314,8 @@ impl Router {
         if self.deliver_held(&call.call_sid, &deliver) {
             return Ok(receiver);
         }
-        if !self.policy.is_open(&call.queue, now) {
-            if self.policy.queue(&call.queue).is_none() {
+        if !self.policy().is_open(&call.queue, now) {
+            if self.policy().queue(&call.queue).is_none() {
                 tracing::warn!(queue = %call.queue, "a call asked for a queue the configuration does not have");
                 return Err(JoinRefusal::Closed);
             }
@@ -370,7 +384,7 @@ impl Router {
     ) -> Result<QueueStatus, StoreError> {
         let position = self.store.position(queue, call_sid).await?;
         let estimate = position.and_then(|position| {
-            let on_shift = self.policy.agents_on_shift(queue, now);
+            let on_shift = self.policy().agents_on_shift(queue, now);
             self.handle_times().estimate(queue, position, on_shift)
         });
         Ok(QueueStatus { position, estimate })
@@ -480,7 +494,7 @@ impl Router {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let wrap_up = Duration::from_secs(
-            self.policy
+            self.policy()
                 .queue(queue)
                 .map_or(0, |config| config.wrap_up_secs),
         );
@@ -594,12 +608,13 @@ impl Router {
     async fn dispatch_round(&self, state: &mut LoopState) -> Result<(), StoreError> {
         let now = (self.clock)();
         let mut first_error = None;
-        for queue in self.policy.queue_names() {
-            let candidates = self.policy.candidates(queue, now);
+        let policy = self.policy();
+        for queue in policy.queue_names() {
+            let candidates = policy.candidates(queue, now);
             if candidates.is_empty() {
                 continue;
             }
-            let strategy = self.policy.strategy(queue);
+            let strategy = policy.strategy(queue);
             loop {
                 let reserved = self
                     .store
@@ -744,7 +759,7 @@ impl Router {
         if state.epoch.as_deref() == Some(epoch.as_str()) {
             return Ok(());
         }
-        let agent_ids = self.policy.agent_ids();
+        let agent_ids = self.policy().agent_ids();
         if !agent_ids.is_empty() {
             self.store
                 .register_agents(&agent_ids, now.as_millisecond())

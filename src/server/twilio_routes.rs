@@ -134,17 +134,19 @@ pub async fn media(
         );
         check_signature(token, &url, &[], &headers)?;
     }
+    // The configuration running now; the call keeps it even if a reload replaces it.
+    let running = state.running.current();
     let context = SessionContext {
-        flow: state.flow.clone(),
-        prompts: state.prompts.clone(),
+        flow: running.flow.clone(),
+        prompts: running.prompts.clone(),
         calls: state.calls.clone(),
         force_close: state.force_close.clone(),
-        dtmf: state.dtmf,
+        dtmf: running.dtmf,
         identity: state.identity.clone(),
         router: state.router.clone(),
-        roster: state.roster.clone(),
+        roster: running.roster.clone(),
         store: state.store.clone(),
-        recordings_dir: state.recordings_dir.clone(),
+        recordings_dir: running.recordings_dir.clone(),
         metrics: state.metrics.clone(),
     };
     let tracker = state.tracker.clone();
