@@ -6,13 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, DigitScript, place_call};
+use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus};
 use careline::media::recording::list_voicemails;
 use careline::store::{
     AgentActivity, AgentStatus, CallCounters, CallbackStatus, QueueCounters, StatsInterval,
 };
 use careline::twilio::twiml::DialTarget;
-use common::TestServer;
+use common::{TestServer, call, make_available, script};
 
 const QUEUE_FLOW: &str = r#"
 [server]
@@ -86,10 +86,6 @@ client = "anguyen"
 
 const PROMPTS: [&str; 2] = ["main_menu", "after_hours"];
 
-fn script(text: &str) -> DigitScript {
-    text.parse().expect("valid digit script")
-}
-
 async fn server() -> TestServer {
     TestServer::start_with(QUEUE_FLOW, &["en"], &PROMPTS, None).await
 }
@@ -151,22 +147,11 @@ async fn calls_today(server: &TestServer, ready: impl Fn(&CallCounters) -> bool)
     counters
 }
 
-async fn make_available(server: &TestServer, agent: &str) {
-    let now = jiff::Timestamp::now().as_millisecond();
-    server
-        .state
-        .store
-        .set_agent_status(agent, AgentStatus::Available, now)
-        .await
-        .expect("status set");
-    server.state.router.wake();
-}
-
 #[tokio::test]
 async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps_up() {
     let server = server().await;
     make_available(&server, "anguyen").await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("1"))
             .dial(vec![DialBehaviour::Answer {
@@ -175,13 +160,7 @@ async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps
             }])
             .max_duration(Duration::from_secs(30)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert!(
         report.played_prompts().contains(&"connecting".to_owned()),
         "{:?}",
@@ -223,7 +202,7 @@ async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps
 async fn an_unanswered_offer_puts_the_caller_back_in_line_and_offers_again() {
     let server = server().await;
     make_available(&server, "anguyen").await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("1"))
             .dial(vec![
@@ -235,13 +214,7 @@ async fn an_unanswered_offer_puts_the_caller_back_in_line_and_offers_again() {
             ])
             .max_duration(Duration::from_secs(30)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     let dials: Vec<DialStatus> = report
         .dials()
         .into_iter()
@@ -268,19 +241,13 @@ async fn an_unanswered_offer_puts_the_caller_back_in_line_and_offers_again() {
 async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting() {
     let server = server().await;
     make_available(&server, "anguyen").await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("1"))
             .dial(vec![DialBehaviour::NoAnswer])
             .max_duration(Duration::from_secs(8)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert_eq!(report.dials().len(), 2);
     assert_eq!(report.ended, CallEnd::CallerHungUp);
     let agent = server
@@ -314,18 +281,12 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
 async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
     let server = server().await;
     // The agent is on shift but not available: the queue is open, nobody takes the call.
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("1"))
             .max_duration(Duration::from_secs(4)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     let played = report.played_prompts();
     assert!(played.contains(&"queue_position".to_owned()), "{played:?}");
     assert!(played.contains(&"callback_offer".to_owned()), "{played:?}");
@@ -348,18 +309,12 @@ async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
 #[tokio::test]
 async fn a_closed_queue_sends_the_caller_to_when_closed() {
     let server = server().await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("3"))
             .max_duration(Duration::from_secs(20)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert_eq!(
         report.played_prompts().last().map(String::as_str),
         Some("after_hours")
@@ -376,7 +331,7 @@ async fn a_closed_queue_sends_the_caller_to_when_closed() {
 #[tokio::test]
 async fn a_transfer_dials_the_outside_number() {
     let server = server().await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("2"))
             .dial(vec![DialBehaviour::Answer {
@@ -385,13 +340,7 @@ async fn a_transfer_dials_the_outside_number() {
             }])
             .max_duration(Duration::from_secs(20)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert_eq!(
         report.dials(),
         [(
@@ -405,19 +354,13 @@ async fn a_transfer_dials_the_outside_number() {
 #[tokio::test]
 async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
     let server = server().await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .from("+13125550101")
             .digits(script("1,p1,1,p1.5,1"))
             .max_duration(Duration::from_secs(20)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     let played = report.played_prompts();
     assert!(
         played.contains(&"callback_confirm_intro".to_owned()),
@@ -457,18 +400,12 @@ async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
 #[tokio::test]
 async fn a_voicemail_is_recorded_to_a_wav_and_listed() {
     let server = server().await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("4"))
             .max_duration(Duration::from_secs(20)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert_eq!(
         report.played_prompts().last().map(String::as_str),
         Some("voicemail_saved")

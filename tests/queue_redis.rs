@@ -5,10 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, DigitScript, place_call};
-use careline::store::AgentStatus;
+use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, place_call};
 use careline::store::test_redis::TestRedis;
-use common::TestServer;
+use common::{TestServer, call, make_available, script};
 
 const FLOW: &str = r#"
 [server]
@@ -81,33 +80,9 @@ client = "cgarcia"
 const PROMPTS: [&str; 3] = ["main_menu", "info", "after_hours"];
 const AGENTS: [&str; 3] = ["anguyen", "bwilliams", "cgarcia"];
 
-fn script(text: &str) -> DigitScript {
-    text.parse().expect("valid digit script")
-}
-
 async fn node(redis: &TestRedis) -> TestServer {
     let flow = FLOW.replace("REDIS_URL", &redis.url());
     TestServer::start_with(&flow, &["en"], &PROMPTS, None).await
-}
-
-async fn make_available(server: &TestServer, agent: &str) {
-    // Until the node has registered its agents in a Redis that restarted empty, the change is
-    // refused; try again briefly.
-    for _ in 0..100 {
-        let now = jiff::Timestamp::now().as_millisecond();
-        if server
-            .state
-            .store
-            .set_agent_status(agent, AgentStatus::Available, now)
-            .await
-            .is_ok()
-        {
-            server.state.router.wake();
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("agent {agent} could not be made available");
 }
 
 #[tokio::test]
@@ -124,7 +99,7 @@ async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
         } else {
             second.base_url.clone()
         };
-        place_call(
+        call(
             CallOptions::new(base)
                 .digits(script("1"))
                 .dial(vec![DialBehaviour::Answer {
@@ -136,12 +111,6 @@ async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
     });
     let reports = futures_util::future::join_all(calls).await;
     for report in &reports {
-        let report = report.as_ref().expect("call completes");
-        assert!(
-            report.protocol_errors.is_empty(),
-            "{:?}",
-            report.protocol_errors
-        );
         let dials: Vec<DialStatus> = report
             .dials()
             .into_iter()
@@ -174,7 +143,7 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     let server = node(&redis).await;
     let (steps, live_steps) = tokio::sync::mpsc::unbounded_channel();
     let base_url = server.base_url.clone();
-    let call = tokio::spawn(place_call(
+    let waiting_call = tokio::spawn(place_call(
         CallOptions::new(base_url)
             .digits(script("1"))
             .live_steps(live_steps)
@@ -196,7 +165,10 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     );
 
     make_available(&server, "anguyen").await;
-    let report = call.await.expect("call task").expect("call completes");
+    let report = waiting_call
+        .await
+        .expect("call task")
+        .expect("call completes");
     drop(steps);
     assert!(
         report.protocol_errors.is_empty(),
@@ -216,18 +188,12 @@ async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apolog
     let mut redis = TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
     let server = node(&redis).await;
     redis.stop();
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("w2,w1"))
             .max_duration(Duration::from_secs(30)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     assert_eq!(
         report.played_prompts(),
         [

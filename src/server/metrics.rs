@@ -57,6 +57,12 @@ impl Metrics {
         bump(&self.frames_in.0, 1);
     }
 
+    /// `n` media frames received from Twilio (a call adds its frames in batches, so thousands
+    /// of calls do not all write this counter 50 times a second).
+    pub fn frames_in(&self, n: u64) {
+        bump(&self.frames_in.0, n);
+    }
+
     /// `n` media frames sent to Twilio.
     pub fn frame_out(&self, n: u64) {
         bump(&self.frames_out.0, n);

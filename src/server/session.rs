@@ -35,6 +35,8 @@ use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Sto
 use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
+/// Inbound frames a call counts before adding them to the node's metrics: one second's worth.
+const FRAME_COUNT_BATCH: u64 = 50;
 /// 20 ms frames in one 60 ms prompt chunk, for the outbound frame count.
 const FRAMES_PER_CHUNK: u64 = 3;
 /// Largest inbound message accepted; Twilio's are a few hundred bytes.
@@ -495,7 +497,9 @@ impl CallStream {
         match event {
             StreamEvent::Media { payload, .. } => {
                 self.frames_in += 1;
-                self.context.metrics.frame_in();
+                if self.frames_in.is_multiple_of(FRAME_COUNT_BATCH) {
+                    self.context.metrics.frames_in(FRAME_COUNT_BATCH);
+                }
                 if self.recorder.is_some() {
                     self.record(&payload);
                 }
@@ -956,6 +960,9 @@ impl CallStream {
 
     fn finish(mut self, end: SessionEnd) -> SessionEnd {
         self.context.metrics.call_ended();
+        self.context
+            .metrics
+            .frames_in(self.frames_in % FRAME_COUNT_BATCH);
         // A caller who hangs up mid-message still leaves what they said.
         self.stop_recording();
         if self.first_stream {

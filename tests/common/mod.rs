@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use careline::caller::{CallOptions, CallReport, DigitScript, place_call};
 use careline::server::{self, AppState};
+use careline::store::AgentStatus;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -191,4 +193,40 @@ pub fn write_tone(path: &Path, millis: u32) {
             .expect("write sample");
     }
     writer.finalize().expect("finalize wav");
+}
+
+/// A digit script for the test caller.
+pub fn script(text: &str) -> DigitScript {
+    text.parse().expect("valid digit script")
+}
+
+/// Place a call and require that careline spoke the protocol as Twilio expects all along.
+pub async fn call(options: CallOptions) -> CallReport {
+    let report = place_call(options).await.expect("call completes");
+    assert!(
+        report.protocol_errors.is_empty(),
+        "{:?}",
+        report.protocol_errors
+    );
+    report
+}
+
+/// Make `agent` available and let the router know. Right after a Redis restart the store may not
+/// know the agent until the node registers it again, so this tries for a while.
+pub async fn make_available(server: &TestServer, agent: &str) {
+    for _ in 0..100 {
+        let now = jiff::Timestamp::now().as_millisecond();
+        if server
+            .state
+            .store
+            .set_agent_status(agent, AgentStatus::Available, now)
+            .await
+            .is_ok()
+        {
+            server.state.router.wake();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("agent {agent} could not be made available");
 }
