@@ -546,3 +546,27 @@ fn numbers_are_read_as_words_up_to_ninety_nine() {
     assert_eq!(said(99), ["number_90", "digit_9"]);
     assert_eq!(said(105), ["digit_1", "digit_0", "digit_5"]);
 }
+
+#[test]
+fn long_estimates_are_read_in_whole_tens_of_minutes() {
+    let mut call = Harness::new();
+    call.send(Event::Started);
+    call.press("1");
+    call.send(Event::Queue(QueueEvent::Joined));
+    call.take_played();
+    call.send(Event::Queue(QueueEvent::Status {
+        position: Some(31),
+        estimate: Some(Duration::from_secs(33 * 60 + 20)),
+    }));
+    assert_eq!(
+        call.take_played(),
+        [
+            "queue_position",
+            "number_30",
+            "digit_1",
+            "queue_wait_minutes",
+            "number_30",
+            "callback_offer"
+        ]
+    );
+}

@@ -126,6 +126,18 @@ const CALLBACK_MAX_DIGITS: usize = 15;
 /// been told the truth; one told "0 minutes" has not.
 const ONE_MINUTE: Duration = Duration::from_secs(60);
 
+/// The minutes an estimate is read as: whole minutes rounded up, and from 20 minutes on rounded
+/// to the nearest ten. An estimate that long is coarse anyway, and a whole ten reads naturally
+/// in every language (Spanish says "treinta y uno", not "treinta, uno").
+fn spoken_minutes(wait: Duration) -> u64 {
+    let minutes = wait.as_secs().div_ceil(60);
+    if minutes < 20 {
+        minutes
+    } else {
+        (minutes + 5) / 10 * 10
+    }
+}
+
 /// The prompts that say `n`: 0–99 in words, larger numbers digit by digit.
 pub fn number_prompts(n: u64) -> Vec<Arc<str>> {
     if let Some(words) = u32::try_from(n).ok().and_then(prompts::number_prompts) {
@@ -230,7 +242,7 @@ impl Call {
                     }
                     Some(wait) => {
                         list.push(Arc::from(prompts::QUEUE_WAIT_MINUTES));
-                        list.extend(number_prompts(wait.as_secs().div_ceil(60)));
+                        list.extend(number_prompts(spoken_minutes(wait)));
                     }
                     None => {}
                 }
