@@ -188,6 +188,17 @@ async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apolog
     let mut redis = TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
     let server = node(&redis).await;
     redis.stop();
+    let health: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{}/healthz", server.base_url))
+            .await
+            .expect("healthz answers")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("JSON");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store_reachable"], false, "{health}");
     let report = call(
         CallOptions::new(&server.base_url)
             .digits(script("w2,w1"))
