@@ -242,6 +242,8 @@ pub struct Call {
     swallow_pound: bool,
     /// The caller ID as digits, offered back for a callback; `None` when withheld.
     caller_number: Option<Digits>,
+    /// An agent was reserved while a callback request was being stored.
+    agent_waiting: bool,
 }
 
 impl Call {
@@ -264,6 +266,7 @@ impl Call {
             verification_failed: false,
             swallow_pound: false,
             caller_number: None,
+            agent_waiting: false,
         }
     }
 

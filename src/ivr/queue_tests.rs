@@ -570,3 +570,23 @@ fn long_estimates_are_read_in_whole_tens_of_minutes() {
         ]
     );
 }
+
+#[test]
+fn an_agent_reserved_while_a_failed_callback_was_being_stored_still_gets_the_caller() {
+    let mut call = Harness::with_caller("+13125550101");
+    call.waiting_in_queue();
+    call.press("1");
+    call.press("1");
+    call.take_played();
+    assert!(
+        call.send(Event::AgentReserved).is_empty(),
+        "nothing while storing"
+    );
+    call.send(Event::Callback(CallbackOutcome::Failed));
+    assert_eq!(call.take_played(), ["connecting"]);
+    call.finish_prompt();
+    assert!(
+        call.take_actions()
+            .contains(&Action::HandOff(HandOff::Agent))
+    );
+}

@@ -339,6 +339,16 @@ impl Call {
                 stage: CallbackStage::Confirming | CallbackStage::Entering,
                 ..
             }) => (**queueing).clone(),
+            // The callback is being stored: if that fails the caller is back in line, and this
+            // agent is theirs then; if it succeeds, leaving the queue frees the agent.
+            Step::Callback(CallbackRequest {
+                from_queue: Some(_),
+                stage: CallbackStage::Storing,
+                ..
+            }) => {
+                self.agent_waiting = true;
+                return;
+            }
             _ => return,
         };
         let _ = now;
@@ -755,7 +765,11 @@ impl Call {
                 return match request.from_queue.take() {
                     Some(queueing) => {
                         self.step = Step::Queued(*queueing);
-                        self.announce_in_queue(&[prompts::TECHNICAL_DIFFICULTY], out);
+                        if std::mem::take(&mut self.agent_waiting) {
+                            self.agent_reserved(now, out);
+                        } else {
+                            self.announce_in_queue(&[prompts::TECHNICAL_DIFFICULTY], out);
+                        }
                     }
                     None => {
                         let next = request.next.clone();
