@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::server::queues::QueueView;
 use anyhow::{Context, anyhow};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -36,38 +37,6 @@ pub struct StatsArgs {
     /// The configuration whose server.listen is the default --url.
     #[arg(long, default_value = "config/careline.toml")]
     pub config: PathBuf,
-}
-
-/// One queue of `/api/v1/queues`, as far as the table needs it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct QueueRow {
-    pub name: String,
-    pub waiting: u64,
-    pub longest_wait_secs: i64,
-    pub agents: AgentCountsRow,
-    pub today: TodayRow,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct AgentCountsRow {
-    pub available: u32,
-    pub reserved: u32,
-    pub on_call: u32,
-    pub wrap_up: u32,
-    #[serde(rename = "break")]
-    pub on_break: u32,
-    pub offline: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TodayRow {
-    pub offered: u64,
-    pub answered: u64,
-    pub abandoned: u64,
-    pub callbacks: u64,
-    pub service_level: Option<f64>,
-    pub asa_secs: Option<f64>,
-    pub abandon_rate: Option<f64>,
 }
 
 /// One agent of `/api/v1/agents`.
@@ -167,7 +136,7 @@ struct Board {
 }
 
 impl Board {
-    async fn fetch(&self) -> anyhow::Result<(Vec<QueueRow>, Vec<AgentRow>)> {
+    async fn fetch(&self) -> anyhow::Result<(Vec<QueueView>, Vec<AgentRow>)> {
         futures_util::future::try_join(self.get("/api/v1/queues"), self.get("/api/v1/agents")).await
     }
 
@@ -210,7 +179,7 @@ impl Board {
 }
 
 /// Both tables, each row ending in a newline.
-pub fn render(queues: &[QueueRow], agents: &[AgentRow]) -> String {
+pub fn render(queues: &[QueueView], agents: &[AgentRow]) -> String {
     let queue_rows: Vec<Vec<String>> = queues
         .iter()
         .map(|queue| {
@@ -345,13 +314,14 @@ fn percent(ratio: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::queues::{AgentCounts, TodayView};
 
-    fn queue(name: &str, waiting: u64, longest: i64, today: TodayRow) -> QueueRow {
-        QueueRow {
+    fn queue(name: &str, waiting: usize, longest: i64, today: TodayView) -> QueueView {
+        QueueView {
             name: name.to_owned(),
             waiting,
             longest_wait_secs: longest,
-            agents: AgentCountsRow {
+            agents: AgentCounts {
                 available: 1,
                 reserved: 0,
                 on_call: 2,
@@ -370,7 +340,9 @@ mod tests {
                 "portal",
                 3,
                 125,
-                TodayRow {
+                TodayView {
+                    date: "2026-11-30".to_owned(),
+                    timezone: "America/Chicago".to_owned(),
                     offered: 40,
                     answered: 35,
                     abandoned: 3,
@@ -384,7 +356,9 @@ mod tests {
                 "registration",
                 0,
                 0,
-                TodayRow {
+                TodayView {
+                    date: "2026-11-30".to_owned(),
+                    timezone: "America/Chicago".to_owned(),
                     offered: 0,
                     answered: 0,
                     abandoned: 0,

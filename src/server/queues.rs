@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::try_join_all;
 use jiff::tz::TimeZone;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
@@ -60,7 +60,7 @@ pub fn board_state(record: &AgentRecord, now_ms: i64) -> BoardState {
 }
 
 /// Agents by board state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AgentCounts {
     pub available: u32,
     pub reserved: u32,
@@ -225,7 +225,7 @@ pub fn today_range(now_ms: i64, zone: &TimeZone) -> (i64, i64, StatsInterval) {
 }
 
 /// Today's figures of one queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TodayView {
     /// The local date counted, `YYYY-MM-DD`.
     pub date: String,
@@ -243,8 +243,8 @@ pub struct TodayView {
     pub abandon_rate: Option<f64>,
 }
 
-/// One queue as `GET /api/v1/queues` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One queue as `GET /api/v1/queues` shows it (and `careline stats` reads it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueView {
     pub name: String,
     pub waiting: usize,
