@@ -75,6 +75,13 @@ id = "cgarcia"
 name = "Carlos Garcia"
 skills = ["portal"]
 client = "cgarcia"
+
+# Answers no queue here: available all along, so the restart test can watch her status.
+[[agents]]
+id = "dokafor"
+name = "Dana Okafor"
+skills = ["billing"]
+client = "dokafor"
 "#;
 
 const PROMPTS: [&str; 3] = ["main_menu", "info", "after_hours"];
@@ -155,6 +162,9 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     ));
     let waiting = wait_for_waiting(&server, 1).await;
     let before = waiting[0].clone();
+    make_available(&server, "dokafor").await;
+    // The router notes statuses every couple of seconds; let it see this one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     redis.restart().unwrap_or_else(|error| panic!("{error}"));
     let waiting = wait_for_waiting(&server, 1).await;
@@ -162,6 +172,20 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     assert_eq!(
         waiting[0].enqueued_at_ms, before.enqueued_at_ms,
         "re-registered with its original enqueue time"
+    );
+    let mut restored = None;
+    for _ in 0..100 {
+        if let Ok(Some(agent)) = server.state.store.agent("dokafor").await
+            && agent.status == careline::store::AgentStatus::Available
+        {
+            restored = Some(agent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        restored.is_some(),
+        "an agent who was available is available again after the store lost its data"
     );
 
     make_available(&server, "anguyen").await;

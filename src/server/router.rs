@@ -46,7 +46,7 @@ use crate::config::Config;
 use crate::routing::eligibility::QueuePolicy;
 use crate::routing::estimate::HandleTimes;
 use crate::store::stats::QueueStatEvent;
-use crate::store::{MissedOffer, QueuedCall, Reservation, Store, StoreError};
+use crate::store::{AgentStatus, MissedOffer, QueuedCall, Reservation, Store, StoreError};
 
 /// Offers an agent may miss in a row before they are put on break.
 pub const MAX_MISSED_OFFERS: u32 = 2;
@@ -96,6 +96,8 @@ async fn remote_change(
     }
 }
 
+/// How often the router notes the agents' statuses, to restore them if the store loses its data.
+const STATUS_SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 /// Most waiters re-enqueued by one round's refresh, so a node with many callers spreads the
 /// work over several rounds instead of delaying one round's reservations.
 const REFRESH_BATCH: usize = 64;
@@ -188,6 +190,10 @@ struct LoopState {
     epoch: Option<String>,
     /// The store failed in an earlier round and has not answered a whole round since.
     store_failing: bool,
+    /// The agents' statuses as last read from the store, and when: after the store loses its
+    /// data, agents come back with these rather than all `offline`.
+    statuses: HashMap<String, AgentStatus>,
+    statuses_read: Option<Instant>,
 }
 
 impl Router {
@@ -527,6 +533,8 @@ impl Router {
         let mut state = LoopState {
             epoch: None,
             store_failing: false,
+            statuses: HashMap::new(),
+            statuses_read: None,
         };
         // Another node freeing an agent or queuing a call wakes this one at once, instead of at
         // its next timed round (one Redis round trip rather than up to a round's period).
@@ -642,6 +650,7 @@ impl Router {
         }
         self.release_expired_pending().await?;
         self.check_epoch(state, now).await?;
+        self.snapshot_statuses(state).await?;
         self.refresh_waiters().await?;
         first_error.map_or(Ok(()), Err)
     }
@@ -765,6 +774,16 @@ impl Router {
                 .register_agents(&agent_ids, now.as_millisecond())
                 .await?;
         }
+        if state.epoch.is_some() {
+            // The store lost its data: agents who were at their desks still are.
+            for (agent_id, status) in &state.statuses {
+                if *status != AgentStatus::Offline && agent_ids.contains(agent_id) {
+                    self.store
+                        .set_agent_status(agent_id, *status, now.as_millisecond())
+                        .await?;
+                }
+            }
+        }
         let waiting: Vec<QueuedCall> = self
             .calls()
             .waiters
@@ -783,6 +802,23 @@ impl Router {
         state.epoch = Some(epoch);
         // The agents are back (as the store now has them): match them at once.
         self.wake();
+        Ok(())
+    }
+
+    /// Remember the agents' statuses every [`STATUS_SNAPSHOT_EVERY`], for [`Router::check_epoch`].
+    async fn snapshot_statuses(&self, state: &mut LoopState) -> Result<(), StoreError> {
+        if state
+            .statuses_read
+            .is_some_and(|read| read.elapsed() < STATUS_SNAPSHOT_EVERY)
+        {
+            return Ok(());
+        }
+        let agents = self.store.agents().await?;
+        state.statuses = agents
+            .into_iter()
+            .map(|agent| (agent.id, agent.status))
+            .collect();
+        state.statuses_read = Some(Instant::now());
         Ok(())
     }
 
