@@ -95,17 +95,54 @@ pub const TENS: [&str; 8] = [
     "number_90",
 ];
 
-/// The prompts that say `n`, for 0 to 99: one prompt below 20 and for whole tens, else the
-/// tens then the digit ("forty", "two"). `None` above 99: say something else ("more than").
-pub fn number_prompts(n: u32) -> Option<impl Iterator<Item = &'static str>> {
+/// "twenty-one" .. "twenty-nine": `TWENTIES[n - 21]`. One word in Spanish ("veintiuno"), so
+/// every language has them as single prompts.
+pub const TWENTIES: [&str; 9] = [
+    "number_21",
+    "number_22",
+    "number_23",
+    "number_24",
+    "number_25",
+    "number_26",
+    "number_27",
+    "number_28",
+    "number_29",
+];
+
+/// "and" between tens and units where the language says it ("treinta y uno").
+pub const NUMBER_AND: &str = "number_and";
+
+/// How a language joins tens and units from 31 on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberStyle {
+    /// "thirty", "one" (English).
+    TensThenUnit,
+    /// "treinta", "y", "uno" (Spanish).
+    TensAndUnit,
+}
+
+impl NumberStyle {
+    /// The style of a prompt language (`es`, `es-419`, ... join with "y").
+    pub fn of(language: &str) -> NumberStyle {
+        if language == "es" || language.starts_with("es-") {
+            NumberStyle::TensAndUnit
+        } else {
+            NumberStyle::TensThenUnit
+        }
+    }
+}
+
+/// The prompts that say `n`, for 0 to 99: one prompt below 30 and for whole tens, else the
+/// tens, "and" if the language says it, then the digit. `None` above 99: say it digit by digit.
+pub fn number_prompts(n: u32, style: NumberStyle) -> Option<impl Iterator<Item = &'static str>> {
     let n = usize::try_from(n).ok().filter(|&n| n < 100)?;
+    let and = (style == NumberStyle::TensAndUnit).then_some(NUMBER_AND);
     let ids = match n {
-        0..=9 => [Some(DIGITS[n]), None],
-        10..=19 => [Some(TEENS[n - 10]), None],
-        _ => [
-            Some(TENS[n / 10 - 2]),
-            (n % 10 != 0).then(|| DIGITS[n % 10]),
-        ],
+        0..=9 => [Some(DIGITS[n]), None, None],
+        10..=19 => [Some(TEENS[n - 10]), None, None],
+        21..=29 => [Some(TWENTIES[n - 21]), None, None],
+        _ if n % 10 == 0 => [Some(TENS[n / 10 - 2]), None, None],
+        _ => [Some(TENS[n / 10 - 2]), and, Some(DIGITS[n % 10])],
     };
     Some(ids.into_iter().flatten())
 }
@@ -146,6 +183,8 @@ pub fn system_prompts() -> impl Iterator<Item = &'static str> {
     .chain(DIGITS)
     .chain(TEENS)
     .chain(TENS)
+    .chain(TWENTIES)
+    .chain([NUMBER_AND])
 }
 
 #[cfg(test)]
@@ -153,16 +192,21 @@ mod tests {
     use super::*;
 
     fn said(n: u32) -> Option<Vec<&'static str>> {
-        number_prompts(n).map(Iterator::collect)
+        number_prompts(n, NumberStyle::TensThenUnit).map(Iterator::collect)
+    }
+
+    fn dicho(n: u32) -> Option<Vec<&'static str>> {
+        number_prompts(n, NumberStyle::of("es")).map(Iterator::collect)
     }
 
     #[test]
-    fn numbers_up_to_99_are_said_with_at_most_two_prompts() {
+    fn numbers_up_to_99_are_said_in_words() {
         assert_eq!(said(0), Some(vec!["digit_0"]));
         assert_eq!(said(7), Some(vec!["digit_7"]));
         assert_eq!(said(10), Some(vec!["number_10"]));
         assert_eq!(said(19), Some(vec!["number_19"]));
         assert_eq!(said(20), Some(vec!["number_20"]));
+        assert_eq!(said(23), Some(vec!["number_23"]));
         assert_eq!(said(42), Some(vec!["number_40", "digit_2"]));
         assert_eq!(said(90), Some(vec!["number_90"]));
         assert_eq!(said(99), Some(vec!["number_90", "digit_9"]));
@@ -171,10 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn spanish_says_veintiuno_and_treinta_y_uno() {
+        assert_eq!(dicho(21), Some(vec!["number_21"]));
+        assert_eq!(dicho(31), Some(vec!["number_30", "number_and", "digit_1"]));
+        assert_eq!(dicho(40), Some(vec!["number_40"]));
+        assert_eq!(NumberStyle::of("es-419"), NumberStyle::TensAndUnit);
+        assert_eq!(NumberStyle::of("en"), NumberStyle::TensThenUnit);
+    }
+
+    #[test]
     fn every_number_prompt_is_a_system_prompt() {
         let system: Vec<&str> = system_prompts().collect();
         for n in 0..100 {
-            for id in number_prompts(n).into_iter().flatten() {
+            for id in number_prompts(n, NumberStyle::TensAndUnit)
+                .into_iter()
+                .flatten()
+            {
                 assert!(system.contains(&id), "{id}");
             }
         }

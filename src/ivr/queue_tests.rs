@@ -538,7 +538,12 @@ fn a_callback_node_schedules_and_goes_on() {
 
 #[test]
 fn numbers_are_read_as_words_up_to_ninety_nine() {
-    let said = |n| -> Vec<String> { number_prompts(n).iter().map(|p| p.to_string()).collect() };
+    let said = |n| -> Vec<String> {
+        number_prompts(n, "en")
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    };
     assert_eq!(said(0), ["digit_0"]);
     assert_eq!(said(7), ["digit_7"]);
     assert_eq!(said(13), ["number_13"]);

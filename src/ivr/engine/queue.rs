@@ -127,8 +127,7 @@ const CALLBACK_MAX_DIGITS: usize = 15;
 const ONE_MINUTE: Duration = Duration::from_secs(60);
 
 /// The minutes an estimate is read as: whole minutes rounded up, and from 20 minutes on rounded
-/// to the nearest ten. An estimate that long is coarse anyway, and a whole ten reads naturally
-/// in every language (Spanish says "treinta y uno", not "treinta, uno").
+/// to the nearest ten (an estimate that long is coarse anyway; "about thirty" is what it means).
 fn spoken_minutes(wait: Duration) -> u64 {
     let minutes = wait.as_secs().div_ceil(60);
     if minutes < 20 {
@@ -139,8 +138,12 @@ fn spoken_minutes(wait: Duration) -> u64 {
 }
 
 /// The prompts that say `n`: 0–99 in words, larger numbers digit by digit.
-pub fn number_prompts(n: u64) -> Vec<Arc<str>> {
-    if let Some(words) = u32::try_from(n).ok().and_then(prompts::number_prompts) {
+pub fn number_prompts(n: u64, language: &str) -> Vec<Arc<str>> {
+    let style = prompts::NumberStyle::of(language);
+    if let Some(words) = u32::try_from(n)
+        .ok()
+        .and_then(|n| prompts::number_prompts(n, style))
+    {
         return words.map(Arc::from).collect();
     }
     n.to_string()
@@ -234,7 +237,7 @@ impl Call {
                 let mut list: Vec<Arc<str>> = Vec::new();
                 if let Some(position) = position {
                     list.push(Arc::from(prompts::QUEUE_POSITION));
-                    list.extend(number_prompts(position as u64));
+                    list.extend(number_prompts(position as u64, &self.language));
                 }
                 match estimate {
                     Some(wait) if wait < ONE_MINUTE => {
@@ -242,7 +245,7 @@ impl Call {
                     }
                     Some(wait) => {
                         list.push(Arc::from(prompts::QUEUE_WAIT_MINUTES));
-                        list.extend(number_prompts(spoken_minutes(wait)));
+                        list.extend(number_prompts(spoken_minutes(wait), &self.language));
                     }
                     None => {}
                 }
