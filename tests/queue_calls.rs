@@ -278,6 +278,49 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
 }
 
 #[tokio::test]
+async fn an_agent_is_freed_when_the_caller_hangs_up_while_being_connected() {
+    let server = server().await;
+    make_available(&server, "anguyen").await;
+    let report = call(
+        CallOptions::new(&server.base_url)
+            .digits(script("1,hangup"))
+            .max_duration(Duration::from_secs(20)),
+    )
+    .await;
+    assert!(
+        report.dials().is_empty(),
+        "nobody is dialed for a caller who left"
+    );
+    let mut agent = None;
+    for _ in 0..100 {
+        let record = server
+            .state
+            .store
+            .agent("anguyen")
+            .await
+            .expect("store answers")
+            .expect("agent exists");
+        if record.activity == AgentActivity::Idle {
+            agent = Some(record);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let agent = agent.expect("the agent is not left reserved for a call that has gone");
+    assert_eq!(agent.status, AgentStatus::Available);
+    assert_eq!(agent.calls_today, 0);
+    assert!(
+        server
+            .state
+            .store
+            .waiting("portal")
+            .await
+            .expect("store")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
     let server = server().await;
     // The agent is on shift but not available: the queue is open, nobody takes the call.
