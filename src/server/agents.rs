@@ -297,6 +297,10 @@ pub struct CallView {
     /// The agent offered the call or talking to the caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The caller failed identity verification before reaching the queue: whoever takes the
+    /// call verifies them in person (no detail of what failed, ever).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verification_failed: bool,
 }
 
 /// What the store says about a call this node carries.
@@ -306,6 +310,7 @@ struct QueueSide {
     enqueued_at_ms: Option<i64>,
     position: Option<usize>,
     agent: Option<(String, &'static str)>,
+    verification_failed: bool,
 }
 
 /// The store's side of the calls: where each waits, and which agent holds it. Reading it may
@@ -318,6 +323,7 @@ async fn queue_sides(state: &AppState) -> Result<HashMap<String, QueueSide>, Sto
             side.queue = Some(call.queue);
             side.enqueued_at_ms = Some(call.enqueued_at_ms);
             side.position = Some(index + 1);
+            side.verification_failed = call.verification_failed;
         }
     }
     for agent in state.store.agents().await? {
@@ -372,6 +378,7 @@ pub async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Re
                     .map(|enqueued| (now_ms - enqueued).max(0) / 1000),
                 position: side.position,
                 agent: side.agent.map(|(agent, _)| agent),
+                verification_failed: call.verification_failed || side.verification_failed,
             }
         })
         .collect();

@@ -75,6 +75,8 @@ struct CallEntry {
     dialing: Option<(NextStep, Option<Instant>)>,
     /// The queue the call waits in, and since when (for the admin API).
     queue: Option<(String, Instant)>,
+    /// The caller failed identity verification: the agent must know.
+    verification_failed: bool,
 }
 
 /// What a call is doing, as far as this node can tell.
@@ -117,6 +119,7 @@ pub struct CallSnapshot {
     pub caller_id_masked: String,
     /// The queue the call waits in (or was offered from), and for how long it has waited.
     pub queue: Option<(String, Duration)>,
+    pub verification_failed: bool,
 }
 
 /// Calls registered by the voice webhook, keyed by Twilio's CallSid.
@@ -164,6 +167,7 @@ impl CallRegistry {
                 resume: StreamClaim::default(),
                 dialing: None,
                 queue: None,
+                verification_failed: false,
             },
         );
         token
@@ -196,6 +200,13 @@ impl CallRegistry {
                 }
                 None => call.queue = None,
             }
+        }
+    }
+
+    /// The caller failed identity verification (shown with the call until it ends).
+    pub fn mark_verification_failed(&self, call_sid: &str) {
+        if let Some(call) = self.lock().get_mut(call_sid) {
+            call.verification_failed = true;
         }
     }
 
@@ -305,6 +316,7 @@ impl CallRegistry {
                         .queue
                         .as_ref()
                         .map(|(name, since)| (name.clone(), now.saturating_duration_since(*since))),
+                    verification_failed: call.verification_failed,
                 };
                 (call.registered, snapshot)
             })
@@ -404,6 +416,17 @@ mod tests {
             phases(&calls),
             vec![("CA1".to_owned(), CallPhase::Ending, masked)]
         );
+    }
+
+    #[test]
+    fn a_caller_who_failed_verification_is_flagged_for_the_agent() {
+        let calls = CallRegistry::new();
+        let token = calls.register("CA1", "+13125550101");
+        calls.claim_stream("CA1", &token).expect("claims");
+        assert!(!calls.snapshot()[0].verification_failed);
+        calls.mark_verification_failed("CA1");
+        calls.set_queue("CA1", Some("portal"));
+        assert!(calls.snapshot()[0].verification_failed);
     }
 
     #[test]

@@ -825,6 +825,9 @@ impl CallStream {
                 verification_failed,
             },
         };
+        if call.verification_failed {
+            self.context.calls.mark_verification_failed(&self.call_sid);
+        }
         self.queued = Some(call.clone());
         let router = self.context.router.clone();
         self.lookup = Some(Box::pin(async move {
