@@ -12,6 +12,7 @@ pub mod calls;
 mod dashboard;
 pub mod events;
 mod history;
+mod keypad;
 pub mod logging;
 pub mod metrics;
 pub mod player;
