@@ -90,6 +90,17 @@ async fn server() -> TestServer {
     TestServer::start_with(QUEUE_FLOW, &["en"], &PROMPTS, None).await
 }
 
+/// The portal queue is empty: nobody was left behind in the store.
+async fn assert_nobody_waits(server: &TestServer) {
+    let waiting = server
+        .state
+        .store
+        .waiting("portal")
+        .await
+        .expect("store answers");
+    assert!(waiting.is_empty(), "{waiting:?}");
+}
+
 /// Today's counters of `queue`, once `ready` says the background writes have landed (bounded
 /// polling; nothing about time is asserted).
 async fn today(
@@ -187,15 +198,7 @@ async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps
         agent.activity
     );
     assert_eq!(agent.calls_today, 1);
-    assert!(
-        server
-            .state
-            .store
-            .waiting("portal")
-            .await
-            .expect("store")
-            .is_empty()
-    );
+    assert_nobody_waits(&server).await;
 }
 
 #[tokio::test]
@@ -266,15 +269,7 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
         "the caller heard their place again after the misses"
     );
     // The caller hung up while waiting: gone from the queue at once.
-    assert!(
-        server
-            .state
-            .store
-            .waiting("portal")
-            .await
-            .expect("store")
-            .is_empty()
-    );
+    assert_nobody_waits(&server).await;
 }
 
 #[tokio::test]
@@ -309,15 +304,7 @@ async fn an_agent_is_freed_when_the_caller_hangs_up_while_being_connected() {
     let agent = agent.expect("the agent is not left reserved for a call that has gone");
     assert_eq!(agent.status, AgentStatus::Available);
     assert_eq!(agent.calls_today, 0);
-    assert!(
-        server
-            .state
-            .store
-            .waiting("portal")
-            .await
-            .expect("store")
-            .is_empty()
-    );
+    assert_nobody_waits(&server).await;
 }
 
 #[tokio::test]
@@ -338,15 +325,7 @@ async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
         "hold audio loops: {played:?}"
     );
     assert_eq!(report.ended, CallEnd::CallerHungUp);
-    assert!(
-        server
-            .state
-            .store
-            .waiting("portal")
-            .await
-            .expect("store")
-            .is_empty()
-    );
+    assert_nobody_waits(&server).await;
 }
 
 #[tokio::test]
@@ -429,15 +408,7 @@ async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
         callback.place_ms < callback.requested_at_ms,
         "the request keeps the place the caller had in line"
     );
-    assert!(
-        server
-            .state
-            .store
-            .waiting("portal")
-            .await
-            .expect("store")
-            .is_empty()
-    );
+    assert_nobody_waits(&server).await;
 }
 
 #[tokio::test]

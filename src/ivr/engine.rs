@@ -348,7 +348,7 @@ impl Call {
                 }
             }
             Event::Queue(event) => self.on_queue_event(event, now, &mut out),
-            Event::AgentReserved => self.agent_reserved(now, &mut out),
+            Event::AgentReserved => self.agent_reserved(&mut out),
             Event::Callback(outcome) => self.on_callback(outcome, now, &mut out),
             Event::HungUp => {
                 self.step = Step::Ended;
@@ -373,9 +373,9 @@ impl Call {
             Step::Verify(_) => self.verify_key(key, now, out),
             Step::ReadingCode { .. } => self.code_key(key, out),
             Step::Resetting | Step::Transferring => {}
-            Step::Queued(_) => self.queue_key(key, now, out),
+            Step::Queued(_) => self.queue_key(key, out),
             Step::Callback(_) => self.callback_key(key, now, out),
-            Step::Voicemail { .. } => self.voicemail_key(key, now, out),
+            Step::Voicemail { .. } => self.voicemail_key(key, out),
             Step::Announce { .. } | Step::NotStarted => {
                 if self.type_ahead.len() < TYPE_AHEAD_LIMIT {
                     self.type_ahead.push_back(key);
@@ -502,7 +502,7 @@ impl Call {
             Step::Queued(_) => self.queue_playback_done(now, out),
             Step::Callback(_) => self.callback_prompt_done(now, out),
             Step::Transferring => self.transfer_playback_done(out),
-            Step::Voicemail { .. } => self.voicemail_playback_done(now, out),
+            Step::Voicemail { .. } => self.voicemail_playback_done(out),
             Step::Resetting | Step::NotStarted | Step::Ended => {}
         }
     }
@@ -542,7 +542,7 @@ impl Call {
             }
             (_, Step::Queued(_)) => self.queue_timeout(now, out),
             (_, Step::Callback(_)) => self.callback_timeout(now, out),
-            (_, Step::Voicemail { recording: true }) => self.finish_voicemail(now, out),
+            (_, Step::Voicemail { recording: true }) => self.finish_voicemail(out),
             _ => {}
         }
     }
@@ -639,7 +639,7 @@ impl Call {
                 Node::Queue(node) => return self.enter_queue(node, now, out),
                 Node::Transfer(node) => return self.start_transfer(node, out),
                 Node::Voicemail(node) => return self.start_voicemail(node, out),
-                Node::Callback(node) => return self.enter_callback_node(node, now, out),
+                Node::Callback(node) => return self.enter_callback_node(node, out),
             }
         }
         tracing::error!(node = %target, "call flow loops without playing anything");
@@ -679,14 +679,20 @@ impl Call {
     }
 
     fn play(&mut self, prompts: Vec<Arc<str>>, out: &mut Vec<Action>) {
-        self.next_playback += 1;
-        let playback = PlaybackId(self.next_playback);
-        self.playing = Some(playback);
+        let playback = self.start_playback();
         out.push(Action::Play {
             playback,
             language: self.language.clone(),
             prompts,
         });
+    }
+
+    /// A new playback the step now waits for; an older one finishing is stale from here on.
+    fn start_playback(&mut self) -> PlaybackId {
+        self.next_playback += 1;
+        let playback = PlaybackId(self.next_playback);
+        self.playing = Some(playback);
+        playback
     }
 
     fn arm_timer(&mut self, after: Duration, out: &mut Vec<Action>) {

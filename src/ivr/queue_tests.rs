@@ -156,6 +156,14 @@ impl Harness {
         std::mem::take(&mut self.actions)
     }
 
+    /// From the main menu into the queue and joined, with what was played so far forgotten.
+    fn joined(&mut self) {
+        self.send(Event::Started);
+        self.press("1");
+        self.send(Event::Queue(QueueEvent::Joined));
+        self.take_played();
+    }
+
     /// From the main menu into the queue, joined, first announcement played: holding.
     fn waiting_in_queue(&mut self) {
         self.send(Event::Started);
@@ -223,10 +231,7 @@ fn a_joined_caller_hears_place_and_wait_then_hold_audio() {
 #[test]
 fn a_short_wait_is_less_than_a_minute_never_zero_minutes() {
     let mut call = Harness::new();
-    call.send(Event::Started);
-    call.press("1");
-    call.send(Event::Queue(QueueEvent::Joined));
-    call.take_played();
+    call.joined();
     call.send(Event::Queue(QueueEvent::Status {
         position: Some(1),
         estimate: Some(Duration::from_secs(20)),
@@ -555,10 +560,7 @@ fn numbers_are_read_as_words_up_to_ninety_nine() {
 #[test]
 fn long_estimates_are_read_in_whole_tens_of_minutes() {
     let mut call = Harness::new();
-    call.send(Event::Started);
-    call.press("1");
-    call.send(Event::Queue(QueueEvent::Joined));
-    call.take_played();
+    call.joined();
     call.send(Event::Queue(QueueEvent::Status {
         position: Some(31),
         estimate: Some(Duration::from_secs(33 * 60 + 20)),

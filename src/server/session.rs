@@ -220,6 +220,11 @@ where
                         }
                         stream.feed(Event::Queue(QueueEvent::Joined));
                     }
+                    Answer::JoinRefused(refusal) => {
+                        // Never in the store: nothing to take out when the call ends.
+                        stream.queued = None;
+                        stream.feed(Event::Queue(refusal));
+                    }
                 }
             }
             reservation = next_reservation(&mut stream.reservations) => {
@@ -444,6 +449,8 @@ enum Answer {
     Event(Event),
     /// The call is in its queue; its reservation will come on this receiver.
     Joined(tokio::sync::mpsc::UnboundedReceiver<Reservation>),
+    /// The call is in no queue (closed, or the store is away).
+    JoinRefused(QueueEvent),
 }
 
 async fn answer_of(lookup: &mut Option<Lookup>) -> Answer {
@@ -839,10 +846,10 @@ impl CallStream {
                     }
                     Answer::Joined(reservations)
                 }
-                Err(JoinRefusal::Closed) => Answer::Event(Event::Queue(QueueEvent::Closed)),
+                Err(JoinRefusal::Closed) => Answer::JoinRefused(QueueEvent::Closed),
                 Err(JoinRefusal::Unavailable(error)) => {
                     tracing::warn!(%error, "the call could not join its queue");
-                    Answer::Event(Event::Queue(QueueEvent::Unavailable))
+                    Answer::JoinRefused(QueueEvent::Unavailable)
                 }
             }
         }));

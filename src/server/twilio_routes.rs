@@ -107,13 +107,17 @@ pub async fn voice(
     let from = form.get("From").unwrap_or("");
     let token = state.calls.register(call_sid, from);
     tracing::info!(%call_sid, "incoming call");
-    let stream_url = format!("{}/twilio/media", state.websocket_base);
-    let next_url = format!("{}/twilio/next", state.public_base);
-    Ok(twiml_response(twiml::connect_stream(
-        &stream_url,
-        &[("from", from), ("token", &token)],
-        &next_url,
-    )))
+    Ok(twiml_response(stream_to_careline(&state, from, &token)))
+}
+
+/// `<Connect><Stream>` to careline's media WebSocket with the caller ID and the stream's
+/// token as parameters, then `<Redirect>` to `/twilio/next` for when careline closes it.
+fn stream_to_careline(state: &AppState, from: &str, token: &str) -> String {
+    twiml::connect_stream(
+        &format!("{}/twilio/media", state.websocket_base),
+        &[("from", from), ("token", token)],
+        &format!("{}/twilio/next", state.public_base),
+    )
 }
 
 /// `GET /twilio/media`: the Media Streams WebSocket.
@@ -203,11 +207,7 @@ fn resume_stream(
     queued: Option<crate::store::QueuedCall>,
 ) -> String {
     match state.calls.resume(call_sid, node, queued) {
-        Some((token, from)) => twiml::connect_stream(
-            &format!("{}/twilio/media", state.websocket_base),
-            &[("from", &from), ("token", &token)],
-            &format!("{}/twilio/next", state.public_base),
-        ),
+        Some((token, from)) => stream_to_careline(state, &from, &token),
         None => twiml::hangup(),
     }
 }

@@ -160,7 +160,7 @@ fn spell_digits(digits: &Digits) -> impl Iterator<Item = Arc<str>> + '_ {
         .map(|digit| Arc::from(prompts::DIGITS[usize::from(digit - b'0')]))
 }
 
-/// Callers told to press pound after keying a number; anything else they key is not a digit.
+/// The digits of a caller ID (`+1 (312) 555-0101` → `13125550101`).
 fn caller_number_digits(raw: &str) -> Digits {
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     Digits::new(digits)
@@ -272,9 +272,7 @@ impl Call {
             .duration_since(now)
             .try_into()
             .unwrap_or(Duration::ZERO);
-        self.next_playback += 1;
-        let playback = super::PlaybackId(self.next_playback);
-        self.playing = Some(playback);
+        let playback = self.start_playback();
         out.push(Action::PlayHold {
             playback,
             language: self.language.clone(),
@@ -319,7 +317,7 @@ impl Call {
     }
 
     /// While waiting only `1` (callback) acts; other keys, `0` included, change nothing.
-    pub(super) fn queue_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
+    pub(super) fn queue_key(&mut self, key: char, out: &mut Vec<Action>) {
         let Step::Queued(queueing) = &self.step else {
             return;
         };
@@ -329,11 +327,11 @@ impl Call {
         let queueing = queueing.clone();
         self.interrupt(out);
         let queue = Some(queueing.queue.clone());
-        self.start_callback(queue, Some(Box::new(queueing)), None, now, out);
+        self.start_callback(queue, Some(Box::new(queueing)), None, Vec::new(), out);
     }
 
     /// The router reserved an agent: "connecting you now", then the hand-off.
-    pub(super) fn agent_reserved(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+    pub(super) fn agent_reserved(&mut self, out: &mut Vec<Action>) {
         let queueing = match &self.step {
             Step::Queued(queueing) => queueing.clone(),
             // Still on the line while asking for a callback: a person beats a callback.
@@ -354,7 +352,6 @@ impl Call {
             }
             _ => return,
         };
-        let _ = now;
         self.interrupt(out);
         self.step = Step::Queued(Queueing {
             stage: QueueStage::Connecting,
@@ -467,66 +464,51 @@ impl Call {
         self.play(list, out);
     }
 
-    pub(super) fn voicemail_playback_done(&mut self, now: Timestamp, out: &mut Vec<Action>) {
-        let Some(Node::Voicemail(node)) = self.flow.nodes.get(&self.node).cloned() else {
+    /// The greeting finished (or was skipped): record until `#` or `max_secs`. The "message
+    /// recorded" prompt ends in an announce or hang-up step, never here.
+    pub(super) fn voicemail_playback_done(&mut self, out: &mut Vec<Action>) {
+        let Some(Node::Voicemail(node)) = self.flow.nodes.get(&self.node) else {
             return;
         };
-        match self.step {
-            Step::Voicemail { recording: false } => {
-                self.step = Step::Voicemail { recording: true };
-                let max = Duration::from_secs(node.max_secs.max(1));
-                out.push(Action::StartRecording { max });
-                self.arm_timer(max, out);
-            }
-            // The "message saved" prompt finished.
-            Step::Voicemail { recording: true } => {}
-            _ => {}
+        if self.step != (Step::Voicemail { recording: false }) {
+            return;
         }
-        let _ = now;
+        let max = Duration::from_secs(node.max_secs.max(1));
+        self.step = Step::Voicemail { recording: true };
+        out.push(Action::StartRecording { max });
+        self.arm_timer(max, out);
     }
 
     /// `#` or the maximum length ends a message; other keys are part of it.
-    pub(super) fn voicemail_key(&mut self, key: char, now: Timestamp, out: &mut Vec<Action>) {
+    pub(super) fn voicemail_key(&mut self, key: char, out: &mut Vec<Action>) {
         match self.step {
-            Step::Voicemail { recording: true } if key == '#' => self.finish_voicemail(now, out),
+            Step::Voicemail { recording: true } if key == '#' => self.finish_voicemail(out),
             Step::Voicemail { recording: false } if key == '#' => {
                 // Skipping the greeting starts the recording at once.
                 self.interrupt(out);
-                self.voicemail_playback_done(now, out);
+                self.voicemail_playback_done(out);
             }
             _ => {}
         }
     }
 
-    pub(super) fn finish_voicemail(&mut self, now: Timestamp, out: &mut Vec<Action>) {
-        let Some(Node::Voicemail(node)) = self.flow.nodes.get(&self.node).cloned() else {
+    pub(super) fn finish_voicemail(&mut self, out: &mut Vec<Action>) {
+        let Some(Node::Voicemail(node)) = self.flow.nodes.get(&self.node) else {
             return;
         };
+        let next = node.next.as_deref().map(Arc::from);
         self.interrupt(out);
         out.push(Action::StopRecording);
-        match node.next {
-            Some(next) => {
-                self.step = Step::Announce {
-                    next: Arc::from(next.as_str()),
-                };
-                self.play(vec![Arc::from(prompts::VOICEMAIL_SAVED)], out);
-            }
-            None => {
-                self.step = Step::HangingUp;
-                self.play(vec![Arc::from(prompts::VOICEMAIL_SAVED)], out);
-            }
-        }
-        let _ = now;
+        self.step = match next {
+            Some(next) => Step::Announce { next },
+            None => Step::HangingUp,
+        };
+        self.play(vec![Arc::from(prompts::VOICEMAIL_SAVED)], out);
     }
 
     // --- callbacks ---
 
-    pub(super) fn enter_callback_node(
-        &mut self,
-        node: &CallbackNode,
-        now: Timestamp,
-        out: &mut Vec<Action>,
-    ) {
+    pub(super) fn enter_callback_node(&mut self, node: &CallbackNode, out: &mut Vec<Action>) {
         let queue = node
             .queue
             .as_deref()
@@ -534,20 +516,13 @@ impl Call {
             .or_else(|| self.operator_queue());
         let next = Some(Arc::from(node.next.as_str()));
         self.type_ahead.clear();
-        if node.prompt.is_empty() {
-            return self.start_callback(queue, None, next, now, out);
-        }
         // The node's own introduction, then the number.
-        self.start_callback(queue, None, next, now, out);
-        if let Some(Action::Play { prompts, .. }) = out.last_mut() {
-            let mut list: Vec<Arc<str>> = node
-                .prompt
-                .iter()
-                .map(|id| Arc::from(id.as_str()))
-                .collect();
-            list.append(prompts);
-            *prompts = list;
-        }
+        let intro = node
+            .prompt
+            .iter()
+            .map(|id| Arc::from(id.as_str()))
+            .collect();
+        self.start_callback(queue, None, next, intro, out);
     }
 
     /// The queue behind the operator node, for a callback node that names none.
@@ -568,7 +543,7 @@ impl Call {
         queue: Option<Arc<str>>,
         from_queue: Option<Box<Queueing>>,
         next: Option<Arc<str>>,
-        now: Timestamp,
+        intro: Vec<Arc<str>>,
         out: &mut Vec<Action>,
     ) {
         self.failures = 0;
@@ -586,16 +561,15 @@ impl Call {
             from_queue,
             next,
         });
-        self.callback_prompt(None, out);
-        let _ = now;
+        self.callback_prompt(intro, out);
     }
 
-    /// The prompt for the request's stage, after an optional apology.
-    fn callback_prompt(&mut self, apology: Option<&'static str>, out: &mut Vec<Action>) {
+    /// The prompt for the request's stage, after `lead` (an introduction or an apology).
+    fn callback_prompt(&mut self, lead: Vec<Arc<str>>, out: &mut Vec<Action>) {
         let Step::Callback(request) = &self.step else {
             return;
         };
-        let mut list: Vec<Arc<str>> = apology.into_iter().map(Arc::from).collect();
+        let mut list = lead;
         match request.stage {
             CallbackStage::Confirming => {
                 list.push(Arc::from(prompts::CALLBACK_CONFIRM_INTRO));
@@ -623,9 +597,9 @@ impl Call {
                             request.stage = CallbackStage::Entering;
                             request.entry = Digits::default();
                         }
-                        self.callback_prompt(None, out);
+                        self.callback_prompt(Vec::new(), out);
                     }
-                    key if key == repeat_key => self.callback_prompt(None, out),
+                    key if key == repeat_key => self.callback_prompt(Vec::new(), out),
                     _ => self.callback_failed(prompts::INVALID_CHOICE, now, out),
                 }
             }
@@ -642,7 +616,7 @@ impl Call {
                 }
                 if key == repeat_key {
                     request.entry.clear();
-                    return self.callback_prompt(None, out);
+                    return self.callback_prompt(Vec::new(), out);
                 }
                 if !key.is_ascii_digit() {
                     return;
@@ -670,7 +644,7 @@ impl Call {
         request.number = std::mem::take(&mut request.entry);
         request.stage = CallbackStage::Confirming;
         self.failures = 0;
-        self.callback_prompt(None, out);
+        self.callback_prompt(Vec::new(), out);
     }
 
     pub(super) fn callback_prompt_done(&mut self, now: Timestamp, out: &mut Vec<Action>) {
@@ -718,7 +692,7 @@ impl Call {
     fn callback_failed(&mut self, apology: &'static str, now: Timestamp, out: &mut Vec<Action>) {
         self.failures += 1;
         if self.failures < self.flow.max_retries {
-            return self.callback_prompt(Some(apology), out);
+            return self.callback_prompt(vec![Arc::from(apology)], out);
         }
         let Step::Callback(request) = &mut self.step else {
             return;
@@ -769,7 +743,7 @@ impl Call {
                     Some(queueing) => {
                         self.step = Step::Queued(*queueing);
                         if std::mem::take(&mut self.agent_waiting) {
-                            self.agent_reserved(now, out);
+                            self.agent_reserved(out);
                         } else {
                             self.announce_in_queue(&[prompts::TECHNICAL_DIFFICULTY], out);
                         }
