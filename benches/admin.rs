@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use careline::server::{self, AppState};
+use careline::server::AppState;
 use careline::store::test_redis::TestRedis;
 use careline::store::{AgentStatus, QueueStatEvent, QueuedCall, Store, Strategy};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -147,7 +147,7 @@ fn call(queue: usize, n: usize, enqueued_at_ms: i64) -> QueuedCall {
 /// and four waiting in every queue; a quarter-hourly offered/answered/abandoned history from
 /// midnight UTC to now.
 async fn busy_day(state: &AppState) {
-    let store: &dyn Store = state.store.as_ref();
+    let store: &dyn Store = state.node.store.as_ref();
     for agent in 0..AGENTS {
         let status = match agent % 5 {
             0 => continue,
@@ -218,14 +218,14 @@ fn bench_store(c: &mut Criterion, runtime: &Runtime, label: &str, store_url: Opt
         let utc = load(dir.path(), store_url, None).await;
         let mut chicago = load(dir.path(), store_url, Some("America/Chicago")).await;
         // One desk, two ways of counting today.
-        chicago.store = utc.store.clone();
+        chicago.node.store = utc.node.store.clone();
         busy_day(&utc).await;
         (utc, chicago)
     });
     let now = jiff::Timestamp::from_millisecond(NOW_MS).expect("a time");
 
     let board = runtime
-        .block_on(server::queues::queue_board(&chicago, now))
+        .block_on(careline::admin::queues::queue_board(&chicago.node, now))
         .expect("board");
     assert_eq!(board.len(), QUEUES);
     assert_eq!(board[0].waiting, WAITING_PER_QUEUE);
@@ -246,7 +246,7 @@ fn bench_store(c: &mut Criterion, runtime: &Runtime, label: &str, store_url: Opt
         group.bench_function(zone, |b| {
             b.iter(|| {
                 runtime.block_on(async {
-                    let board = server::queues::queue_board(state, now)
+                    let board = careline::admin::queues::queue_board(&state.node, now)
                         .await
                         .expect("board");
                     serde_json::to_vec(&board).expect("json")
@@ -259,7 +259,7 @@ fn bench_store(c: &mut Criterion, runtime: &Runtime, label: &str, store_url: Opt
     c.bench_function(&format!("metrics_store_gauges/{label}"), |b| {
         b.iter(|| {
             runtime
-                .block_on(server::queues::store_gauges(&utc, NOW_MS))
+                .block_on(careline::admin::queues::store_gauges(&utc.node, NOW_MS))
                 .expect("gauges")
         });
     });

@@ -1,4 +1,4 @@
-//! Routing through the router (`server::router`), end to end on one node: how long a waiting
+//! Routing through the router (`dispatch::router`), end to end on one node: how long a waiting
 //! caller's reservation takes to reach its session once an agent comes free, and how many
 //! join → reservation → hang-up cycles per second the router sustains. On the memory store and
 //! on a `redis-server` on loopback that the bench starts itself.
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use careline::config::Config;
-use careline::server::router::{LeaveReason, Router};
+use careline::dispatch::router::{LeaveReason, Router};
 use careline::store::memory::MemoryStore;
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use base64::Engine;
+use careline::call::registry::CallRegistry;
+use careline::call::session::{SessionContext, SessionEnd, run_session};
 use careline::config::Config;
 use careline::ivr::Flow;
 use careline::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
-use careline::server::calls::CallRegistry;
-use careline::server::session::{SessionContext, SessionEnd, run_session};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,7 @@ fn context() -> SessionContext {
         force_close: CancellationToken::new(),
         dtmf: careline::config::DtmfMode::Events,
         identity: None,
-        router: careline::server::router::Router::new(
+        router: careline::dispatch::router::Router::new(
             Arc::new(careline::store::memory::MemoryStore::new()),
             &config,
             "bench".to_owned(),

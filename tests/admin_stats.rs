@@ -6,7 +6,7 @@ mod common;
 use std::io::Read as _;
 use std::process::{Command, Output, Stdio};
 
-use careline::server::access::AccessPolicy;
+use careline::admin::access::AccessPolicy;
 use careline::store::{AgentStatus, QueueStatEvent, QueuedCall};
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 
@@ -37,7 +37,7 @@ async fn desk() -> TestServer {
             AccessPolicy::parse(Some(&format!("viewer:{VIEWER}")), false).expect("valid tokens");
     })
     .await;
-    let store = &server.state.store;
+    let store = &server.state.node.store;
     let now = jiff::Timestamp::now().as_millisecond();
     store
         .set_agent_status("anguyen", AgentStatus::Available, now)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use careline::server::access::AccessPolicy;
+use careline::admin::access::AccessPolicy;
 use std::sync::Arc;
 
 use careline::store::redis::RedisStore;
@@ -134,6 +134,7 @@ async fn start_up_registers_every_configured_agent_in_the_store() {
     let server = desk().await;
     let mut ids: Vec<String> = server
         .state
+        .node
         .store
         .agents()
         .await
@@ -314,7 +315,7 @@ async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
         "careline-test",
     )
     .expect("a lazy client");
-    let server = desk_with(|state| state.store = Arc::new(store)).await;
+    let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     let (status, body) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -359,7 +360,7 @@ fn queued(call_sid: &str, enqueued_at_ms: i64) -> QueuedCall {
 #[tokio::test]
 async fn the_lists_follow_a_call_from_the_queue_to_an_agent_and_into_wrap_up() {
     let server = desk().await;
-    let store = server.state.store.clone();
+    let store = server.state.node.store.clone();
     let now_ms = jiff::Timestamp::now().as_millisecond();
     call_arrives(&server, "CA-first", "+13125550101").await;
     call_arrives(&server, "CA-second", "+13125550102").await;
@@ -440,7 +441,7 @@ async fn two_nodes_on(redis: &TestRedis) -> (TestServer, TestServer) {
         let store = RedisStore::connect(&redis.url(), "careline-agents-test")
             .await
             .expect("the test redis-server answers");
-        nodes.push(desk_with(|state| state.store = Arc::new(store)).await);
+        nodes.push(desk_with(|state| state.node.store = Arc::new(store)).await);
     }
     let second = nodes.pop().expect("two nodes");
     let first = nodes.pop().expect("two nodes");

@@ -13,9 +13,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
+use careline::admin::access::AccessPolicy;
 use careline::caller::script::{Step, StepAction};
 use careline::caller::{CallOptions, DigitScript, place_call};
-use careline::server::access::AccessPolicy;
 use careline::store::AgentStatus;
 use common::TestServer;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -307,6 +307,7 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
     // Bea is on a break; Anh stays offline, so the caller waits.
     server
         .state
+        .node
         .store
         .set_agent_status(
             "bsmith",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use careline::server::access::AccessPolicy;
+use careline::admin::access::AccessPolicy;
 use careline::store::test_redis::TestRedis;
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 use reqwest::StatusCode;
@@ -194,7 +194,7 @@ async fn a_status_change_on_one_node_reaches_a_dashboard_on_the_other() {
     let second = node(Some(&redis.url())).await;
     // A node relays only once it is subscribed to the Redis channel.
     for node in [&first, &second] {
-        let mut relaying = node.state.events.relaying();
+        let mut relaying = node.state.node.events.relaying();
         tokio::time::timeout(Duration::from_secs(20), relaying.wait_for(|on| *on))
             .await
             .expect("the node subscribes within 20 s")

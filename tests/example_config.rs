@@ -79,11 +79,12 @@ async fn a_caller_who_presses_zero_reaches_the_available_agent_while_the_desk_is
     let now_ms = jiff::Timestamp::now().as_millisecond();
     example
         .state
+        .node
         .store
         .set_agent_status("anguyen", AgentStatus::Available, now_ms)
         .await
         .expect("status set");
-    example.state.router.wake();
+    example.state.node.router.wake();
 
     // An impatient caller presses 0 during the welcome.
     let report = place_call(

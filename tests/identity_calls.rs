@@ -42,13 +42,14 @@ fn code_heard(report: &CallReport) -> String {
 /// Calls whose verification was decided, (passed, failed): in this node's metrics and in
 /// the store's statistics, which must agree.
 async fn verdicts(desk: &Desk) -> (u64, u64) {
-    let counters = desk.server.state.metrics.counters();
+    let counters = desk.server.state.node.metrics.counters();
     let now = jiff::Timestamp::now().as_millisecond();
     // The last hour by the hour: the calls of a test that runs over midnight still add up.
     let hour = careline::store::StatsInterval::Hour;
     let buckets = desk
         .server
         .state
+        .node
         .store
         .call_outcome_stats(now - 3_600_000, now + 1, hour)
         .await

@@ -270,7 +270,13 @@ async fn a_callback_number_keyed_in_a_queue_never_reaches_a_log_even_at_trace() 
         "{:?}",
         report.played_prompts()
     );
-    let stored = server.state.store.callbacks().await.expect("store answers");
+    let stored = server
+        .state
+        .node
+        .store
+        .callbacks()
+        .await
+        .expect("store answers");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].number, keyed, "the agent gets the number");
     let logs = logs(&captured);

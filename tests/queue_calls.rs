@@ -94,6 +94,7 @@ async fn server() -> TestServer {
 async fn assert_nobody_waits(server: &TestServer) {
     let waiting = server
         .state
+        .node
         .store
         .waiting("portal")
         .await
@@ -114,6 +115,7 @@ async fn today(
     for _ in 0..100 {
         counters = server
             .state
+            .node
             .store
             .queue_stats_total(
                 queue,
@@ -138,6 +140,7 @@ async fn calls_today(server: &TestServer, ready: impl Fn(&CallCounters) -> bool)
     for _ in 0..100 {
         let buckets = server
             .state
+            .node
             .store
             .call_outcome_stats(now - now % day, now - now % day + day, StatsInterval::Day)
             .await
@@ -187,6 +190,7 @@ async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps
     assert_eq!(report.ended, CallEnd::Hangup);
     let agent = server
         .state
+        .node
         .store
         .agent("anguyen")
         .await
@@ -231,6 +235,7 @@ async fn an_unanswered_offer_puts_the_caller_back_in_line_and_offers_again() {
     );
     let agent = server
         .state
+        .node
         .store
         .agent("anguyen")
         .await
@@ -255,6 +260,7 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
     assert_eq!(report.ended, CallEnd::CallerHungUp);
     let agent = server
         .state
+        .node
         .store
         .agent("anguyen")
         .await
@@ -290,6 +296,7 @@ async fn an_agent_is_freed_when_the_caller_hangs_up_while_being_connected() {
     for _ in 0..100 {
         let record = server
             .state
+            .node
             .store
             .agent("anguyen")
             .await
@@ -393,7 +400,13 @@ async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
         Some("callback_scheduled")
     );
     assert_eq!(report.ended, CallEnd::Hangup);
-    let callbacks = server.state.store.callbacks().await.expect("store answers");
+    let callbacks = server
+        .state
+        .node
+        .store
+        .callbacks()
+        .await
+        .expect("store answers");
     assert_eq!(callbacks.len(), 1);
     let callback = &callbacks[0];
     assert_eq!(callback.number, "13125550101");
@@ -425,13 +438,14 @@ async fn a_voicemail_is_recorded_to_a_wav_and_listed() {
         Some("voicemail_saved")
     );
     assert_eq!(report.ended, CallEnd::Hangup);
-    let voicemails = list_voicemails(&server.state.recordings_dir()).expect("listing");
+    let voicemails = list_voicemails(&server.state.node.recordings_dir()).expect("listing");
     assert_eq!(voicemails.len(), 1);
     let voicemail = &voicemails[0];
     assert!(voicemail.duration_secs > 0.0 && voicemail.duration_secs <= 2.0);
     let wav = hound::WavReader::open(
         server
             .state
+            .node
             .recordings_dir()
             .join(format!("{}.wav", voicemail.id)),
     )

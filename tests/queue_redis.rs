@@ -130,12 +130,19 @@ async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
         );
         assert_eq!(report.ended, CallEnd::Hangup);
     }
-    let agents = first.state.store.agents().await.expect("store answers");
+    let agents = first
+        .state
+        .node
+        .store
+        .agents()
+        .await
+        .expect("store answers");
     let handled: u32 = agents.iter().map(|agent| agent.calls_today).sum();
     assert_eq!(handled, 12, "{agents:?}");
     assert!(
         first
             .state
+            .node
             .store
             .waiting("portal")
             .await
@@ -175,7 +182,7 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
     );
     let mut restored = None;
     for _ in 0..100 {
-        if let Ok(Some(agent)) = server.state.store.agent("dokafor").await
+        if let Ok(Some(agent)) = server.state.node.store.agent("dokafor").await
             && agent.status == careline::store::AgentStatus::Available
         {
             restored = Some(agent);
@@ -246,7 +253,7 @@ async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apolog
 /// Poll the store until `count` calls wait in the portal queue (bounded, no timing asserted).
 async fn wait_for_waiting(server: &TestServer, count: usize) -> Vec<careline::store::QueuedCall> {
     for _ in 0..200 {
-        if let Ok(waiting) = server.state.store.waiting("portal").await
+        if let Ok(waiting) = server.state.node.store.waiting("portal").await
             && waiting.len() == count
         {
             return waiting;

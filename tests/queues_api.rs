@@ -6,8 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
+use careline::admin::access::AccessPolicy;
 use careline::server::AppState;
-use careline::server::access::AccessPolicy;
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{AgentStatus, CallOutcomeStat, QueueStatEvent, QueuedCall, Store, Strategy};
@@ -218,7 +218,7 @@ fn queue<'a>(board: &'a Value, name: &str) -> &'a Value {
 }
 
 async fn the_board_shows_waiting_calls_agents_by_state_and_today(server: &TestServer) {
-    let store = server.state.store.as_ref();
+    let store = server.state.node.store.as_ref();
     staff_the_desk(store).await;
     a_morning_in_portal(store).await;
 
@@ -293,13 +293,15 @@ async fn the_board_shows_waiting_calls_agents_by_state_and_today_in_redis() {
     let store = RedisStore::connect(&redis.url(), "careline-test")
         .await
         .expect("connect");
-    let server = desk_with(|state| state.store = Arc::new(store)).await;
+    let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     server
         .state
+        .node
         .store
         .register_agents(
             &server
                 .state
+                .node
                 .roster()
                 .agents
                 .iter()
@@ -378,7 +380,7 @@ async fn a_recorded_week(store: &dyn Store) {
 #[tokio::test]
 async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
     let server = desk().await;
-    a_recorded_week(server.state.store.as_ref()).await;
+    a_recorded_week(server.state.node.store.as_ref()).await;
     let (status, history) = get(
         &server,
         "/api/v1/stats?queue=portal&from=2026-01-05&to=2026-01-06&interval=day",
@@ -414,7 +416,7 @@ async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
 #[tokio::test]
 async fn history_by_quarter_hour_or_hour_and_over_every_queue() {
     let server = desk().await;
-    a_recorded_week(server.state.store.as_ref()).await;
+    a_recorded_week(server.state.node.store.as_ref()).await;
     let (status, history) = get(
         &server,
         "/api/v1/stats?from=2026-01-05T09:00:00Z&to=2026-01-05T03:30:00-06:00&interval=15m",
@@ -478,10 +480,10 @@ async fn history_refuses_what_it_cannot_read_and_says_what_it_accepts() {
 #[tokio::test]
 async fn metrics_show_counters_calls_queues_and_agents_in_the_text_format() {
     let server = desk().await;
-    staff_the_desk(server.state.store.as_ref()).await;
-    server.state.metrics.reservation();
-    server.state.metrics.frame_in();
-    server.state.metrics.frame_out(4);
+    staff_the_desk(server.state.node.store.as_ref()).await;
+    server.state.node.metrics.reservation();
+    server.state.node.metrics.frame_in();
+    server.state.node.metrics.frame_out(4);
     let voice = reqwest::Client::new()
         .post(format!("{}/twilio/voice", server.base_url))
         .form(&[("CallSid", "CA0123"), ("From", "+13125550147")])
@@ -565,7 +567,7 @@ async fn an_unreachable_store_is_reported_and_counted() {
         .port();
     let store = RedisStore::connect_lazy(&format!("redis://127.0.0.1:{port}"), "careline-test")
         .expect("a lazy client");
-    let server = desk_with(|state| state.store = Arc::new(store)).await;
+    let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     let (status, body) = get(&server, "/api/v1/queues", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let (status, _) = get(&server, "/api/v1/stats", Some(VIEWER)).await;

@@ -6,9 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use careline::admin::access::AccessPolicy;
 use careline::media::FRAME_BYTES;
 use careline::media::recording::{NewVoicemail, Voicemail, VoicemailRecorder};
-use careline::server::access::AccessPolicy;
 use careline::store::{CallbackRequest, CallbackStatus};
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 use jiff::{SignedDuration, Timestamp};
@@ -254,7 +254,7 @@ async fn callbacks_as(desk: &Desk, token: &str) -> Vec<Value> {
 #[tokio::test]
 async fn staff_see_the_full_number_and_viewers_only_its_last_two_digits() {
     let desk = desk().await;
-    let store = &desk.server.state.store;
+    let store = &desk.server.state.node.store;
     store
         .add_callback(&callback(
             "cb_late",
@@ -299,7 +299,7 @@ async fn staff_see_the_full_number_and_viewers_only_its_last_two_digits() {
 #[tokio::test]
 async fn staff_mark_a_callback_done_and_it_moves_after_the_pending_ones() {
     let desk = desk().await;
-    let store = &desk.server.state.store;
+    let store = &desk.server.state.node.store;
     for request in [
         callback("first", "+13125550101", T0_MS - 60_000, T0_MS),
         callback("second", "+13125550102", T0_MS, T0_MS),

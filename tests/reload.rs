@@ -9,13 +9,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use careline::call::registry::CallPhase;
 use careline::caller::{CallOptions, place_call};
-use careline::server::calls::CallPhase;
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 
 fn config_path(server: &TestServer) -> std::path::PathBuf {
     server
         .state
+        .node
         .running
         .source()
         .expect("started from a file")
@@ -51,6 +52,7 @@ async fn a_good_reload_applies_to_new_calls_while_a_call_in_progress_keeps_its_f
     for _ in 0..200 {
         if server
             .state
+            .node
             .calls
             .snapshot()
             .iter()
@@ -125,7 +127,7 @@ async fn a_bad_configuration_is_refused_with_the_check_report_and_the_running_on
 async fn only_a_supervisor_may_reload() {
     let server =
         TestServer::start_configured(SHORT_FLOW, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-            state.access = careline::server::access::AccessPolicy::parse(
+            state.access = careline::admin::access::AccessPolicy::parse(
                 Some("viewer:look-only-token-0123456789,supervisor:in-charge-token-0123456789"),
                 true,
             )

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use careline::config::Config;
-use careline::server::router::{JoinRefusal, LeaveReason, Router};
+use careline::dispatch::router::{JoinRefusal, LeaveReason, Router};
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{AgentStatus, MissedOffer, QueuedCall, Reservation, Store, StoreError};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::call::CallServices;
 use crate::server::{self, AppState};
 
 #[derive(Debug, clap::Args)]
@@ -40,22 +41,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             prompt_load_time,
         } = AppState::load(&loaded).await?;
         tracing::info!(
-            prompts = state.prompts().len(),
+            prompts = state.node.prompts().len(),
             millis = prompt_load_time.as_millis() as u64,
             "prompts loaded and resampled"
         );
         let listener = server::bind(addr).await?;
         tracing::info!(
             %addr,
-            public_url = %state.public_base,
-            store = state.store.kind(),
-            identity = state.identity.is_some(),
+            public_url = %state.node.public_base,
+            store = state.node.store.kind(),
+            identity = state.node.identity.is_some(),
             "careline listening"
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(state.clone()));
+        tokio::spawn(reload_on_hangup(state.node.clone()));
         server::serve(listener, state, shutdown, grace)
             .await
             .context("server failed")?;
@@ -65,9 +66,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kill -HUP`: re-read, check and swap in the configuration (see `server::reload`).
+/// `kill -HUP`: re-read, check and swap in the configuration (see `admin::reload`).
 #[cfg(unix)]
-async fn reload_on_hangup(state: AppState) {
+async fn reload_on_hangup(state: CallServices) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -78,7 +79,7 @@ async fn reload_on_hangup(state: AppState) {
     };
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
-        if let Err(error) = server::reload::reload(&state).await {
+        if let Err(error) = crate::admin::reload::reload(&state).await {
             tracing::error!("{error}");
         }
     }

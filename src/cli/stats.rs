@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::server::queues::QueueView;
+use crate::admin::queues::QueueView;
 use anyhow::{Context, anyhow};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -314,7 +314,7 @@ fn percent(ratio: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::queues::{AgentCounts, TodayView};
+    use crate::admin::queues::{AgentCounts, TodayView};
 
     fn queue(name: &str, waiting: usize, longest: i64, today: TodayView) -> QueueView {
         QueueView {

@@ -18,7 +18,7 @@ use super::LoadedConfig;
 use super::call_flow::CallFlow;
 use super::locate::{KeyPath, Locator};
 use super::model::{Config, Identifier, MenuNode, Node, ResetMethod};
-use crate::ivr::prompts::system_prompts;
+use super::system_prompts::system_prompts;
 use crate::routing::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,6 +9,7 @@ pub mod check;
 pub mod locate;
 pub mod model;
 mod parse_errors;
+pub mod system_prompts;
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,7 @@ impl Config {
 
     /// Every prompt id a call can play: those nodes and queues name, and the engine's own.
     pub fn prompt_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = crate::ivr::prompts::system_prompts()
+        let mut ids: Vec<String> = system_prompts::system_prompts()
             .map(str::to_owned)
             .collect();
         let named = self

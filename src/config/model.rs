@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::routing::schedule::{HoursRule, OverrideRule, ScheduleConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -457,42 +459,6 @@ fn default_ring_timeout() -> u64 {
 
 fn default_wrap_up() -> u64 {
     30
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
-    /// IANA time zone, e.g. `America/Chicago`.
-    pub timezone: String,
-    #[serde(default)]
-    pub hours: Vec<HoursRule>,
-    /// `YYYY-MM-DD` dates on which the schedule is closed all day.
-    #[serde(default)]
-    pub holidays: Vec<String>,
-    /// Dated exceptions that replace the weekly hours for that date.
-    #[serde(default)]
-    pub overrides: Vec<OverrideRule>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HoursRule {
-    /// `mon-fri`, `sat`, `sun,tue`, ...
-    pub days: String,
-    /// `HH:MM`; `to` earlier than `from` crosses midnight.
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverrideRule {
-    pub date: String,
-    /// Both absent: closed all that day.
-    #[serde(default)]
-    pub from: Option<String>,
-    #[serde(default)]
-    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,6 +5,8 @@
 //! buffers when dropped; what leaves is a keyed hash, a [`RecordPseudonym`], or an opaque
 //! [`PatientRef`] (itself never printed).
 //!
+//! - [`digits`]: what a caller keyed ([`Digits`]) and the verification and reset outcomes the
+//!   call engine acts on;
 //! - [`claim`]: parsing and normalising identifiers, shared by keypad entry and CSV import;
 //! - [`secret`]: the pepper and webhook secret (from the environment) and the keyed hashes;
 //! - [`directory`]: the [`Directory`] trait and its answers;
@@ -16,6 +18,7 @@
 pub mod audit;
 pub mod claim;
 mod csv;
+pub mod digits;
 pub mod directory;
 pub mod hashed_file;
 pub mod http;
@@ -31,6 +34,7 @@ use std::time::Duration;
 pub use audit::{AuditEntry, AuditError, AuditEvent, AuditLog, AuditOutcome};
 pub use claim::{Claim, ClaimError, DateOfBirth, SecondIdentifier};
 pub use csv::CsvError;
+pub use digits::{Digits, ResetOutcome, VerifyOutcome};
 pub use directory::{Directory, DirectoryError, PatientRef, PatientRefError, Verification};
 pub use hashed_file::{HashedFileDirectory, LoadError};
 pub use http::{EndpointError, HttpVerifier};

@@ -17,11 +17,10 @@ use super::{
     Pepper, PortalReset, RecordPseudonym, ResetCode, Verification, WebhookSecret, code_hash,
     open_directory,
 };
+use super::{Digits, ResetOutcome, VerifyOutcome};
 use crate::config::{Config, Identifier, ResetMethod};
-use crate::ivr::Digits;
-use crate::ivr::engine::{ResetOutcome, VerifyOutcome};
-use crate::server::metrics::Metrics;
 use crate::store::{CallOutcomeStat, CodeCheck, Store, StoreError};
+use crate::telemetry::Metrics;
 
 /// Counting a verdict in the statistics never holds a caller up longer than this.
 const STATS_DEADLINE: Duration = Duration::from_millis(250);

@@ -14,7 +14,6 @@
 //! - keys typed ahead (during a `say`, or several at once) are kept for the next node.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +22,8 @@ use jiff::Timestamp;
 mod queue;
 mod verify;
 
-pub use crate::identity::PatientRef;
+pub use crate::identity::{Digits, PatientRef, ResetOutcome, VerifyOutcome};
 pub use queue::{CallbackOutcome, HandOff, LeaveReason, QueueEvent, number_prompts};
-pub use verify::{ResetOutcome, VerifyOutcome};
 
 use super::flow::{Flow, is_key};
 use super::prompts;
@@ -124,58 +122,6 @@ pub enum Action {
     },
     /// End the call.
     Hangup,
-}
-
-/// Digits a caller keyed in. Never printed: `Debug` and `Display` show only the length.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Digits(String);
-
-impl Digits {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Digits from outside the engine (a reset code to read out, tests).
-    pub fn new(digits: impl Into<String>) -> Digits {
-        Digits(digits.into())
-    }
-
-    fn push(&mut self, key: char) {
-        self.0.push(key);
-    }
-
-    fn clear(&mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for Digits {
-    /// Keyed digits do not linger in freed memory.
-    fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.fill(0);
-        std::hint::black_box(&bytes);
-    }
-}
-
-impl fmt::Debug for Digits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digits(<{} redacted>)", self.0.len())
-    }
-}
-
-impl fmt::Display for Digits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} digits redacted>", self.0.len())
-    }
 }
 
 /// What the call is doing at its current node.

@@ -6,7 +6,7 @@
 
 pub mod engine;
 pub mod flow;
-pub mod prompts;
+pub use crate::config::system_prompts as prompts;
 
 pub use engine::{Action, Call, Digits, Event, PlaybackId, TimerId};
 pub use flow::Flow;

@@ -7,11 +7,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{LoadPlan, LoadReport, run};
+use crate::call::CallServices;
+use crate::call::registry::CallRegistry;
 use crate::caller::KeySignalling;
 use crate::config::Config;
 use crate::ivr::Flow;
 use crate::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
-use crate::server::calls::CallRegistry;
 use crate::server::{self, AppState};
 use crate::twilio::signature::websocket_base;
 
@@ -56,7 +57,7 @@ async fn start_server() -> Server {
     // 600 ms: two media messages per prompt, so a `pace:` mark falls inside each.
     let ids = ["welcome", "main_menu", "goodbye"]
         .into_iter()
-        .chain(crate::ivr::prompts::system_prompts());
+        .chain(crate::config::system_prompts::system_prompts());
     for id in ids {
         prompts.insert(
             "en",
@@ -70,31 +71,35 @@ async fn start_server() -> Server {
     let url = format!("http://{}", listener.local_addr().expect("local address"));
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::memory::MemoryStore::new());
     let state = AppState {
-        router: crate::server::router::Router::new(store.clone(), &config, "load-test".to_owned()),
-        // The looping flow leaves no voicemail; nothing is written to its recordings dir.
-        running: Arc::new(crate::server::reload::RunningConfig::new(
-            crate::server::reload::Running::from_parts(
+        node: CallServices {
+            router: crate::dispatch::router::Router::new(
+                store.clone(),
                 &config,
-                Flow::from_config(&config).expect("flow compiles"),
-                prompts,
-                &std::env::temp_dir().join("careline-load-test-voicemail"),
+                "load-test".to_owned(),
             ),
-            None,
-        )),
-        calls: Arc::new(CallRegistry::new()),
-        public_base: Arc::from(url.as_str()),
-        websocket_base: Arc::from(websocket_base(&url).expect("http URL")),
-        twilio_auth_token: None,
-        tracker: TaskTracker::new(),
-        force_close: CancellationToken::new(),
-        store,
-        identity: None,
+            // The looping flow leaves no voicemail; nothing is written to its recordings dir.
+            running: Arc::new(crate::call::running::RunningConfig::new(
+                crate::call::running::Running::from_parts(
+                    &config,
+                    Flow::from_config(&config).expect("flow compiles"),
+                    prompts,
+                    &std::env::temp_dir().join("careline-load-test-voicemail"),
+                ),
+                None,
+            )),
+            calls: Arc::new(CallRegistry::new()),
+            public_base: Arc::from(url.as_str()),
+            websocket_base: Arc::from(websocket_base(&url).expect("http URL")),
+            twilio_auth_token: None,
+            tracker: TaskTracker::new(),
+            force_close: CancellationToken::new(),
+            store,
+            identity: None,
+            events: Arc::new(crate::telemetry::EventBus::local("load-test".to_owned())),
+            metrics: Arc::default(),
+        },
         webhook_secret: None,
-        access: crate::server::access::AccessPolicy::default(),
-        events: Arc::new(crate::server::events::EventBus::local(
-            "load-test".to_owned(),
-        )),
-        metrics: Arc::default(),
+        access: crate::admin::access::AccessPolicy::default(),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

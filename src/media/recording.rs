@@ -158,7 +158,7 @@ pub enum RecordingError {
 #[derive(Debug, Clone)]
 pub struct NewVoicemail<'a> {
     pub call_sid: &'a str,
-    /// Already masked (`server::calls::mask_caller_id`): the recorder never sees the number.
+    /// Already masked (`call::registry::mask_caller_id`): the recorder never sees the number.
     pub caller_id_masked: &'a str,
     /// The voicemail node (or queue) taking the message.
     pub node: &'a str,

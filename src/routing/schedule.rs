@@ -1,7 +1,8 @@
 //! Opening hours as a pure function of (rules, instant): weekly hours, holidays and dated
 //! overrides in the schedule's own time zone.
 //!
-//! A [`Schedule`] is compiled once from a [`ScheduleConfig`]; compiling is also how
+//! A [`Schedule`] is compiled once from a [`ScheduleConfig`] (a `[schedules.<name>]` table of
+//! the configuration, defined here beside the rules that read it); compiling is also how
 //! `careline check` validates one, so the syntax lives only here. Every question is asked about
 //! a [`Timestamp`] the caller supplies: there is no clock in this module.
 //!
@@ -24,8 +25,7 @@ use std::fmt;
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
-
-use crate::config::ScheduleConfig;
+use serde::Deserialize;
 
 /// How far ahead [`Schedule::next_open`] and [`Schedule::next_change`] look. Two weeks covers
 /// any weekly pattern plus a run of holidays; a schedule closed for longer is treated as closed.
@@ -34,6 +34,43 @@ pub const LOOKAHEAD_DAYS: i64 = 14;
 const MINUTES_PER_DAY: u16 = 24 * 60;
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// One `[schedules.<name>]` table of the configuration, as the admin wrote it.
+pub struct ScheduleConfig {
+    /// IANA time zone, e.g. `America/Chicago`.
+    pub timezone: String,
+    #[serde(default)]
+    pub hours: Vec<HoursRule>,
+    /// `YYYY-MM-DD` dates on which the schedule is closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// Dated exceptions that replace the weekly hours for that date.
+    #[serde(default)]
+    pub overrides: Vec<OverrideRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursRule {
+    /// `mon-fri`, `sat`, `sun,tue`, ...
+    pub days: String,
+    /// `HH:MM`; `to` earlier than `from` crosses midnight.
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideRule {
+    pub date: String,
+    /// Both absent: closed all that day.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
 
 /// A compiled schedule: ask it whether it is open at an instant, and when it opens next.
 #[derive(Debug, Clone)]
@@ -433,7 +470,6 @@ fn parse_date(text: &str) -> Result<Date, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HoursRule, OverrideRule};
 
     fn hours(days: &str, from: &str, to: &str) -> HoursRule {
         HoursRule {

@@ -1,81 +1,73 @@
-//! The HTTP server: Twilio's webhooks and media WebSocket, health, and graceful shutdown.
+//! The app: start-up (configuration, store, identity, the node's services), the route table
+//! joining Twilio's routes (`crate::call`) and the people's (`crate::admin`), bind, serve and
+//! graceful shutdown, and logging.
 //!
 //! [`serve`] takes its listener and a shutdown token, so tests run the real server on
-//! `127.0.0.1:0`. Each media stream runs as its own task ([`session::run_session`]) tracked by
-//! a `TaskTracker`: on shutdown the server stops accepting, lets calls in progress finish for
-//! `shutdown_grace_secs`, then closes the rest.
+//! `127.0.0.1:0`. Each media stream runs as its own task (`crate::call::session::run_session`)
+//! tracked by a `TaskTracker`: on shutdown the server stops accepting, lets calls in progress
+//! finish for `shutdown_grace_secs`, then closes the rest.
 
-pub mod access;
-pub mod agents;
-mod api;
-pub mod calls;
-mod dashboard;
-pub mod events;
-mod history;
-mod keypad;
 pub mod logging;
-pub mod metrics;
-pub mod player;
-pub mod queues;
-pub mod recordings;
-pub mod reload;
-pub mod router;
-pub mod session;
-mod twilio_routes;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post, put};
 use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::access::AccessPolicy;
+use crate::admin::patients::PortalSecret;
+use crate::admin::{
+    access, agents, dashboard, events, history, metrics, patients, queues, recordings, reload,
+};
+use crate::call::registry::CallRegistry;
+use crate::call::running::{BuildError, Running, RunningConfig};
+use crate::call::{CallServices, routes as twilio_routes};
 use crate::config::{LoadedConfig, Report};
+use crate::dispatch::Router;
 use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
-use crate::ivr::{Flow, flow::FlowError};
-use crate::media::prompt::{PromptError, PromptLibrary};
+use crate::ivr::flow::FlowError;
+use crate::media::prompt::PromptError;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{EventBus, Metrics};
 use crate::twilio::signature::{PublicUrlError, websocket_base};
-use access::AccessPolicy;
-use calls::CallRegistry;
 
-/// Everything a request handler can reach. Cheap to clone.
+/// Everything a request handler can reach, composed from what each layer's routes need: the
+/// node's services (every route), who may use the admin API, and the portal's signing secret.
+/// Handlers take the part they need as their `State` ([`FromRef`]). Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The flow, prompts, roster and settings new calls use; replaced by a reload.
-    pub running: Arc<reload::RunningConfig>,
-    pub calls: Arc<CallRegistry>,
-    /// `public_url` without a trailing slash: the base Twilio signs webhook URLs with.
-    pub public_base: Arc<str>,
-    /// `ws(s)://` form of `public_base`, for the stream URL and the upgrade's signature.
-    pub websocket_base: Arc<str>,
-    /// `CARELINE_TWILIO_AUTH_TOKEN`; when set, every `/twilio/*` request must be signed.
-    pub twilio_auth_token: Option<Arc<str>>,
-    pub tracker: TaskTracker,
-    /// Cancelled when calls in progress must close (after the shutdown grace period).
-    pub force_close: CancellationToken,
-    /// Queues, agents, lockout counters, reset codes: memory (one node) or Redis (shared).
-    pub store: Arc<dyn Store>,
-    /// Verification and reset; `None` when the configuration has no `[identity]` or its
-    /// secrets are missing (verify nodes then send callers to a person).
-    pub identity: Option<Arc<IdentityService>>,
-    /// Signs the portal's calls to careline (reset code redemption).
-    pub webhook_secret: Option<Arc<WebhookSecret>>,
+    pub node: CallServices,
     /// Who may use `/api/*`.
     pub access: AccessPolicy,
-    /// This node's queue dispatcher; [`serve`] runs its loop.
-    pub router: Arc<router::Router>,
-    /// Queue, agent and call changes for `/api/v1/events`; shared across nodes through Redis.
-    pub events: Arc<events::EventBus>,
-    /// This node's Prometheus counters (`/metrics`).
-    pub metrics: Arc<metrics::Metrics>,
+    /// Signs the portal's calls to careline (reset code redemption).
+    pub webhook_secret: Option<Arc<WebhookSecret>>,
+}
+
+impl FromRef<AppState> for CallServices {
+    fn from_ref(state: &AppState) -> CallServices {
+        state.node.clone()
+    }
+}
+
+impl FromRef<AppState> for AccessPolicy {
+    fn from_ref(state: &AppState) -> AccessPolicy {
+        state.access.clone()
+    }
+}
+
+impl FromRef<AppState> for PortalSecret {
+    fn from_ref(state: &AppState) -> PortalSecret {
+        PortalSecret(state.webhook_secret.clone())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +98,7 @@ pub enum StartError {
     #[error("{0}")]
     Access(#[from] access::AccessConfigError),
     #[error("{0}")]
-    Build(#[from] reload::BuildError),
+    Build(#[from] BuildError),
 }
 
 fn list(errors: &[PromptError]) -> String {
@@ -124,30 +116,11 @@ pub struct Loaded {
 }
 
 impl AppState {
-    /// The running call flow (new calls start on it).
-    pub fn flow(&self) -> Arc<Flow> {
-        self.running.current().flow.clone()
-    }
-
-    pub fn prompts(&self) -> Arc<PromptLibrary> {
-        self.running.current().prompts.clone()
-    }
-
-    /// The configured agents and queues.
-    pub fn roster(&self) -> Arc<agents::Roster> {
-        self.running.current().roster.clone()
-    }
-
-    /// Where voicemails are written and listed from: `[recordings] dir`, resolved.
-    pub fn recordings_dir(&self) -> Arc<Path> {
-        self.running.current().recordings_dir.clone()
-    }
-
     /// Build the state from a checked configuration: compile the flow, load every prompt,
     /// connect the store, open the patient directory. Secrets come from the environment.
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
-        let metrics = Arc::new(metrics::Metrics::new());
+        let metrics = Arc::new(Metrics::new());
         let store = open_store(config).await?;
         register_agents(store.as_ref(), &config.agents).await;
         let webhook_secret = match WebhookSecret::from_env() {
@@ -180,15 +153,15 @@ impl AppState {
             std::env::var("CARELINE_ADMIN_TOKENS").ok().as_deref(),
             loopback_only,
         )?;
-        let (running, prompt_load_time) = reload::Running::build(loaded)?;
+        let (running, prompt_load_time) = Running::build(loaded)?;
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
         let node_id = node_id();
         let events = Arc::new(match store_url(config) {
-            Some(url) => events::EventBus::shared(node_id.clone(), &url, &config.store.key_prefix)?,
-            None => events::EventBus::local(node_id.clone()),
+            Some(url) => EventBus::shared(node_id.clone(), &url, &config.store.key_prefix)?,
+            None => EventBus::local(node_id.clone()),
         });
-        let router = router::Router::with_events(
+        let router = Router::with_events(
             store.clone(),
             config,
             node_id,
@@ -198,26 +171,25 @@ impl AppState {
         router.attach_metrics(metrics.clone());
         Ok(Loaded {
             state: AppState {
-                running: Arc::new(reload::RunningConfig::new(
-                    running,
-                    Some(loaded.path.clone()),
-                )),
-                calls: Arc::new(CallRegistry::new()),
-                public_base,
-                websocket_base,
-                twilio_auth_token: std::env::var("CARELINE_TWILIO_AUTH_TOKEN")
-                    .ok()
-                    .filter(|token| !token.is_empty())
-                    .map(Arc::from),
-                tracker: TaskTracker::new(),
-                force_close: CancellationToken::new(),
-                store: store.clone(),
-                identity,
+                node: CallServices {
+                    running: Arc::new(RunningConfig::new(running, Some(loaded.path.clone()))),
+                    calls: Arc::new(CallRegistry::new()),
+                    public_base,
+                    websocket_base,
+                    twilio_auth_token: std::env::var("CARELINE_TWILIO_AUTH_TOKEN")
+                        .ok()
+                        .filter(|token| !token.is_empty())
+                        .map(Arc::from),
+                    tracker: TaskTracker::new(),
+                    force_close: CancellationToken::new(),
+                    store: store.clone(),
+                    identity,
+                    router,
+                    events,
+                    metrics,
+                },
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
-                router,
-                events,
-                metrics,
             },
             prompt_load_time,
         })
@@ -279,8 +251,8 @@ async fn register_agents(store: &dyn Store, agents: &[crate::config::AgentConfig
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
         .route("/twilio/voice", post(twilio_routes::voice))
         .route("/twilio/media", get(twilio_routes::media))
         .route("/twilio/next", post(twilio_routes::next))
@@ -289,9 +261,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(twilio_routes::healthz))
         .route(
             "/api/v1/patients/{patient_ref}/unlock",
-            post(api::unlock_patient),
+            post(patients::unlock_patient),
         )
-        .route("/api/v1/reset-codes/verify", post(api::verify_reset_code))
+        .route(
+            "/api/v1/reset-codes/verify",
+            post(patients::verify_reset_code),
+        )
         .route("/api/v1/agents", get(agents::list_agents))
         .route("/api/v1/agents/{agent_id}/status", put(agents::set_status))
         .route("/api/v1/calls", get(agents::list_calls))
@@ -323,12 +298,12 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let tracker = state.tracker.clone();
-    let force_close = state.force_close.clone();
+    let tracker = state.node.tracker.clone();
+    let force_close = state.node.force_close.clone();
     // The dispatcher stops with the server: calls still waiting are being closed then anyway.
-    let routing = tokio::spawn(state.router.clone().run(force_close.clone()));
+    let routing = tokio::spawn(state.node.router.clone().run(force_close.clone()));
     // Ends open event streams as shutdown starts: they would otherwise hold it open.
-    let events = state.events.clone();
+    let events = state.node.events.clone();
     let relay = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { events.run(shutdown).await }
@@ -390,6 +365,3 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 pub fn load_config(path: &Path) -> Result<(LoadedConfig, Report), StartError> {
     crate::config::load_checked(path).map_err(StartError::Config)
 }
-
-#[cfg(test)]
-mod tests;

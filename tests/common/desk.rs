@@ -107,12 +107,12 @@ pub async fn help_desk_on(redis_url: Option<&str>) -> Desk {
                 |path| path.to_path_buf(),
                 Arc::new(Pepper::new(PEPPER).expect("pepper")),
                 Some(WebhookSecret::new(SECRET).expect("secret")),
-                state.store.clone(),
+                state.node.store.clone(),
             )
             .expect("identity opens")
             .expect("identity configured")
-            .with_metrics(state.metrics.clone());
-            state.identity = Some(Arc::new(identity));
+            .with_metrics(state.node.metrics.clone());
+            state.node.identity = Some(Arc::new(identity));
             state.webhook_secret = Some(Arc::new(WebhookSecret::new(SECRET).expect("secret")));
         },
     )

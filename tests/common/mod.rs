@@ -104,7 +104,7 @@ impl TestServer {
     ) -> TestServer {
         let token = twilio_auth_token.map(Arc::from);
         TestServer::start_configured(flow, languages, prompt_ids, move |_, state| {
-            state.twilio_auth_token = token;
+            state.node.twilio_auth_token = token;
         })
         .await
     }
@@ -218,12 +218,13 @@ pub async fn make_available(server: &TestServer, agent: &str) {
         let now = jiff::Timestamp::now().as_millisecond();
         if server
             .state
+            .node
             .store
             .set_agent_status(agent, AgentStatus::Available, now)
             .await
             .is_ok()
         {
-            server.state.router.wake();
+            server.state.node.router.wake();
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

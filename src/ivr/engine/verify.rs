@@ -9,37 +9,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{Action, Call, Digits, Step};
+use super::{Action, Call, Digits, ResetOutcome, Step, VerifyOutcome};
 use crate::config::{Identifier, Node, PasswordResetNode, VerifyNode};
-use crate::identity::PatientRef;
+
 use crate::ivr::prompts;
-
-/// The directory's answer to a verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifyOutcome {
-    Verified {
-        patient: PatientRef,
-    },
-    /// The identifiers match no record (or not the same one).
-    NotVerified,
-    /// The entry is not a possible value (an impossible date): ask again, not an attempt.
-    Malformed,
-    /// Too many failures for the claimed record: self-service is off until an agent clears it.
-    LockedOut,
-    /// The directory could not answer: never "verified"; the caller goes to a person.
-    Unavailable,
-}
-
-/// The outcome of a password reset request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResetOutcome {
-    /// The portal sent a reset link to the contact on file.
-    LinkSent,
-    /// A one-time code to read out to the caller.
-    CodeIssued(Digits),
-    /// The reset could not be requested: a person helps instead.
-    Failed,
-}
 
 /// Where a verify node is.
 #[derive(Debug, Clone, PartialEq, Eq)]

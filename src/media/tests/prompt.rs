@@ -459,7 +459,7 @@ fn the_shipped_prompts_cover_the_example_config_the_engine_and_the_catalog() {
     let config = &loaded.config;
 
     let mut languages = BTreeSet::from([config.prompts.default_language.clone()]);
-    let mut ids: BTreeSet<String> = crate::ivr::prompts::system_prompts()
+    let mut ids: BTreeSet<String> = crate::config::system_prompts::system_prompts()
         .map(str::to_owned)
         .collect();
     for node in config.nodes.values() {

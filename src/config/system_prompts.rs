@@ -1,6 +1,9 @@
-//! The prompt ids the engine itself plays, beyond those the admin's nodes name.
+//! The prompt ids careline plays by itself, beyond those the admin's nodes name, and how a
+//! number is said with them.
 //!
-//! Every configured language must have each of these; `careline check` enforces it.
+//! Part of the configuration's contract: every configured language's prompt folder must hold
+//! each of these (`careline check` enforces it, start-up loads them). The engine plays them as
+//! `crate::ivr::prompts`.
 
 /// "Sorry, that is not a valid choice."
 pub const INVALID_CHOICE: &str = "invalid_choice";

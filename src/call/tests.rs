@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::calls::CallRegistry;
+use super::registry::CallRegistry;
 use super::session::{CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, run_session};
 use crate::config::Config;
 use crate::ivr::Flow;
@@ -72,7 +72,7 @@ impl Line {
             force_close: CancellationToken::new(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
-            router: crate::server::router::Router::new(
+            router: crate::dispatch::router::Router::new(
                 Arc::new(crate::store::memory::MemoryStore::new()),
                 &config,
                 "session-test".to_owned(),

@@ -17,7 +17,8 @@ use futures_util::future::try_join_all;
 use serde::Serialize;
 use serde_json::json;
 
-use super::AppState;
+use super::access::AccessPolicy;
+use crate::call::CallServices;
 use crate::store::stats::{self, CallCounters, DAY_MS, MAX_BUCKETS, QueueCounters};
 use crate::store::{StatsBucket, StatsInterval, StoreError};
 
@@ -149,7 +150,7 @@ fn rfc3339(ms: i64) -> String {
 
 /// The counters of `queues` added up bucket by bucket.
 async fn queue_buckets(
-    state: &AppState,
+    state: &CallServices,
     queues: &[&String],
     request: &HistoryRequest,
 ) -> Result<Vec<StatsBucket<QueueCounters>>, StoreError> {
@@ -186,11 +187,12 @@ fn bad_request(message: String) -> Response {
 
 /// `GET /api/v1/stats`.
 pub async fn queue_history(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();

@@ -25,8 +25,8 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::AppState;
-use super::metrics::StoreGauges;
+use super::access::AccessPolicy;
+use crate::call::CallServices;
 use crate::config::{AgentConfig, QueueConfig};
 use crate::store::stats;
 use crate::store::{
@@ -202,7 +202,7 @@ impl QueueDepth {
 }
 
 /// The time zone "today" is counted in for `queue`: its schedule's, else UTC.
-pub fn queue_time_zone(state: &AppState, queue: &QueueConfig) -> TimeZone {
+pub fn queue_time_zone(state: &CallServices, queue: &QueueConfig) -> TimeZone {
     let flow = state.flow();
     queue
         .schedule
@@ -260,7 +260,7 @@ struct QueueReading {
 }
 
 async fn read_queue(
-    state: &AppState,
+    state: &CallServices,
     name: &str,
     zone: &TimeZone,
     now_ms: i64,
@@ -279,7 +279,7 @@ async fn read_queue(
 
 /// The board: every configured queue, in name order.
 pub async fn queue_board(
-    state: &AppState,
+    state: &CallServices,
     now: jiff::Timestamp,
 ) -> Result<Vec<QueueView>, StoreError> {
     let now_ms = now.as_millisecond();
@@ -323,8 +323,17 @@ pub async fn queue_board(
         .collect())
 }
 
+/// What `/metrics` reads from the store: the same on every node.
+#[derive(Debug, Clone, Default)]
+pub struct StoreGauges {
+    /// Each configured queue, by name.
+    pub queues: Vec<(String, QueueDepth)>,
+    /// Every configured agent.
+    pub agents: AgentCounts,
+}
+
 /// The store's side of `/metrics`: each queue's depth, and every configured agent by state.
-pub async fn store_gauges(state: &AppState, now_ms: i64) -> Result<StoreGauges, StoreError> {
+pub async fn store_gauges(state: &CallServices, now_ms: i64) -> Result<StoreGauges, StoreError> {
     let names = &state.roster().queues;
     let (agents, waiting) = futures_util::future::try_join(
         state.store.agents(),
@@ -350,8 +359,12 @@ pub async fn store_gauges(state: &AppState, now_ms: i64) -> Result<StoreGauges, 
 }
 
 /// `GET /api/v1/queues`.
-pub async fn list_queues(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+pub async fn list_queues(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     match queue_board(&state, jiff::Timestamp::now()).await {
@@ -363,7 +376,7 @@ pub async fn list_queues(State(state): State<AppState>, headers: HeaderMap) -> R
 /// The answer when the store failed: 503 when unreachable, 500 when it holds what careline
 /// cannot read. Counted in `/metrics`.
 pub(super) fn store_unavailable(
-    state: &AppState,
+    state: &CallServices,
     store_error: &StoreError,
     what: &str,
 ) -> Response {

@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
-use super::AppState;
-use super::calls::NextStep;
-use super::router::LeaveReason;
+use super::CallServices;
+use super::registry::NextStep;
 use super::session::{SessionContext, configure_upgrade, run_session};
+use crate::dispatch::router::LeaveReason;
 use crate::store::stats::QueueStatEvent;
 use crate::twilio::{signature, twiml};
 
@@ -41,7 +41,7 @@ struct TwilioForm {
 
 impl TwilioForm {
     fn parse(
-        state: &AppState,
+        state: &CallServices,
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
@@ -97,7 +97,7 @@ fn twiml_response(xml: String) -> Response {
 
 /// `POST /twilio/voice`: a call arrives. Answer with a bidirectional stream to careline.
 pub async fn voice(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -112,7 +112,7 @@ pub async fn voice(
 
 /// `<Connect><Stream>` to careline's media WebSocket with the caller ID and the stream's
 /// token as parameters, then `<Redirect>` to `/twilio/next` for when careline closes it.
-fn stream_to_careline(state: &AppState, from: &str, token: &str) -> String {
+fn stream_to_careline(state: &CallServices, from: &str, token: &str) -> String {
     twiml::connect_stream(
         &format!("{}/twilio/media", state.websocket_base),
         &[("from", from), ("token", token)],
@@ -122,7 +122,7 @@ fn stream_to_careline(state: &AppState, from: &str, token: &str) -> String {
 
 /// `GET /twilio/media`: the Media Streams WebSocket.
 pub async fn media(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
     uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -165,7 +165,7 @@ pub async fn media(
 
 /// `POST /twilio/next`: the stream closed; what now.
 pub async fn next(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -201,7 +201,7 @@ pub async fn next(
 
 /// The TwiML that sends a call back to careline on a new media stream resuming at `node`.
 fn resume_stream(
-    state: &AppState,
+    state: &CallServices,
     call_sid: &str,
     node: std::sync::Arc<str>,
     queued: Option<crate::store::QueuedCall>,
@@ -214,7 +214,7 @@ fn resume_stream(
 
 /// `POST /twilio/status`: the call's status changed; a finished call is forgotten at once.
 pub async fn status(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -236,7 +236,7 @@ pub async fn status(
 
 /// `POST /twilio/dial-status`: the outcome of a `<Dial>`.
 pub async fn dial_status(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -335,7 +335,7 @@ pub async fn dial_status(
 /// The process answers (200) whatever the store does: calls in the menus work without it. A
 /// store that does not answer makes the status `degraded`, so a monitor can tell callers who
 /// need a queue are hearing the apology path.
-pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn healthz(State(state): State<CallServices>) -> impl IntoResponse {
     let store_reachable = matches!(
         tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))

@@ -2,7 +2,7 @@
 //! waiting, the longest wait, today's service level, agents by state) and every agent's state,
 //! live.
 //!
-//! The page, its script and its style are files in `src/server/dashboard/`, built into the
+//! The page, its script and its style are files in `src/admin/dashboard/`, built into the
 //! binary: no framework, no build step, nothing fetched from elsewhere. They hold no data, so
 //! they are served without a token; the script reads everything from `/api/v1/queues` and
 //! `/api/v1/agents` with the token it asks for, and refetches when `/api/v1/events` says

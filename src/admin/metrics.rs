@@ -1,11 +1,10 @@
-//! Prometheus metrics: counters the call path bumps, and gauges read at scrape time.
+//! `GET /metrics`: this node's counters and gauges read at scrape time, in the Prometheus text
+//! format.
 //!
-//! [`Metrics`] is a set of atomics shared by every call on this node: bumping one is a single
-//! relaxed add, with no lock, so the media path can count every frame. `GET /metrics` renders
-//! them in the Prometheus text format together with gauges computed when scraped: this node's
-//! calls by phase (from the call registry), and from the store, which every node shares, the
-//! depth and longest wait of each queue and the agents by state. Counters are per node (sum them
-//! across nodes); the store gauges are the same on every node (take one, or `max`).
+//! The gauges are this node's calls by phase (from the call registry), and from the store, which
+//! every node shares, the depth and longest wait of each queue and the agents by state. Counters
+//! are per node (sum them across nodes); the store gauges are the same on every node (take one,
+//! or `max`).
 //!
 //! Nothing here carries a caller: labels are queue names, states and outcomes only.
 //! `/metrics` is read like the admin API by a viewer: a bearer token when tokens are set, open
@@ -13,126 +12,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use super::calls::CallPhase;
-use super::queues::{AgentCounts, QueueDepth};
-
-/// Counters of this node since it started.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Bumped for every inbound and outbound media frame: each on its own cache line, so the
-    /// two hottest counters do not make the cores fight over one line.
-    frames_in: PaddedCounter,
-    frames_out: PaddedCounter,
-    calls_started: AtomicU64,
-    calls_ended: AtomicU64,
-    reservations: AtomicU64,
-    abandoned: AtomicU64,
-    verifications_passed: AtomicU64,
-    verifications_failed: AtomicU64,
-    store_errors: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct PaddedCounter(AtomicU64);
-
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
-}
-
-impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics::default()
-    }
-
-    /// One media frame received from Twilio.
-    pub fn frame_in(&self) {
-        bump(&self.frames_in.0, 1);
-    }
-
-    /// `n` media frames received from Twilio (a call adds its frames in batches, so thousands
-    /// of calls do not all write this counter 50 times a second).
-    pub fn frames_in(&self, n: u64) {
-        bump(&self.frames_in.0, n);
-    }
-
-    /// `n` media frames sent to Twilio.
-    pub fn frame_out(&self, n: u64) {
-        bump(&self.frames_out.0, n);
-    }
-
-    /// A call's media stream started.
-    pub fn call_started(&self) {
-        bump(&self.calls_started, 1);
-    }
-
-    /// A call ended (the caller hung up or careline closed the stream for good).
-    pub fn call_ended(&self) {
-        bump(&self.calls_ended, 1);
-    }
-
-    /// A call was reserved for an agent.
-    pub fn reservation(&self) {
-        bump(&self.reservations, 1);
-    }
-
-    /// A caller hung up while waiting in a queue.
-    pub fn abandoned(&self) {
-        bump(&self.abandoned, 1);
-    }
-
-    /// An identity verification was decided for a call: passed, or failed for good (out of
-    /// attempts or locked out). Counted by [`crate::identity::IdentityService`].
-    pub fn verification(&self, passed: bool) {
-        if passed {
-            bump(&self.verifications_passed, 1);
-        } else {
-            bump(&self.verifications_failed, 1);
-        }
-    }
-
-    /// A store operation failed (Redis unreachable, slow, or holding unexpected data).
-    pub fn store_error(&self) {
-        bump(&self.store_errors, 1);
-    }
-
-    /// The counters as they are now.
-    pub fn counters(&self) -> Counters {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Counters {
-            frames_in: read(&self.frames_in.0),
-            frames_out: read(&self.frames_out.0),
-            calls_started: read(&self.calls_started),
-            calls_ended: read(&self.calls_ended),
-            reservations: read(&self.reservations),
-            abandoned: read(&self.abandoned),
-            verifications_passed: read(&self.verifications_passed),
-            verifications_failed: read(&self.verifications_failed),
-            store_errors: read(&self.store_errors),
-        }
-    }
-}
-
-/// A reading of [`Metrics`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counters {
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub calls_started: u64,
-    pub calls_ended: u64,
-    pub reservations: u64,
-    pub abandoned: u64,
-    pub verifications_passed: u64,
-    pub verifications_failed: u64,
-    pub store_errors: u64,
-}
+use super::access::AccessPolicy;
+use super::queues::StoreGauges;
+use crate::call::CallServices;
+use crate::call::registry::CallPhase;
+use crate::telemetry::Counters;
 
 /// What a scrape reads besides the counters.
 #[derive(Debug, Clone, Default)]
@@ -141,14 +30,6 @@ pub struct Gauges {
     pub calls_by_phase: BTreeMap<&'static str, u64>,
     /// From the store; `None` when it could not be read.
     pub store: Option<StoreGauges>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct StoreGauges {
-    /// Each configured queue, by name.
-    pub queues: Vec<(String, QueueDepth)>,
-    /// Every configured agent.
-    pub agents: AgentCounts,
 }
 
 /// The Prometheus text format (version 0.0.4), one metric family at a time.
@@ -312,7 +193,7 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
 }
 
 /// This node's calls by phase, every phase listed (zeros included).
-fn calls_by_phase(state: &AppState) -> BTreeMap<&'static str, u64> {
+fn calls_by_phase(state: &CallServices) -> BTreeMap<&'static str, u64> {
     let mut phases: BTreeMap<&'static str, u64> = [
         CallPhase::Connecting,
         CallPhase::Streaming,
@@ -328,8 +209,12 @@ fn calls_by_phase(state: &AppState) -> BTreeMap<&'static str, u64> {
 }
 
 /// `GET /metrics`.
-pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+pub async fn scrape(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
@@ -359,39 +244,10 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::queues::{AgentCounts, QueueDepth};
 
     fn sample_lines(text: &str) -> Vec<&str> {
         text.lines().filter(|line| !line.starts_with('#')).collect()
-    }
-
-    #[test]
-    fn counters_count_what_the_call_path_reports() {
-        let metrics = Metrics::new();
-        metrics.frame_in();
-        metrics.frame_in();
-        metrics.frame_out(3);
-        metrics.call_started();
-        metrics.call_ended();
-        metrics.reservation();
-        metrics.abandoned();
-        metrics.verification(true);
-        metrics.verification(true);
-        metrics.verification(false);
-        metrics.store_error();
-        assert_eq!(
-            metrics.counters(),
-            Counters {
-                frames_in: 2,
-                frames_out: 3,
-                calls_started: 1,
-                calls_ended: 1,
-                reservations: 1,
-                abandoned: 1,
-                verifications_passed: 2,
-                verifications_failed: 1,
-                store_errors: 1,
-            }
-        );
     }
 
     #[test]

@@ -17,13 +17,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::agents::Roster;
-use super::calls::{AgentDial, CallRegistry, NextStep, StreamClaim, TransferDial};
 use super::keypad::Keypad;
-use super::metrics::Metrics;
 use super::player::{Outgoing, Player};
-use super::router::{self, JoinRefusal, Router};
+use super::registry::{AgentDial, CallRegistry, NextStep, StreamClaim, TransferDial};
 use crate::config::DtmfMode;
+use crate::dispatch::Roster;
+use crate::dispatch::router::{self, JoinRefusal, Router};
 use crate::identity::IdentityService;
 use crate::ivr::engine::CallbackOutcome;
 use crate::ivr::engine::{HandOff, LeaveReason, QueueEvent, ResetOutcome, VerifyOutcome};
@@ -32,6 +31,7 @@ use crate::media::prompt::PromptLibrary;
 use crate::media::recording::{NewVoicemail, VoicemailRecorder};
 use crate::store::stats::{CallOutcomeStat, QueueStatEvent};
 use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
+use crate::telemetry::Metrics;
 use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 

@@ -40,13 +40,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Change, ChangeEvent, EventBus, EventKind};
-use super::metrics::Metrics;
+use super::eligibility::QueuePolicy;
 use crate::config::Config;
-use crate::routing::eligibility::QueuePolicy;
 use crate::routing::estimate::HandleTimes;
 use crate::store::stats::QueueStatEvent;
 use crate::store::{AgentStatus, MissedOffer, QueuedCall, Reservation, Store, StoreError};
+use crate::telemetry::Metrics;
+use crate::telemetry::{Change, ChangeEvent, EventBus, EventKind};
 
 /// Offers an agent may miss in a row before they are put on break.
 pub const MAX_MISSED_OFFERS: u32 = 2;

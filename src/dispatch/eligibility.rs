@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 
-use super::schedule::Schedule;
 use crate::config::{AgentConfig, Config, QueueConfig, Strategy};
+use crate::routing::schedule::Schedule;
 
 /// The routing rules of every queue, compiled from the configuration.
 #[derive(Debug, Clone, Default)]

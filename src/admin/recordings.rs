@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
-use super::AppState;
+use super::access::AccessPolicy;
 use super::access::Role;
-use super::calls::mask_caller_id;
+use crate::call::CallServices;
+use crate::call::registry::mask_caller_id;
 use crate::media::recording::{self, RecordingError, Voicemail};
 use crate::store::{CallbackRequest, CallbackStatus, StoreError};
 
@@ -32,8 +33,12 @@ struct VoicemailView {
 }
 
 /// `GET /api/v1/voicemails`: every finished voicemail, newest first.
-pub async fn list_voicemails(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+pub async fn list_voicemails(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     let dir = state.recordings_dir().clone();
@@ -70,11 +75,12 @@ fn recordings_failure(recording_error: &RecordingError) -> Response {
 
 /// `GET /api/v1/voicemails/{id}.wav`: the audio of one voicemail (supervisors and agents).
 pub async fn voicemail_audio(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = state.access.staff(&headers) {
+    if let Err(refusal) = access.staff(&headers) {
         return refusal.into_response();
     }
     let Some(path) = file
@@ -155,8 +161,12 @@ fn store_failure(store_error: &StoreError) -> Response {
 
 /// `GET /api/v1/callbacks`: pending requests first, by when they are due and the callers'
 /// places, then those done.
-pub async fn list_callbacks(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let role = match state.access.viewer(&headers) {
+pub async fn list_callbacks(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    let role = match access.viewer(&headers) {
         Ok(role) => role,
         Err(refusal) => return refusal.into_response(),
     };
@@ -174,11 +184,12 @@ pub async fn list_callbacks(State(state): State<AppState>, headers: HeaderMap) -
 
 /// `POST /api/v1/callbacks/{id}/done`: a supervisor or agent returned the call.
 pub async fn complete_callback(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let role = match state.access.staff(&headers) {
+    let role = match access.staff(&headers) {
         Ok(role) => role,
         Err(refusal) => return refusal.into_response(),
     };

@@ -2,10 +2,10 @@
 //! shift, an agent's status change, and the calls this node is carrying.
 //!
 //! Agents come from `[[agents]]`; what they are doing comes from the store, so every node shows
-//! the same roster. Calls come from this node's [`super::calls::CallRegistry`] and carry no
+//! the same roster. Calls come from this node's [`crate::call::registry::CallRegistry`] and carry no
 //! caller identifier beyond the masked caller ID.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,32 +15,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::AppState;
-use super::calls::CallPhase;
-use super::events::{Change, ChangeEvent, EventKind};
-use crate::config::{AgentConfig, Config, QueueConfig};
+use super::access::AccessPolicy;
+use crate::call::CallServices;
+use crate::call::registry::CallPhase;
+use crate::config::AgentConfig;
 use crate::store::{AgentActivity, AgentRecord, AgentStatus, StoreError};
-
-/// The configured agents and queues, as the live-state routes need them.
-#[derive(Debug, Default)]
-pub struct Roster {
-    /// `[[agents]]`, in configuration order; their shifts are schedules in the flow.
-    pub agents: Vec<AgentConfig>,
-    /// The names of `[queues]`, for finding where a call waits.
-    pub queues: Vec<String>,
-    /// `[queues]` with their settings (skills, schedule), for the queue board.
-    pub queue_configs: BTreeMap<String, QueueConfig>,
-}
-
-impl Roster {
-    pub fn from_config(config: &Config) -> Roster {
-        Roster {
-            agents: config.agents.clone(),
-            queues: config.queues.keys().cloned().collect(),
-            queue_configs: config.queues.clone(),
-        }
-    }
-}
+use crate::telemetry::{Change, ChangeEvent, EventKind};
 
 /// One agent as `GET /api/v1/agents` shows them.
 #[derive(Debug, Serialize)]
@@ -121,7 +101,7 @@ fn activity_call(activity: &AgentActivity) -> Option<&str> {
 
 /// Whether `agent` is on shift at `now`. A shift naming a schedule the flow does not have
 /// (impossible after `careline check`) counts as off shift, so nobody is routed by mistake.
-pub fn on_shift(state: &AppState, agent: &AgentConfig, now: jiff::Timestamp) -> bool {
+pub fn on_shift(state: &CallServices, agent: &AgentConfig, now: jiff::Timestamp) -> bool {
     match &agent.shift {
         None => true,
         Some(name) => state
@@ -136,7 +116,7 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn store_failure(state: &AppState, store_error: &StoreError) -> Response {
+fn store_failure(state: &CallServices, store_error: &StoreError) -> Response {
     state.metrics.store_error();
     tracing::warn!(error = %store_error, "agent state could not be read or changed");
     match store_error {
@@ -154,7 +134,7 @@ fn store_failure(state: &AppState, store_error: &StoreError) -> Response {
 /// The store's records of every configured agent. Agents the store does not know (it lost its
 /// data, or was unreachable at start-up) are registered first, as `offline`.
 pub(super) async fn roster_records(
-    state: &AppState,
+    state: &CallServices,
     now_ms: i64,
 ) -> Result<HashMap<String, AgentRecord>, StoreError> {
     let mut records = index(state.store.agents().await?);
@@ -180,8 +160,12 @@ fn index(records: Vec<AgentRecord>) -> HashMap<String, AgentRecord> {
 }
 
 /// `GET /api/v1/agents`: every configured agent, in configuration order.
-pub async fn list_agents(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+pub async fn list_agents(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     let now = jiff::Timestamp::now();
@@ -218,12 +202,13 @@ const STATUS_BODY: &str =
 
 /// `PUT /api/v1/agents/{id}/status`: a supervisor sets anyone's status, an agent their own.
 pub async fn set_status(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
     Path(agent_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let role = match state.access.supervisor_or_agent(&headers, &agent_id) {
+    let role = match access.supervisor_or_agent(&headers, &agent_id) {
         Ok(role) => role,
         Err(refusal) => return refusal.into_response(),
     };
@@ -315,7 +300,7 @@ struct QueueSide {
 
 /// The store's side of the calls: where each waits, and which agent holds it. Reading it may
 /// fail (Redis down); the call list then shows what this node knows, without queue details.
-async fn queue_sides(state: &AppState) -> Result<HashMap<String, QueueSide>, StoreError> {
+async fn queue_sides(state: &CallServices) -> Result<HashMap<String, QueueSide>, StoreError> {
     let mut sides: HashMap<String, QueueSide> = HashMap::new();
     for queue in &state.roster().queues {
         for (index, call) in state.store.waiting(queue).await?.into_iter().enumerate() {
@@ -338,8 +323,12 @@ async fn queue_sides(state: &AppState) -> Result<HashMap<String, QueueSide>, Sto
 }
 
 /// `GET /api/v1/calls`: the calls this node is carrying, oldest first.
-pub async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.access.viewer(&headers) {
+pub async fn list_calls(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
     let calls = state.calls.snapshot();

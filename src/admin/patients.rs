@@ -2,6 +2,8 @@
 //!
 //! Neither response carries anything about the patient beyond what the request named.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
-use crate::identity::{PatientRef, Redemption};
+use super::access::AccessPolicy;
+use crate::call::CallServices;
+use crate::identity::{PatientRef, Redemption, WebhookSecret};
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -19,11 +22,12 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 /// `POST /api/v1/patients/{ref}/unlock`: a supervisor or agent clears a patient's lockout.
 pub async fn unlock_patient(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
     Path(patient_ref): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let role = match state.access.staff(&headers) {
+    let role = match access.staff(&headers) {
         Ok(role) => role,
         Err(refusal) => return refusal.into_response(),
     };
@@ -51,6 +55,11 @@ pub async fn unlock_patient(
     }
 }
 
+/// `CARELINE_WEBHOOK_SECRET`, which signs the portal's calls to careline; `None` when unset
+/// (code redemption is then refused).
+#[derive(Clone)]
+pub struct PortalSecret(pub Option<Arc<WebhookSecret>>);
+
 #[derive(Deserialize)]
 struct CodeRedemption {
     patient_ref: String,
@@ -61,11 +70,12 @@ struct CodeRedemption {
 /// like careline's own calls to the portal (`X-Careline-Signature: sha256=<hex>` over the body
 /// with `CARELINE_WEBHOOK_SECRET`).
 pub async fn verify_reset_code(
-    State(state): State<AppState>,
+    State(state): State<CallServices>,
+    State(PortalSecret(secret)): State<PortalSecret>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(secret) = &state.webhook_secret else {
+    let Some(secret) = &secret else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "CARELINE_WEBHOOK_SECRET is not set on this server",
