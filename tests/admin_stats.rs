@@ -6,11 +6,9 @@ mod common;
 use std::io::Read as _;
 use std::process::{Command, Output, Stdio};
 
-use careline::admin::access::AccessPolicy;
-use careline::store::{AgentStatus, QueueStatEvent, QueuedCall};
-use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
-
-const VIEWER: &str = "viewer-token-0123456789";
+use careline::store::{AgentStatus, QueueStatEvent};
+use common::http::{VIEWER, require_tokens};
+use common::{TestServer, queued_call};
 
 const DESK: &str = r#"
 [queues.portal]
@@ -31,10 +29,8 @@ client = "bsmith"
 
 /// A desk with one caller waiting, one agent available and a few calls counted today.
 async fn desk() -> TestServer {
-    let flow = format!("{SHORT_FLOW}\n{DESK}");
-    let server = TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-        state.access =
-            AccessPolicy::parse(Some(&format!("viewer:{VIEWER}")), false).expect("valid tokens");
+    let server = TestServer::start_short(DESK, |_, state| {
+        require_tokens(state, &format!("viewer:{VIEWER}"));
     })
     .await;
     let store = &server.state.node.store;
@@ -44,14 +40,12 @@ async fn desk() -> TestServer {
         .await
         .expect("available");
     store
-        .enqueue(&QueuedCall {
-            call_sid: "CA-waiting".to_owned(),
-            queue: "portal".to_owned(),
-            node: "another-node".to_owned(),
-            enqueued_at_ms: now - 30_000,
-            priority: 0,
-            verification_failed: false,
-        })
+        .enqueue(&queued_call(
+            "CA-waiting",
+            "portal",
+            "another-node",
+            now - 30_000,
+        ))
         .await
         .expect("enqueue");
     for event in [

@@ -4,19 +4,14 @@
 
 mod common;
 
-use careline::admin::access::AccessPolicy;
 use std::sync::Arc;
 
-use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{QueuedCall, Strategy};
-use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use common::http::{ANGUYEN, SUPERVISOR, VIEWER, call_arrives, get, set_status};
+use common::{TestServer, queued_call};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const VIEWER: &str = "viewer-token-0123456789";
-const SUPERVISOR: &str = "supervisor-token-0123456789";
-const ANGUYEN: &str = "anguyen-token-0123456789";
 
 /// Three agents: one on an always-open shift, one on a shift that never opens, one without a
 /// shift (always on shift).
@@ -56,47 +51,7 @@ async fn desk() -> TestServer {
 }
 
 async fn desk_with(adjust: impl FnOnce(&mut careline::server::AppState)) -> TestServer {
-    let flow = format!("{SHORT_FLOW}\n{ROSTER}");
-    TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-        let tokens = format!("viewer:{VIEWER},supervisor:{SUPERVISOR},agent:anguyen:{ANGUYEN}");
-        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
-        adjust(state);
-    })
-    .await
-}
-
-async fn get(server: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base_url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    answer(request).await
-}
-
-async fn set_status(
-    server: &TestServer,
-    agent: &str,
-    body: &str,
-    token: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new()
-        .put(format!("{}/api/v1/agents/{agent}/status", server.base_url))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    answer(request).await
-}
-
-async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.expect("request reaches the server");
-    let status = response.status();
-    let text = response.text().await.expect("response body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    common::http::start_for_every_role(ROSTER, adjust).await
 }
 
 fn agent<'a>(roster: &'a Value, id: &str) -> &'a Value {
@@ -282,13 +237,7 @@ async fn the_call_list_shows_a_call_in_progress_with_only_the_last_two_digits() 
     let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
     assert_eq!(calls, json!([]));
 
-    let voice = reqwest::Client::new()
-        .post(format!("{}/twilio/voice", server.base_url))
-        .form(&[("CallSid", "CA0123"), ("From", "+13125550147")])
-        .send()
-        .await
-        .expect("voice webhook answers");
-    assert!(voice.status().is_success());
+    call_arrives(&server, "CA0123", "+13125550147").await;
 
     let (status, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::OK);
@@ -305,16 +254,7 @@ async fn the_call_list_shows_a_call_in_progress_with_only_the_last_two_digits() 
 #[tokio::test]
 async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
     // A port nobody listens on: the store's operations fail, start-up and the IVR do not.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port();
-    let store = careline::store::redis::RedisStore::connect_lazy(
-        &format!("redis://127.0.0.1:{port}"),
-        "careline-test",
-    )
-    .expect("a lazy client");
+    let store = common::redis::unreachable_store();
     let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     let (status, body) = get(&server, "/api/v1/agents", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -336,25 +276,8 @@ async fn an_unreachable_store_is_reported_rather_than_an_empty_roster() {
     assert_eq!(status, StatusCode::OK, "the call list needs no store");
 }
 
-async fn call_arrives(server: &TestServer, call_sid: &str, from: &str) {
-    let voice = reqwest::Client::new()
-        .post(format!("{}/twilio/voice", server.base_url))
-        .form(&[("CallSid", call_sid), ("From", from)])
-        .send()
-        .await
-        .expect("voice webhook answers");
-    assert!(voice.status().is_success());
-}
-
 fn queued(call_sid: &str, enqueued_at_ms: i64) -> QueuedCall {
-    QueuedCall {
-        call_sid: call_sid.to_owned(),
-        queue: "portal".to_owned(),
-        node: "this-node".to_owned(),
-        enqueued_at_ms,
-        priority: 0,
-        verification_failed: false,
-    }
+    queued_call(call_sid, "portal", "this-node", enqueued_at_ms)
 }
 
 #[tokio::test]
@@ -438,9 +361,7 @@ async fn the_lists_follow_a_call_from_the_queue_to_an_agent_and_into_wrap_up() {
 async fn two_nodes_on(redis: &TestRedis) -> (TestServer, TestServer) {
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let store = RedisStore::connect(&redis.url(), "careline-agents-test")
-            .await
-            .expect("the test redis-server answers");
+        let store = common::redis::store(redis, "careline-agents-test").await;
         nodes.push(desk_with(|state| state.node.store = Arc::new(store)).await);
     }
     let second = nodes.pop().expect("two nodes");
@@ -450,7 +371,7 @@ async fn two_nodes_on(redis: &TestRedis) -> (TestServer, TestServer) {
 
 #[tokio::test]
 async fn every_node_on_one_redis_shows_the_same_roster_even_after_redis_lost_its_data() {
-    let mut redis = TestRedis::start().expect("a redis-server of our own");
+    let mut redis = common::redis::start();
     let (first, second) = two_nodes_on(&redis).await;
 
     let (status, _) = set_status(

@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use careline::admin::access::AccessPolicy;
 use careline::caller::script::{Step, StepAction};
-use careline::caller::{CallOptions, DigitScript, place_call};
+use careline::caller::{CallOptions, place_call};
 use careline::store::AgentStatus;
-use common::TestServer;
+use common::http::require_tokens;
+use common::{TestServer, script};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
@@ -300,8 +300,7 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
     };
     let server =
         TestServer::start_configured(FLOW, &["en"], &["main_menu", "after_hours"], |_, state| {
-            let tokens = format!("viewer:{VIEWER}");
-            state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
+            require_tokens(state, &format!("viewer:{VIEWER}"));
         })
         .await;
     // Bea is on a break; Anh stays offline, so the caller waits.
@@ -364,7 +363,7 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
     let (steps, live_steps) = mpsc::unbounded_channel();
     let call = tokio::spawn(place_call(
         CallOptions::new(&server.base_url)
-            .digits("1".parse::<DigitScript>().expect("valid script"))
+            .digits(script("1"))
             .live_steps(live_steps)
             .max_duration(Duration::from_secs(120)),
     ));

@@ -1,11 +1,11 @@
 //! The in-band DTMF detector against an ITU-T Q.24 battery (pitch, duration, pauses, twist,
 //! level, noise, talk-off), fed μ-law frames exactly as the wire carries them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
 
 use careline::media::FRAME_BYTES;
 use careline::media::dtmf::DtmfDetector;
+use common::alloc::{CountingAllocator, allocations};
 
 // Shared with tools/spandsp-compare; each user takes the parts it needs.
 #[allow(dead_code)]
@@ -15,29 +15,8 @@ mod battery;
 use battery::{Case, Signal, Tone};
 
 /// Counts this thread's heap allocations, to show the detector makes none per frame.
-struct CountingAllocator;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// The keys a call would hear, frame by frame.
 fn heard(mulaw: &[u8]) -> String {

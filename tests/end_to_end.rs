@@ -5,45 +5,32 @@ mod common;
 use std::time::Duration;
 
 use careline::caller::{
-    CallEnd, CallOptions, DigitScript, Heard, KeySignalling, MediaStreamClient, StreamIds,
-    TranscriptEntry, place_call,
+    CallEnd, CallOptions, Heard, KeySignalling, MediaStreamClient, StreamIds, TranscriptEntry,
+    place_call,
 };
 use careline::twilio::signature;
-use common::TestServer;
+use common::{TestServer, call, call_keying, script};
 use tokio_tungstenite::tungstenite::Message;
 
-fn script(text: &str) -> DigitScript {
-    text.parse().expect("valid digit script")
-}
+/// A caller who asks for information, then enters an account number...
+const WALK: &str = "w2,w1,w12345#";
+/// ...hears these prompts, and goodbye before the hang-up.
+const WALK_HEARS: [&str; 8] = [
+    "welcome",
+    "main_menu",
+    "info",
+    "welcome",
+    "main_menu",
+    "enter_account",
+    "thanks",
+    "goodbye",
+];
 
 #[tokio::test]
 async fn a_caller_walks_the_menus_and_hears_goodbye_before_the_hang_up() {
     let server = TestServer::start().await;
-    let report = place_call(
-        CallOptions::new(&server.base_url)
-            .digits(script("w2,w1,w12345#"))
-            .max_duration(Duration::from_secs(30)),
-    )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
-    assert_eq!(
-        report.played_prompts(),
-        [
-            "welcome",
-            "main_menu",
-            "info",
-            "welcome",
-            "main_menu",
-            "enter_account",
-            "thanks",
-            "goodbye"
-        ]
-    );
+    let report = call_keying(&server, WALK, 30).await;
+    assert_eq!(report.played_prompts(), WALK_HEARS);
     assert_eq!(report.ended, CallEnd::Hangup);
     let close = report.stream_closes.first().expect("one stream");
     assert!(close.by_server);
@@ -54,18 +41,7 @@ async fn a_caller_walks_the_menus_and_hears_goodbye_before_the_hang_up() {
 #[tokio::test]
 async fn a_key_during_a_prompt_cuts_it_off() {
     let server = TestServer::start().await;
-    let report = place_call(
-        CallOptions::new(&server.base_url)
-            .digits(script("0"))
-            .max_duration(Duration::from_secs(30)),
-    )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    let report = call_keying(&server, "0", 30).await;
     assert_eq!(
         report.interrupted_prompts().first().map(String::as_str),
         Some("welcome")
@@ -278,14 +254,7 @@ async fn junk_on_one_call_does_not_disturb_it_or_another_call() {
     }
     assert!(heard_prompt, "the call carried on after junk frames");
     // And a clean call alongside completes normally.
-    let report = place_call(
-        CallOptions::new(&server.base_url)
-            .digits(script("0"))
-            .max_duration(Duration::from_secs(30)),
-    )
-    .await
-    .expect("call completes");
-    assert!(report.protocol_errors.is_empty());
+    let report = call_keying(&server, "0", 30).await;
     assert_eq!(
         report.played_prompts().last().map(String::as_str),
         Some("goodbye")
@@ -330,56 +299,26 @@ async fn call_with_keys(dtmf: &str, signalling: KeySignalling, digits: &str) -> 
         &format!("max_retries = 2\ndtmf = \"{dtmf}\""),
     );
     let server = TestServer::start_with(&flow, &["en", "es"], &common::SHORT_PROMPTS, None).await;
-    let report = place_call(
+    let report = call(
         CallOptions::new(&server.base_url)
             .key_signalling(signalling)
             .digits(script(digits))
             .max_duration(Duration::from_secs(30)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     report.played_prompts()
 }
 
 #[tokio::test]
 async fn keys_sent_only_as_tones_in_the_audio_work_in_inband_mode() {
-    let heard = call_with_keys("inband", KeySignalling::Tones, "w2,w1,w12345#").await;
-    assert_eq!(
-        heard,
-        [
-            "welcome",
-            "main_menu",
-            "info",
-            "welcome",
-            "main_menu",
-            "enter_account",
-            "thanks",
-            "goodbye"
-        ]
-    );
+    let heard = call_with_keys("inband", KeySignalling::Tones, WALK).await;
+    assert_eq!(heard, WALK_HEARS);
 }
 
 #[tokio::test]
 async fn a_key_sent_both_as_event_and_tone_counts_once() {
-    let heard = call_with_keys("both", KeySignalling::Both, "w2,w1,w12345#").await;
-    assert_eq!(
-        heard,
-        [
-            "welcome",
-            "main_menu",
-            "info",
-            "welcome",
-            "main_menu",
-            "enter_account",
-            "thanks",
-            "goodbye"
-        ]
-    );
+    let heard = call_with_keys("both", KeySignalling::Both, WALK).await;
+    assert_eq!(heard, WALK_HEARS);
 }
 
 #[tokio::test]

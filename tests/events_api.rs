@@ -6,14 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use careline::admin::access::AccessPolicy;
-use careline::store::test_redis::TestRedis;
-use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use common::TestServer;
+use common::http::{SUPERVISOR, VIEWER, require_tokens};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-const VIEWER: &str = "viewer-token-0123456789";
-const SUPERVISOR: &str = "supervisor-token-0123456789";
 
 const ROSTER: &str = r#"
 [queues.portal]
@@ -28,13 +24,9 @@ client = "anguyen"
 
 /// A node with the roster, on the Redis at `redis_url` if given.
 async fn node(redis_url: Option<&str>) -> TestServer {
-    let store = redis_url
-        .map(|url| format!("[store]\nurl = \"{url}\"\nkey_prefix = \"careline-events-test\"\n"))
-        .unwrap_or_default();
-    let flow = format!("{SHORT_FLOW}\n{ROSTER}\n{store}");
-    TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-        let tokens = format!("viewer:{VIEWER},supervisor:{SUPERVISOR}");
-        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
+    let store = common::redis::store_section(redis_url, "careline-events-test");
+    TestServer::start_short(&format!("{ROSTER}\n{store}"), |_, state| {
+        require_tokens(state, &format!("viewer:{VIEWER},supervisor:{SUPERVISOR}"));
     })
     .await
 }
@@ -132,15 +124,9 @@ fn open_request(
 }
 
 async fn set_status(server: &TestServer, agent: &str, status: &str) {
-    let response = reqwest::Client::new()
-        .put(format!("{}/api/v1/agents/{agent}/status", server.base_url))
-        .bearer_auth(SUPERVISOR)
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"status": "{status}"}}"#))
-        .send()
-        .await
-        .expect("the server answers");
-    assert_eq!(response.status(), StatusCode::OK);
+    let body = format!(r#"{{"status": "{status}"}}"#);
+    let (answer, _) = common::http::set_status(server, agent, &body, Some(SUPERVISOR)).await;
+    assert_eq!(answer, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -189,7 +175,7 @@ async fn the_stream_takes_the_token_in_the_query_because_browsers_cannot_send_he
 
 #[tokio::test]
 async fn a_status_change_on_one_node_reaches_a_dashboard_on_the_other() {
-    let redis = TestRedis::start().expect("a redis-server of our own");
+    let redis = common::redis::start();
     let first = node(Some(&redis.url())).await;
     let second = node(Some(&redis.url())).await;
     // A node relays only once it is subscribed to the Redis channel.

@@ -3,34 +3,27 @@
 //! when it is closed. The schedules are set for each test, so the outcome never depends on
 //! when the suite runs.
 
+mod common;
+
 use std::time::Duration;
 
-use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, place_call};
+use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus};
 use careline::config::{HoursRule, LoadedConfig};
-use careline::server::{self, AppState};
-use careline::store::AgentStatus;
+use careline::server;
 use careline::twilio::twiml::DialTarget;
-use tokio_util::sync::CancellationToken;
-
-struct Example {
-    base_url: String,
-    state: AppState,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+use common::{TestServer, call, make_available, script};
 
 /// Serve config/careline.toml with every schedule open around the clock (`open`) or the help
 /// desk closed all week.
-async fn serve_example(open: bool) -> Example {
+async fn serve_example(open: bool) -> TestServer {
     let (loaded, _warnings) = server::load_config("config/careline.toml".as_ref())
         .unwrap_or_else(|error| panic!("{error}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let base_url = format!("http://{}", listener.local_addr().expect("addr"));
     let mut loaded: LoadedConfig = loaded;
     // The example's public_url names port 8080; this test listens wherever the OS put it.
-    loaded.config.server.public_url = base_url.clone();
+    loaded.config.server.public_url = common::base_url(&listener);
     for (name, schedule) in &mut loaded.config.schedules {
         schedule.holidays.clear();
         schedule.overrides.clear();
@@ -44,65 +37,25 @@ async fn serve_example(open: bool) -> Example {
             Vec::new()
         };
     }
-    let state = AppState::load(&loaded)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-        .state;
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(
-        listener,
-        state.clone(),
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
-    Example {
-        base_url,
-        state,
-        shutdown,
-        server,
-    }
-}
-
-impl Example {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.server
-            .await
-            .expect("server task")
-            .expect("server stops cleanly");
-    }
+    TestServer::serve(listener, &loaded, Duration::from_secs(5), |_, _| {}).await
 }
 
 #[tokio::test]
 async fn a_caller_who_presses_zero_reaches_the_available_agent_while_the_desk_is_open() {
     let example = serve_example(true).await;
-    let now_ms = jiff::Timestamp::now().as_millisecond();
-    example
-        .state
-        .node
-        .store
-        .set_agent_status("anguyen", AgentStatus::Available, now_ms)
-        .await
-        .expect("status set");
-    example.state.node.router.wake();
+    make_available(&example, "anguyen").await;
 
     // An impatient caller presses 0 during the welcome.
-    let report = place_call(
+    let report = call(
         CallOptions::new(&example.base_url)
-            .digits("0".parse().expect("script"))
+            .digits(script("0"))
             .dial(vec![DialBehaviour::Answer {
                 after: Duration::from_millis(300),
                 talk: Duration::from_millis(300),
             }])
             .max_duration(Duration::from_secs(90)),
     )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    .await;
     let played = report.played_prompts();
     assert!(played.contains(&"connecting".to_owned()), "{played:?}");
     assert_eq!(
@@ -119,18 +72,7 @@ async fn a_caller_who_presses_zero_reaches_the_available_agent_while_the_desk_is
 #[tokio::test]
 async fn a_caller_after_hours_hears_the_hours_and_the_after_hours_menu() {
     let example = serve_example(false).await;
-    let report = place_call(
-        CallOptions::new(&example.base_url)
-            .digits("0,w3".parse().expect("script"))
-            .max_duration(Duration::from_secs(90)),
-    )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
+    let report = common::call_keying(&example, "0,w3", 90).await;
     let played = report.played_prompts();
     assert_eq!(played.first().map(String::as_str), Some("after_hours"));
     assert_eq!(played.last().map(String::as_str), Some("goodbye"));

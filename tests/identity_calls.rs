@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use careline::caller::{CallOptions, CallReport, place_call};
+use careline::caller::CallReport;
 use careline::identity::WebhookSecret;
 use common::desk::{DOB, Desk, SECRET, ZIP, help_desk};
 
 async fn call(desk: &Desk, digits: &str) -> CallReport {
-    let report = place_call(
-        CallOptions::new(&desk.server.base_url)
-            .digits(digits.parse().expect("script"))
-            .max_duration(Duration::from_secs(40)),
-    )
-    .await
-    .expect("call completes");
-    assert!(
-        report.protocol_errors.is_empty(),
-        "{:?}",
-        report.protocol_errors
-    );
-    report
+    common::call_keying(&desk.server, digits, 40).await
 }
 
 /// The code the caller heard, from the digit prompts between intro and repeat.
@@ -192,8 +178,7 @@ async fn an_unsigned_redemption_is_refused() {
 
 #[tokio::test]
 async fn a_lockout_holds_across_nodes_sharing_redis_and_across_a_restart() {
-    let redis =
-        careline::store::test_redis::TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
+    let redis = common::redis::start();
     let url = redis.url();
     let wrong = format!("w1,w{DOB}#,w99999#,w{DOB}#,w99999#,w{DOB}#,w99999#");
     // Two careline nodes on one Redis: three failures on each.

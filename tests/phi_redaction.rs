@@ -181,7 +181,7 @@ async fn digits_keyed_into_a_collect_never_reach_a_log_even_at_trace() {
         "the entry was accepted and the call ended normally"
     );
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs").clone()).into_owned();
+    let logs = logs(&captured);
     assert!(
         logs.len() > 1000,
         "trace logging captured the call ({} bytes)",

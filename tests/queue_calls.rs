@@ -12,7 +12,7 @@ use careline::store::{
     AgentActivity, AgentStatus, CallCounters, CallbackStatus, QueueCounters, StatsInterval,
 };
 use careline::twilio::twiml::DialTarget;
-use common::{TestServer, call, make_available, script};
+use common::{TestServer, call, call_keying, make_available, script};
 
 const QUEUE_FLOW: &str = r#"
 [server]
@@ -102,6 +102,18 @@ async fn assert_nobody_waits(server: &TestServer) {
     assert!(waiting.is_empty(), "{waiting:?}");
 }
 
+/// The store's record of `agent`.
+async fn agent_record(server: &TestServer, agent: &str) -> careline::store::AgentRecord {
+    server
+        .state
+        .node
+        .store
+        .agent(agent)
+        .await
+        .expect("store answers")
+        .expect("agent exists")
+}
+
 /// Today's counters of `queue`, once `ready` says the background writes have landed (bounded
 /// polling; nothing about time is asserted).
 async fn today(
@@ -188,14 +200,7 @@ async fn a_queued_caller_is_connected_to_the_available_agent_and_the_agent_wraps
         )]
     );
     assert_eq!(report.ended, CallEnd::Hangup);
-    let agent = server
-        .state
-        .node
-        .store
-        .agent("anguyen")
-        .await
-        .expect("store answers")
-        .expect("agent exists");
+    let agent = agent_record(&server, "anguyen").await;
     assert!(
         matches!(agent.activity, AgentActivity::WrapUp { .. }),
         "{:?}",
@@ -233,14 +238,7 @@ async fn an_unanswered_offer_puts_the_caller_back_in_line_and_offers_again() {
         2,
         "a second stream after the missed offer"
     );
-    let agent = server
-        .state
-        .node
-        .store
-        .agent("anguyen")
-        .await
-        .expect("store answers")
-        .expect("agent exists");
+    let agent = agent_record(&server, "anguyen").await;
     assert_eq!(agent.missed_in_a_row, 0, "the answer forgets the miss");
     assert_eq!(agent.status, AgentStatus::Available);
 }
@@ -258,14 +256,7 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
     .await;
     assert_eq!(report.dials().len(), 2);
     assert_eq!(report.ended, CallEnd::CallerHungUp);
-    let agent = server
-        .state
-        .node
-        .store
-        .agent("anguyen")
-        .await
-        .expect("store answers")
-        .expect("agent exists");
+    let agent = agent_record(&server, "anguyen").await;
     assert_eq!(agent.status, AgentStatus::Break);
     assert!(
         report
@@ -282,26 +273,14 @@ async fn two_missed_offers_put_the_agent_on_break_and_the_caller_keeps_waiting()
 async fn an_agent_is_freed_when_the_caller_hangs_up_while_being_connected() {
     let server = server().await;
     make_available(&server, "anguyen").await;
-    let report = call(
-        CallOptions::new(&server.base_url)
-            .digits(script("1,hangup"))
-            .max_duration(Duration::from_secs(20)),
-    )
-    .await;
+    let report = call_keying(&server, "1,hangup", 20).await;
     assert!(
         report.dials().is_empty(),
         "nobody is dialed for a caller who left"
     );
     let mut agent = None;
     for _ in 0..100 {
-        let record = server
-            .state
-            .node
-            .store
-            .agent("anguyen")
-            .await
-            .expect("store answers")
-            .expect("agent exists");
+        let record = agent_record(&server, "anguyen").await;
         if record.activity == AgentActivity::Idle {
             agent = Some(record);
             break;
@@ -318,12 +297,7 @@ async fn an_agent_is_freed_when_the_caller_hangs_up_while_being_connected() {
 async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
     let server = server().await;
     // The agent is on shift but not available: the queue is open, nobody takes the call.
-    let report = call(
-        CallOptions::new(&server.base_url)
-            .digits(script("1"))
-            .max_duration(Duration::from_secs(4)),
-    )
-    .await;
+    let report = call_keying(&server, "1", 4).await;
     let played = report.played_prompts();
     assert!(played.contains(&"queue_position".to_owned()), "{played:?}");
     assert!(played.contains(&"callback_offer".to_owned()), "{played:?}");
@@ -338,12 +312,7 @@ async fn a_caller_who_hangs_up_while_waiting_leaves_the_queue() {
 #[tokio::test]
 async fn a_closed_queue_sends_the_caller_to_when_closed() {
     let server = server().await;
-    let report = call(
-        CallOptions::new(&server.base_url)
-            .digits(script("3"))
-            .max_duration(Duration::from_secs(20)),
-    )
-    .await;
+    let report = call_keying(&server, "3", 20).await;
     assert_eq!(
         report.played_prompts().last().map(String::as_str),
         Some("after_hours")
@@ -427,12 +396,7 @@ async fn a_waiting_caller_asks_for_a_callback_and_keeps_their_place() {
 #[tokio::test]
 async fn a_voicemail_is_recorded_to_a_wav_and_listed() {
     let server = server().await;
-    let report = call(
-        CallOptions::new(&server.base_url)
-            .digits(script("4"))
-            .max_duration(Duration::from_secs(20)),
-    )
-    .await;
+    let report = call_keying(&server, "4", 20).await;
     assert_eq!(
         report.played_prompts().last().map(String::as_str),
         Some("voicemail_saved")

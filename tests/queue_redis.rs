@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use careline::caller::{CallEnd, CallOptions, DialBehaviour, DialStatus, place_call};
 use careline::store::test_redis::TestRedis;
-use common::{TestServer, call, make_available, script};
+use common::{TestServer, call, call_keying, make_available, script};
 
 const FLOW: &str = r#"
 [server]
@@ -94,7 +94,7 @@ async fn node(redis: &TestRedis) -> TestServer {
 
 #[tokio::test]
 async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
-    let redis = TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
+    let redis = common::redis::start();
     let first = node(&redis).await;
     let second = node(&redis).await;
     for agent in AGENTS {
@@ -153,7 +153,7 @@ async fn two_nodes_share_one_queue_and_every_call_reaches_one_agent_once() {
 
 #[tokio::test]
 async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
-    let mut redis = TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
+    let mut redis = common::redis::start();
     let server = node(&redis).await;
     let (steps, live_steps) = tokio::sync::mpsc::unbounded_channel();
     let base_url = server.base_url.clone();
@@ -216,7 +216,7 @@ async fn a_redis_that_restarts_empty_gets_the_waiting_call_back_in_its_place() {
 
 #[tokio::test]
 async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apology() {
-    let mut redis = TestRedis::start().unwrap_or_else(|error| panic!("{error}"));
+    let mut redis = common::redis::start();
     let server = node(&redis).await;
     redis.stop();
     let health: serde_json::Value = serde_json::from_str(
@@ -230,12 +230,7 @@ async fn with_redis_gone_menus_carry_on_and_a_caller_for_a_queue_hears_an_apolog
     .expect("JSON");
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["store_reachable"], false, "{health}");
-    let report = call(
-        CallOptions::new(&server.base_url)
-            .digits(script("w2,w1"))
-            .max_duration(Duration::from_secs(30)),
-    )
-    .await;
+    let report = call_keying(&server, "w2,w1", 30).await;
     assert_eq!(
         report.played_prompts(),
         [

@@ -8,16 +8,11 @@ use std::sync::Arc;
 
 use careline::admin::access::AccessPolicy;
 use careline::server::AppState;
-use careline::store::redis::RedisStore;
-use careline::store::test_redis::TestRedis;
 use careline::store::{AgentStatus, CallOutcomeStat, QueueStatEvent, QueuedCall, Store, Strategy};
-use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use common::http::{ANGUYEN, SUPERVISOR, VIEWER, call_arrives, get, get_text};
+use common::{TestServer, queued_call};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const VIEWER: &str = "viewer-token-0123456789";
-const SUPERVISOR: &str = "supervisor-token-0123456789";
-const ANGUYEN: &str = "anguyen-token-0123456789";
 
 /// Two queues: `portal` (skill portal, counted in UTC) and `spanish` (portal + spanish, on a
 /// Chicago schedule, so "today" is a Chicago day). Six agents, one for each board state.
@@ -75,35 +70,11 @@ client = "fgray"
 const OTHER_NODE: &str = "another-node";
 
 async fn desk_with(adjust: impl FnOnce(&mut AppState)) -> TestServer {
-    let flow = format!("{SHORT_FLOW}\n{DESK}");
-    TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-        let tokens = format!("viewer:{VIEWER},supervisor:{SUPERVISOR},agent:anguyen:{ANGUYEN}");
-        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
-        adjust(state);
-    })
-    .await
+    common::http::start_for_every_role(DESK, adjust).await
 }
 
 async fn desk() -> TestServer {
     desk_with(|_| {}).await
-}
-
-async fn get_text(server: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, String) {
-    let mut request = reqwest::Client::new().get(format!("{}{path}", server.base_url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request reaches the server");
-    let status = response.status();
-    (status, response.text().await.expect("response body"))
-}
-
-async fn get(server: &TestServer, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let (status, text) = get_text(server, path, token).await;
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 fn now_ms() -> i64 {
@@ -111,14 +82,7 @@ fn now_ms() -> i64 {
 }
 
 fn call(sid: &str, queue: &str, enqueued_at_ms: i64) -> QueuedCall {
-    QueuedCall {
-        call_sid: sid.to_owned(),
-        queue: queue.to_owned(),
-        node: OTHER_NODE.to_owned(),
-        enqueued_at_ms,
-        priority: 0,
-        verification_failed: false,
-    }
+    queued_call(sid, queue, OTHER_NODE, enqueued_at_ms)
 }
 
 /// Offer a fresh call in `portal` to `agent` (made available first).
@@ -289,10 +253,8 @@ async fn the_board_shows_waiting_calls_agents_by_state_and_today_in_memory() {
 
 #[tokio::test]
 async fn the_board_shows_waiting_calls_agents_by_state_and_today_in_redis() {
-    let redis = TestRedis::start().expect("a redis-server of our own");
-    let store = RedisStore::connect(&redis.url(), "careline-test")
-        .await
-        .expect("connect");
+    let redis = common::redis::start();
+    let store = common::redis::store(&redis, "careline-test").await;
     let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     server
         .state
@@ -484,13 +446,7 @@ async fn metrics_show_counters_calls_queues_and_agents_in_the_text_format() {
     server.state.node.metrics.reservation();
     server.state.node.metrics.frame_in();
     server.state.node.metrics.frame_out(4);
-    let voice = reqwest::Client::new()
-        .post(format!("{}/twilio/voice", server.base_url))
-        .form(&[("CallSid", "CA0123"), ("From", "+13125550147")])
-        .send()
-        .await
-        .expect("voice webhook answers");
-    assert!(voice.status().is_success());
+    call_arrives(&server, "CA0123", "+13125550147").await;
 
     let response = reqwest::Client::new()
         .get(format!("{}/metrics", server.base_url))
@@ -560,13 +516,7 @@ async fn a_loopback_server_without_tokens_is_open_to_the_local_machine() {
 
 #[tokio::test]
 async fn an_unreachable_store_is_reported_and_counted() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port();
-    let store = RedisStore::connect_lazy(&format!("redis://127.0.0.1:{port}"), "careline-test")
-        .expect("a lazy client");
+    let store = common::redis::unreachable_store();
     let server = desk_with(|state| state.node.store = Arc::new(store)).await;
     let (status, body) = get(&server, "/api/v1/queues", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

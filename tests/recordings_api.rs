@@ -6,19 +6,15 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use careline::admin::access::AccessPolicy;
 use careline::media::FRAME_BYTES;
 use careline::media::recording::{NewVoicemail, Voicemail, VoicemailRecorder};
 use careline::store::{CallbackRequest, CallbackStatus};
-use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use common::TestServer;
+use common::http::{ANGUYEN, SUPERVISOR, VIEWER, get, post, send};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
-
-const VIEWER: &str = "viewer-token-0123456789";
-const SUPERVISOR: &str = "supervisor-token-0123456789";
-const ANGUYEN: &str = "anguyen-token-0123456789";
 
 const T0_MS: i64 = 1_767_268_800_000;
 
@@ -36,47 +32,16 @@ impl Desk {
 /// A server whose `[recordings] dir` is a fresh directory, with a token per role.
 async fn desk() -> Desk {
     let recordings = TempDir::new().expect("tempdir");
-    let flow = format!(
-        "{SHORT_FLOW}\n[recordings]\ndir = {}\n",
+    let recordings_section = format!(
+        "[recordings]\ndir = {}\n",
         toml_string(&recordings.path().display().to_string())
     );
-    let server = TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-        let tokens = format!("viewer:{VIEWER},supervisor:{SUPERVISOR},agent:anguyen:{ANGUYEN}");
-        state.access = AccessPolicy::parse(Some(&tokens), false).expect("valid tokens");
-    })
-    .await;
+    let server = common::http::start_for_every_role(&recordings_section, |_| {}).await;
     Desk { server, recordings }
 }
 
 fn toml_string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-async fn send(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::Response {
-    let request = match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
-    request.send().await.expect("request reaches the server")
-}
-
-async fn get_json(desk: &Desk, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let request = reqwest::Client::new().get(format!("{}{path}", desk.server.base_url));
-    json_of(send(request, token).await).await
-}
-
-async fn post_json(desk: &Desk, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-    let request = reqwest::Client::new().post(format!("{}{path}", desk.server.base_url));
-    json_of(send(request, token).await).await
-}
-
-async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let text = response.text().await.expect("response body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 /// A caller leaves `millis` of a message at `started`, as the session would record it.
@@ -109,7 +74,7 @@ fn t0() -> Timestamp {
 #[tokio::test]
 async fn voicemails_in_the_configured_directory_are_listed_newest_first() {
     let desk = desk().await;
-    let (status, listed) = get_json(&desk, "/api/v1/voicemails", Some(VIEWER)).await;
+    let (status, listed) = get(&desk.server, "/api/v1/voicemails", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed, Value::Array(Vec::new()));
 
@@ -121,7 +86,7 @@ async fn voicemails_in_the_configured_directory_are_listed_newest_first() {
         500,
     );
 
-    let (status, listed) = get_json(&desk, "/api/v1/voicemails", Some(VIEWER)).await;
+    let (status, listed) = get(&desk.server, "/api/v1/voicemails", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::OK);
     let listed = listed.as_array().expect("a list");
     let ids: Vec<&str> = listed
@@ -172,11 +137,11 @@ async fn a_viewer_lists_voicemails_but_cannot_hear_them() {
     let desk = desk().await;
     let voicemail = leave_message(desk.dir(), "CA1", t0(), 200);
     let path = format!("/api/v1/voicemails/{}.wav", voicemail.id);
-    let (status, _) = get_json(&desk, &path, Some(VIEWER)).await;
+    let (status, _) = get(&desk.server, &path, Some(VIEWER)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = get_json(&desk, &path, None).await;
+    let (status, _) = get(&desk.server, &path, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = get_json(&desk, "/api/v1/voicemails", None).await;
+    let (status, _) = get(&desk.server, "/api/v1/voicemails", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -218,11 +183,11 @@ async fn only_finished_voicemails_in_the_directory_can_be_fetched() {
         format!("/api/v1/voicemails/{in_progress_id}.wav"),
         "/api/v1/voicemails/CA_nobody-0.wav".to_owned(),
     ] {
-        let (status, _) = get_json(&desk, &path, Some(SUPERVISOR)).await;
+        let (status, _) = get(&desk.server, &path, Some(SUPERVISOR)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
-    let (status, _) = get_json(
-        &desk,
+    let (status, _) = get(
+        &desk.server,
         &format!("/api/v1/voicemails/{}.wav", voicemail.id),
         Some(SUPERVISOR),
     )
@@ -246,7 +211,7 @@ fn callback(id: &str, number: &str, place_ms: i64, due_at_ms: i64) -> CallbackRe
 }
 
 async fn callbacks_as(desk: &Desk, token: &str) -> Vec<Value> {
-    let (status, listed) = get_json(desk, "/api/v1/callbacks", Some(token)).await;
+    let (status, listed) = get(&desk.server, "/api/v1/callbacks", Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     listed.as_array().expect("a list").clone()
 }
@@ -292,7 +257,7 @@ async fn staff_see_the_full_number_and_viewers_only_its_last_two_digits() {
     let text = serde_json::to_string(&listed).expect("json");
     assert!(!text.contains("555"), "{text}");
 
-    let (status, _) = get_json(&desk, "/api/v1/callbacks", None).await;
+    let (status, _) = get(&desk.server, "/api/v1/callbacks", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
@@ -307,12 +272,12 @@ async fn staff_mark_a_callback_done_and_it_moves_after_the_pending_ones() {
         store.add_callback(&request).await.expect("add");
     }
 
-    let (status, _) = post_json(&desk, "/api/v1/callbacks/first/done", Some(VIEWER)).await;
+    let (status, _) = post(&desk.server, "/api/v1/callbacks/first/done", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = post_json(&desk, "/api/v1/callbacks/first/done", None).await;
+    let (status, _) = post(&desk.server, "/api/v1/callbacks/first/done", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let (status, done) = post_json(&desk, "/api/v1/callbacks/first/done", Some(ANGUYEN)).await;
+    let (status, done) = post(&desk.server, "/api/v1/callbacks/first/done", Some(ANGUYEN)).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["status"], "done");
     let listed = callbacks_as(&desk, SUPERVISOR).await;
@@ -329,8 +294,18 @@ async fn staff_mark_a_callback_done_and_it_moves_after_the_pending_ones() {
     assert!(listed[1]["completed_at_ms"].is_i64());
 
     // Again is fine (two agents returned the same call); an unknown id is not found.
-    let (status, _) = post_json(&desk, "/api/v1/callbacks/first/done", Some(SUPERVISOR)).await;
+    let (status, _) = post(
+        &desk.server,
+        "/api/v1/callbacks/first/done",
+        Some(SUPERVISOR),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = post_json(&desk, "/api/v1/callbacks/nobody/done", Some(SUPERVISOR)).await;
+    let (status, _) = post(
+        &desk.server,
+        "/api/v1/callbacks/nobody/done",
+        Some(SUPERVISOR),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use careline::call::registry::CallPhase;
 use careline::caller::{CallOptions, place_call};
+use common::http::require_tokens;
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 
 fn config_path(server: &TestServer) -> std::path::PathBuf {
@@ -127,11 +128,10 @@ async fn a_bad_configuration_is_refused_with_the_check_report_and_the_running_on
 async fn only_a_supervisor_may_reload() {
     let server =
         TestServer::start_configured(SHORT_FLOW, &["en", "es"], &SHORT_PROMPTS, |_, state| {
-            state.access = careline::admin::access::AccessPolicy::parse(
-                Some("viewer:look-only-token-0123456789,supervisor:in-charge-token-0123456789"),
-                true,
-            )
-            .expect("tokens parse");
+            require_tokens(
+                state,
+                "viewer:look-only-token-0123456789,supervisor:in-charge-token-0123456789",
+            );
         })
         .await;
     let client = reqwest::Client::new();
@@ -159,14 +159,7 @@ async fn only_a_supervisor_may_reload() {
 fn sighup_reloads_a_running_careline() {
     let dir = tempfile::TempDir::new().expect("tempdir");
     let prompts = dir.path().join("prompts");
-    for id in SHORT_PROMPTS
-        .into_iter()
-        .chain(careline::ivr::prompts::system_prompts())
-    {
-        for language in ["en", "es"] {
-            common::write_tone(&prompts.join(language).join(format!("{id}.wav")), 100);
-        }
-    }
+    common::write_prompts(&prompts, &["en", "es"], &SHORT_PROMPTS, 100);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")

@@ -9,15 +9,17 @@
 //! These tests run on real time (Redis answers over a socket); nothing asserts on how long
 //! anything took, the deadlines only stop a broken build from hanging.
 
-use std::collections::{HashMap, HashSet};
+mod common;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use careline::config::Config;
 use careline::dispatch::router::{JoinRefusal, LeaveReason, Router};
-use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{AgentStatus, MissedOffer, QueuedCall, Reservation, Store, StoreError};
+use common::ledger::Ledger;
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
@@ -56,22 +58,11 @@ fn agent(n: usize) -> String {
 }
 
 fn portal_call(sid: &str, node: &Router, enqueued_at_ms: i64) -> QueuedCall {
-    QueuedCall {
-        call_sid: sid.to_owned(),
-        queue: "portal".to_owned(),
-        node: node.node_id().to_owned(),
-        enqueued_at_ms,
-        priority: 0,
-        verification_failed: false,
-    }
+    common::queued_call(sid, "portal", node.node_id(), enqueued_at_ms)
 }
 
 async fn connect(server: &TestRedis) -> Arc<dyn Store> {
-    Arc::new(
-        RedisStore::connect(&server.url(), "routing")
-            .await
-            .expect("connect to the test redis-server"),
-    )
+    Arc::new(common::redis::store(server, "routing").await)
 }
 
 /// A node: its router with the loop running.
@@ -126,40 +117,6 @@ async fn next_offer(offers: &mut tokio::sync::mpsc::UnboundedReceiver<Reservatio
         .expect("the router delivers a reservation")
 }
 
-#[derive(Default)]
-struct Ledger {
-    /// Agent → the call they were given and have not finished.
-    agents_in_hand: HashMap<String, String>,
-    calls_in_hand: HashSet<String>,
-    served: HashSet<String>,
-    offers: usize,
-    misses: usize,
-}
-
-impl Ledger {
-    fn take(&mut self, reservation: &Reservation) {
-        let call = &reservation.call.call_sid;
-        let agent = &reservation.agent_id;
-        assert!(
-            !self.served.contains(call),
-            "{call} offered again after it was served"
-        );
-        assert!(
-            self.calls_in_hand.insert(call.clone()),
-            "{call} offered twice at once"
-        );
-        if let Some(held) = self.agents_in_hand.insert(agent.clone(), call.clone()) {
-            panic!("{agent} given {call} while still holding {held}");
-        }
-        self.offers += 1;
-    }
-
-    fn give_back(&mut self, call: &str, agent: &str) {
-        assert!(self.calls_in_hand.remove(call));
-        assert_eq!(self.agents_in_hand.remove(agent).as_deref(), Some(call));
-    }
-}
-
 /// One caller: joins on `node`, takes the offer; every seventh offer rings out and the caller's
 /// next stream joins again on the same node; otherwise the agent answers, talks, hangs up.
 async fn caller(
@@ -190,8 +147,7 @@ async fn caller(
             ledger
                 .lock()
                 .expect("ledger")
-                .give_back(&call.call_sid, &agent);
-            ledger.lock().expect("ledger").misses += 1;
+                .missed(&call.call_sid, &agent);
             let outcome = node
                 .offer_missed(&agent, &offer.call, Timestamp::now())
                 .await
@@ -217,11 +173,10 @@ async fn caller(
             .await
             .expect("answered");
         tokio::task::yield_now().await;
-        {
-            let mut ledger = ledger.lock().expect("ledger");
-            ledger.give_back(&call.call_sid, &agent);
-            assert!(ledger.served.insert(call.call_sid.clone()), "served twice");
-        }
+        ledger
+            .lock()
+            .expect("ledger")
+            .served(&call.call_sid, &agent);
         node.call_finished(
             &agent,
             &call.call_sid,
@@ -237,7 +192,7 @@ async fn caller(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_serve_every_call_once_and_never_give_an_agent_two_calls() {
-    let server = TestRedis::start().expect("a redis-server of our own");
+    let server = common::redis::start();
     let config = config(AGENTS);
     let shutdown = CancellationToken::new();
     let stores = [connect(&server).await, connect(&server).await];
@@ -268,7 +223,7 @@ async fn two_nodes_serve_every_call_once_and_never_give_an_agent_two_calls() {
         assert_eq!(ledger.served.len(), CALLS, "every call served");
         assert_eq!(ledger.offers, CALLS + ledger.misses);
         assert!(ledger.misses > 0, "some offers rang out");
-        assert!(ledger.agents_in_hand.is_empty() && ledger.calls_in_hand.is_empty());
+        assert!(ledger.all_given_back());
     }
     assert!(
         stores[0]
@@ -293,7 +248,7 @@ async fn two_nodes_serve_every_call_once_and_never_give_an_agent_two_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_whose_next_stream_lands_on_the_other_node_after_a_missed_offer_is_served() {
-    let server = TestRedis::start().expect("a redis-server of our own");
+    let server = common::redis::start();
     let config = config(1);
     let shutdown = CancellationToken::new();
     let stores = [connect(&server).await, connect(&server).await];
@@ -327,7 +282,7 @@ async fn a_caller_whose_next_stream_lands_on_the_other_node_after_a_missed_offer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_restarts_empty_agents_are_registered_and_calls_get_their_places_back() {
-    let mut server = TestRedis::start().expect("a redis-server of our own");
+    let mut server = common::redis::start();
     let config = config(3);
     let shutdown = CancellationToken::new();
     let store = connect(&server).await;
@@ -388,7 +343,7 @@ async fn after_redis_restarts_empty_agents_are_registered_and_calls_get_their_pl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_a_join_is_refused_as_unavailable_and_routing_resumes_when_it_is_back() {
-    let mut server = TestRedis::start().expect("a redis-server of our own");
+    let mut server = common::redis::start();
     let config = config(1);
     let shutdown = CancellationToken::new();
     let store = connect(&server).await;

@@ -7,14 +7,15 @@
 //! them, so any double reservation in the store shows up in the ledger as a call offered while
 //! already offered, or an agent given a second call.
 
-use std::collections::{HashMap, HashSet};
+mod common;
+
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use careline::store::redis::RedisStore;
-use careline::store::test_redis::TestRedis;
-use careline::store::{AgentStatus, QueuedCall, Reservation, Store, Strategy};
+use careline::store::{AgentStatus, QueuedCall, Store, Strategy};
+use common::ledger::Ledger;
 
 const CALLS_PER_NODE: usize = 100;
 const AGENTS: usize = 20;
@@ -26,50 +27,6 @@ const STRATEGIES: [Strategy; 3] = [
     Strategy::FewestCalls,
 ];
 const T0: i64 = 1_767_268_800_000;
-
-#[derive(Default)]
-struct Ledger {
-    /// Call → the agent it is offered to or talking with.
-    calls_in_hand: HashMap<String, String>,
-    /// Agent → the call they hold.
-    agents_in_hand: HashMap<String, String>,
-    served: HashSet<String>,
-    offers: u64,
-    misses: u64,
-}
-
-impl Ledger {
-    fn take(&mut self, reservation: &Reservation) {
-        let call = &reservation.call.call_sid;
-        let agent = &reservation.agent_id;
-        assert!(
-            !self.served.contains(call),
-            "{call} was offered again after it was served"
-        );
-        if let Some(holder) = self.calls_in_hand.insert(call.clone(), agent.clone()) {
-            panic!("{call} offered to {agent} while still with {holder}");
-        }
-        if let Some(held) = self.agents_in_hand.insert(agent.clone(), call.clone()) {
-            panic!("{agent} given {call} while still holding {held}");
-        }
-        self.offers += 1;
-    }
-
-    fn give_back(&mut self, call: &str, agent: &str) {
-        assert_eq!(self.calls_in_hand.remove(call).as_deref(), Some(agent));
-        assert_eq!(self.agents_in_hand.remove(agent).as_deref(), Some(call));
-    }
-
-    fn missed(&mut self, call: &str, agent: &str) {
-        self.give_back(call, agent);
-        self.misses += 1;
-    }
-
-    fn served(&mut self, call: &str, agent: &str) {
-        self.give_back(call, agent);
-        assert!(self.served.insert(call.to_owned()), "{call} served twice");
-    }
-}
 
 struct Node {
     name: &'static str,
@@ -178,15 +135,10 @@ async fn agents_take_breaks(node: Arc<Node>, shared: Arc<Shared>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_redis_never_offer_a_call_twice_nor_give_an_agent_two_calls() {
-    let server = TestRedis::start().expect("a redis-server of our own");
-    let connect = |name: &'static str| {
-        let url = server.url();
-        async move {
-            let store = RedisStore::connect(&url, "careline")
-                .await
-                .expect("connect node");
-            Arc::new(Node { name, store })
-        }
+    let server = common::redis::start();
+    let connect = async |name: &'static str| {
+        let store = common::redis::store(&server, "careline").await;
+        Arc::new(Node { name, store })
     };
     let nodes = [connect("node-a").await, connect("node-b").await];
 
@@ -239,9 +191,9 @@ async fn two_nodes_on_one_redis_never_offer_a_call_twice_nor_give_an_agent_two_c
     {
         let ledger = shared.ledger();
         assert_eq!(ledger.served.len(), 2 * CALLS_PER_NODE);
-        assert!(ledger.calls_in_hand.is_empty() && ledger.agents_in_hand.is_empty());
+        assert!(ledger.all_given_back());
         assert!(ledger.misses > 0, "missed offers were exercised");
-        assert_eq!(ledger.offers, ledger.served.len() as u64 + ledger.misses);
+        assert_eq!(ledger.offers, ledger.served.len() + ledger.misses);
     }
     for queue in QUEUES {
         let waiting = nodes[0].store.waiting(queue).await.expect("waiting");

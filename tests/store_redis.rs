@@ -2,6 +2,8 @@
 //! deployments, and staying honest when Redis is down, frozen, restarted empty, or holds data
 //! careline did not write. (Behaviour shared with the memory store is in the conformance suite.)
 
+mod common;
+
 use careline::store::redis::RedisStore;
 use careline::store::test_redis::TestRedis;
 use careline::store::{
@@ -14,14 +16,7 @@ const T0: i64 = 1_767_268_800_000;
 const DAY: i64 = 86_400_000;
 
 fn portal_call(sid: &str, enqueued_at_ms: i64) -> QueuedCall {
-    QueuedCall {
-        call_sid: sid.to_owned(),
-        queue: "portal".to_owned(),
-        node: "node-a".to_owned(),
-        enqueued_at_ms,
-        priority: 0,
-        verification_failed: false,
-    }
+    common::queued_call(sid, "portal", "node-a", enqueued_at_ms)
 }
 
 fn callback(id: &str) -> CallbackRequest {
@@ -36,10 +31,6 @@ fn callback(id: &str) -> CallbackRequest {
         status: CallbackStatus::Pending,
         completed_at_ms: None,
     }
-}
-
-fn start_redis() -> TestRedis {
-    TestRedis::start().expect("a redis-server of our own")
 }
 
 async fn raw(server: &TestRedis) -> redis::aio::MultiplexedConnection {
@@ -75,10 +66,8 @@ async fn eventually<T>(mut attempt: impl AsyncFnMut() -> Result<T, StoreError>) 
 
 #[tokio::test]
 async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
-    let server = start_redis();
-    let store = RedisStore::connect(&server.url(), "clinic")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let store = common::redis::store(&server, "clinic").await;
     store
         .register_agents(&["anguyen".to_owned()], T0)
         .await
@@ -157,10 +146,8 @@ async fn keys_live_under_the_prefix_and_routing_keys_share_one_hash_tag() {
 
 #[tokio::test]
 async fn statistics_live_under_their_own_hash_tag_and_expire() {
-    let server = start_redis();
-    let store = RedisStore::connect(&server.url(), "clinic")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let store = common::redis::store(&server, "clinic").await;
     // 12:07 UTC: the day bucket starts at midnight, the hour and the quarter hour at 12:00.
     let at = T0 + 7 * 60_000;
     store
@@ -217,10 +204,8 @@ async fn statistics_live_under_their_own_hash_tag_and_expire() {
 
 #[tokio::test]
 async fn statistics_careline_did_not_write_are_reported_not_trusted() {
-    let server = start_redis();
-    let store = RedisStore::connect(&server.url(), "clinic")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let store = common::redis::store(&server, "clinic").await;
     let day = T0 - 12 * 3_600_000;
     let mut connection = raw(&server).await;
     let _: () = connection
@@ -261,13 +246,9 @@ async fn statistics_careline_did_not_write_are_reported_not_trusted() {
 
 #[tokio::test]
 async fn two_deployments_on_one_redis_do_not_see_each_other() {
-    let server = start_redis();
-    let north = RedisStore::connect(&server.url(), "north")
-        .await
-        .expect("connect");
-    let south = RedisStore::connect(&server.url(), "south")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let north = common::redis::store(&server, "north").await;
+    let south = common::redis::store(&server, "south").await;
     north
         .enqueue(&portal_call("CA-north", T0))
         .await
@@ -298,7 +279,7 @@ async fn two_deployments_on_one_redis_do_not_see_each_other() {
 
 #[tokio::test]
 async fn a_redis_that_is_down_is_reported_as_unavailable_and_rejoined_when_back() {
-    let mut server = start_redis();
+    let mut server = common::redis::start();
     server.stop();
 
     let refused = RedisStore::connect(&server.url(), "careline").await;
@@ -339,10 +320,8 @@ async fn a_redis_that_is_down_is_reported_as_unavailable_and_rejoined_when_back(
 
 #[tokio::test]
 async fn a_redis_that_stops_answering_fails_operations_instead_of_hanging_them() {
-    let server = start_redis();
-    let store = RedisStore::connect(&server.url(), "careline")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let store = common::redis::store(&server, "careline").await;
     store
         .enqueue(&portal_call("CA1", T0))
         .await
@@ -362,10 +341,8 @@ async fn a_redis_that_stops_answering_fails_operations_instead_of_hanging_them()
 
 #[tokio::test]
 async fn after_redis_restarts_empty_nodes_put_their_calls_back_in_their_original_places() {
-    let mut server = start_redis();
-    let store = RedisStore::connect(&server.url(), "careline")
-        .await
-        .expect("connect");
+    let mut server = common::redis::start();
+    let store = common::redis::store(&server, "careline").await;
     let agents = vec!["anguyen".to_owned()];
     store.register_agents(&agents, T0).await.expect("register");
     let calls = [
@@ -424,10 +401,8 @@ async fn after_redis_restarts_empty_nodes_put_their_calls_back_in_their_original
 
 #[tokio::test]
 async fn data_careline_did_not_write_is_reported_not_trusted() {
-    let server = start_redis();
-    let store = RedisStore::connect(&server.url(), "careline")
-        .await
-        .expect("connect");
+    let server = common::redis::start();
+    let store = common::redis::store(&server, "careline").await;
     let mut redis = raw(&server).await;
     let _: () = redis
         .hset("{careline:routing}:agents", "anguyen", "{not json")

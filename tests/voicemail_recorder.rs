@@ -1,37 +1,17 @@
 //! The voicemail recorder on the media path: a caller's frames go to disk without a heap
 //! allocation per frame (hound's buffered writer is allocated once, when recording starts).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::time::Duration;
 
 use careline::media::FRAME_BYTES;
 use careline::media::recording::{NewVoicemail, VoicemailRecorder};
+use common::alloc::{CountingAllocator, allocations};
 
 /// Counts this thread's heap allocations.
-struct CountingAllocator;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
 
 #[test]
 fn recording_a_minute_of_frames_allocates_nothing() {

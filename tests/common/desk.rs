@@ -91,9 +91,7 @@ pub async fn help_desk_on(redis_url: Option<&str>) -> Desk {
         },
     )
     .expect("import the example patients");
-    let store = redis_url
-        .map(|url| format!("[store]\nurl = \"{url}\"\nkey_prefix = \"careline\"\n"))
-        .unwrap_or_default();
+    let store = super::redis::store_section(redis_url, "careline");
     let flow = format!("{FLOW}\n{store}")
         .replace("DIRECTORY", &directory.display().to_string())
         .replace("AUDIT", &audit.display().to_string());

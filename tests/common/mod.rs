@@ -2,15 +2,20 @@
 
 #![allow(dead_code)]
 
+pub mod alloc;
 pub mod desk;
+pub mod http;
+pub mod ledger;
+pub mod redis;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use careline::caller::{CallOptions, CallReport, DigitScript, place_call};
+use careline::config::LoadedConfig;
 use careline::server::{self, AppState};
-use careline::store::AgentStatus;
+use careline::store::{AgentStatus, QueuedCall};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +91,7 @@ pub struct TestServer {
     pub shutdown: CancellationToken,
     pub state: AppState,
     pub handle: JoinHandle<std::io::Result<()>>,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 impl TestServer {
@@ -109,12 +114,22 @@ impl TestServer {
         .await
     }
 
+    /// Start the short flow with `extra` configuration after it, letting `configure` adjust the
+    /// state before serving.
+    pub async fn start_short(
+        extra: &str,
+        configure: impl FnOnce(&LoadedConfig, &mut AppState),
+    ) -> TestServer {
+        let flow = format!("{SHORT_FLOW}\n{extra}");
+        TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, configure).await
+    }
+
     /// Start `flow`, letting `configure` adjust the state (secrets, identity) before serving.
     pub async fn start_configured(
         flow: &str,
         languages: &[&str],
         prompt_ids: &[&str],
-        configure: impl FnOnce(&careline::config::LoadedConfig, &mut AppState),
+        configure: impl FnOnce(&LoadedConfig, &mut AppState),
     ) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -122,20 +137,11 @@ impl TestServer {
             .try_init();
         let dir = TempDir::new().expect("tempdir");
         let prompts = dir.path().join("prompts");
-        let mut ids: Vec<&str> = prompt_ids.to_vec();
-        for id in careline::ivr::prompts::system_prompts() {
-            ids.push(id);
-        }
-        for id in ids {
-            for language in languages {
-                write_tone(&prompts.join(language).join(format!("{id}.wav")), 240);
-            }
-        }
+        write_prompts(&prompts, languages, prompt_ids, 240);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let base_url = format!("http://{addr}");
+        let base_url = base_url(&listener);
         let config_path = dir.path().join("careline.toml");
         std::fs::write(
             &config_path,
@@ -149,29 +155,72 @@ impl TestServer {
         .expect("write config");
         let (loaded, _warnings) =
             server::load_config(&config_path).unwrap_or_else(|error| panic!("{error}"));
-        let mut state = AppState::load(&loaded)
+        let mut server =
+            TestServer::serve(listener, &loaded, Duration::from_secs(10), configure).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Serve `loaded` on `listener` (see [`base_url`]), letting `configure` adjust the state
+    /// first; calls in progress at shutdown get `grace` to finish.
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        loaded: &LoadedConfig,
+        grace: Duration,
+        configure: impl FnOnce(&LoadedConfig, &mut AppState),
+    ) -> TestServer {
+        let base_url = base_url(&listener);
+        let mut state = AppState::load(loaded)
             .await
             .unwrap_or_else(|error| panic!("{error}"))
             .state;
-        configure(&loaded, &mut state);
+        configure(loaded, &mut state);
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server::serve(
             listener,
             state.clone(),
             shutdown.clone(),
-            Duration::from_secs(10),
+            grace,
         ));
         TestServer {
             base_url,
             shutdown,
             state,
             handle,
-            _dir: dir,
+            _dir: None,
         }
+    }
+
+    /// Shut the server down and require that it stops cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
     }
 
     pub fn ws_url(&self) -> String {
         format!("{}/twilio/media", self.base_url.replacen("http", "ws", 1))
+    }
+}
+
+/// `http://ADDRESS` of a bound listener.
+pub fn base_url(listener: &tokio::net::TcpListener) -> String {
+    format!("http://{}", listener.local_addr().expect("local addr"))
+}
+
+/// A tone `millis` long in `dir/LANGUAGE/ID.wav` for each of `prompt_ids` and the system prompts,
+/// in each language.
+pub fn write_prompts(dir: &Path, languages: &[&str], prompt_ids: &[&str], millis: u32) {
+    let mut ids: Vec<&str> = prompt_ids.to_vec();
+    for id in careline::ivr::prompts::system_prompts() {
+        ids.push(id);
+    }
+    for id in ids {
+        for language in languages {
+            write_tone(&dir.join(language).join(format!("{id}.wav")), millis);
+        }
     }
 }
 
@@ -211,6 +260,17 @@ pub async fn call(options: CallOptions) -> CallReport {
     report
 }
 
+/// A call to `server` keying `digits`, hung up after `max_secs` at the latest, checked as
+/// [`call`] checks it.
+pub async fn call_keying(server: &TestServer, digits: &str, max_secs: u64) -> CallReport {
+    call(
+        CallOptions::new(&server.base_url)
+            .digits(script(digits))
+            .max_duration(Duration::from_secs(max_secs)),
+    )
+    .await
+}
+
 /// Make `agent` available and let the router know. Right after a Redis restart the store may not
 /// know the agent until the node registers it again, so this tries for a while.
 pub async fn make_available(server: &TestServer, agent: &str) {
@@ -230,4 +290,16 @@ pub async fn make_available(server: &TestServer, agent: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("agent {agent} could not be made available");
+}
+
+/// A call waiting in `queue` since `enqueued_at_ms`, put in by `node`, with no priority.
+pub fn queued_call(call_sid: &str, queue: &str, node: &str, enqueued_at_ms: i64) -> QueuedCall {
+    QueuedCall {
+        call_sid: call_sid.to_owned(),
+        queue: queue.to_owned(),
+        node: node.to_owned(),
+        enqueued_at_ms,
+        priority: 0,
+        verification_failed: false,
+    }
 }
