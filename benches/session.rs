@@ -63,20 +63,19 @@ fn context() -> SessionContext {
             PromptAudio::from_mulaw(vec![0x55; 50 * CHUNK_BYTES]),
         );
     }
+    let store: Arc<dyn careline::store::Store> =
+        Arc::new(careline::store::memory::MemoryStore::new());
     SessionContext {
         flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
         prompts: Arc::new(prompts),
-        calls: Arc::new(CallRegistry::new()),
+        calls: Arc::new(CallRegistry::new(store.clone(), "bench")),
         force_close: CancellationToken::new(),
+        drain: CancellationToken::new(),
         dtmf: careline::config::DtmfMode::Events,
         identity: None,
-        router: careline::dispatch::router::Router::new(
-            Arc::new(careline::store::memory::MemoryStore::new()),
-            &config,
-            "bench".to_owned(),
-        ),
+        router: careline::dispatch::router::Router::new(store.clone(), &config, "bench".to_owned()),
         roster: Arc::default(),
-        store: Arc::new(careline::store::memory::MemoryStore::new()),
+        store,
         recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
         metrics: Arc::default(),
     }
@@ -112,10 +111,13 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// One whole call: `start`, `frames`, `stop`.
 fn call_messages(
+    runtime: &tokio::runtime::Runtime,
     context: &SessionContext,
     frames: &[Message],
 ) -> Vec<Result<Message, std::io::Error>> {
-    let token = context.calls.register(CALL_SID, "+13125550101");
+    let token = runtime
+        .block_on(context.calls.register(CALL_SID, "+13125550101"))
+        .expect("registered");
     let start = format!(
         r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"{STREAM_SID}","callSid":"{CALL_SID}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"token":"{token}"}}}},"streamSid":"{STREAM_SID}"}}"#
     );
@@ -133,7 +135,7 @@ fn run_call(
     context: &SessionContext,
     frames: &[Message],
 ) -> (Duration, u64) {
-    let incoming = futures_util::stream::iter(call_messages(context, frames));
+    let incoming = futures_util::stream::iter(call_messages(runtime, context, frames));
     let outgoing = futures_util::sink::drain();
     let allocations = ALLOCATIONS.load(Ordering::Relaxed);
     let began = Instant::now();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use careline::store::test_redis::TestRedis;
 use careline::store::{QueuedCall, Strategy};
 use common::http::{ANGUYEN, SUPERVISOR, VIEWER, call_arrives, get, set_status};
-use common::{TestServer, queued_call};
+use common::{TestServer, enqueue_announced, queued_call};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -287,14 +287,8 @@ async fn the_lists_follow_a_call_from_the_queue_to_an_agent_and_into_wrap_up() {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     call_arrives(&server, "CA-first", "+13125550101").await;
     call_arrives(&server, "CA-second", "+13125550102").await;
-    store
-        .enqueue(&queued("CA-first", now_ms - 90_000))
-        .await
-        .expect("enqueue");
-    store
-        .enqueue(&queued("CA-second", now_ms - 30_000))
-        .await
-        .expect("enqueue");
+    enqueue_announced(store.as_ref(), &queued("CA-first", now_ms - 90_000)).await;
+    enqueue_announced(store.as_ref(), &queued("CA-second", now_ms - 30_000)).await;
 
     let (_, calls) = get(&server, "/api/v1/calls", Some(VIEWER)).await;
     assert_eq!(calls[0]["call_sid"], "CA-first");

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use careline::call::registry::CallPhase;
 use careline::caller::{CallOptions, place_call};
+use careline::store::CallPhase;
 use common::http::require_tokens;
 use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
 
@@ -56,8 +56,10 @@ async fn a_good_reload_applies_to_new_calls_while_a_call_in_progress_keeps_its_f
             .node
             .calls
             .snapshot()
+            .await
+            .expect("the calls")
             .iter()
-            .any(|call| call.phase == CallPhase::Streaming)
+            .any(|call| call.phase == CallPhase::Menus)
         {
             break;
         }

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::access::AccessPolicy;
 use crate::call::CallServices;
-use crate::call::registry::CallPhase;
 use crate::config::AgentConfig;
+use crate::store::CallPhase;
 use crate::store::{AgentActivity, AgentRecord, AgentStatus, StoreError};
 use crate::telemetry::{Change, ChangeEvent, EventKind};
 
@@ -264,12 +264,15 @@ pub async fn set_status(
 pub struct CallView {
     pub call_sid: String,
     /// `connecting` (the stream is not open yet), `ivr` (in the menus), `queued` (waiting in a
-    /// queue), `offered` (an agent's phone is ringing), `with_agent`, or `ending`.
+    /// queue), `offered` (an agent's phone is ringing), `with_agent`, `between` (streams), or
+    /// `ringing`/`connected` (a transfer).
     pub state: &'static str,
     /// Seconds since the call reached careline.
     pub since_secs: u64,
     /// The caller ID with all but its last two digits hidden.
     pub caller_id: String,
+    /// The careline node carrying the call's media stream; empty between streams.
+    pub node: String,
     /// The queue the call waits in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
@@ -322,7 +325,8 @@ async fn queue_sides(state: &CallServices) -> Result<HashMap<String, QueueSide>,
     Ok(sides)
 }
 
-/// `GET /api/v1/calls`: the calls this node is carrying, oldest first.
+/// `GET /api/v1/calls`: the calls of every node, oldest first, each with the node carrying its
+/// stream.
 pub async fn list_calls(
     State(state): State<CallServices>,
     State(access): State<AccessPolicy>,
@@ -331,7 +335,10 @@ pub async fn list_calls(
     if let Err(refusal) = access.viewer(&headers) {
         return refusal.into_response();
     }
-    let calls = state.calls.snapshot();
+    let calls = match state.calls.snapshot().await {
+        Ok(calls) => calls,
+        Err(store_error) => return store_failure(&state, &store_error),
+    };
     let mut sides = if calls.is_empty() {
         HashMap::new()
     } else {
@@ -350,20 +357,25 @@ pub async fn list_calls(
                 (Some((_, label)), _, _) => label,
                 (None, Some(_), _) => "queued",
                 (None, None, CallPhase::Connecting) => "connecting",
-                (None, None, CallPhase::Streaming) => "ivr",
+                (None, None, CallPhase::Menus) => "ivr",
                 (None, None, CallPhase::Queued) => "queued",
+                (None, None, CallPhase::Between) => "between",
                 (None, None, CallPhase::Ringing) => "ringing",
                 (None, None, CallPhase::Connected) => "connected",
-                (None, None, CallPhase::Ending) => "ending",
             };
+            let queued = call.queue.as_ref();
             CallView {
                 call_sid: call.call_sid,
                 state,
                 since_secs: call.age.as_secs(),
                 caller_id: call.caller_id_masked,
-                queue: side.queue,
+                node: call.node,
+                queue: side
+                    .queue
+                    .or_else(|| queued.map(|(queue, _)| queue.clone())),
                 wait_secs: side
                     .enqueued_at_ms
+                    .or_else(|| queued.map(|(_, since)| *since))
                     .map(|enqueued| (now_ms - enqueued).max(0) / 1000),
                 position: side.position,
                 agent: side.agent.map(|(agent, _)| agent),

@@ -20,14 +20,16 @@ use axum::response::{IntoResponse, Response};
 use super::access::AccessPolicy;
 use super::queues::StoreGauges;
 use crate::call::CallServices;
-use crate::call::registry::CallPhase;
+use crate::store::CallPhase;
 use crate::telemetry::Counters;
 
 /// What a scrape reads besides the counters.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
-    /// This node's calls by phase (`connecting`, `streaming`, `ending`).
+    /// Every node's calls by phase (from the call records).
     pub calls_by_phase: BTreeMap<&'static str, u64>,
+    /// Media streams this node carries.
+    pub streams_here: u64,
     /// From the store; `None` when it could not be read.
     pub store: Option<StoreGauges>,
 }
@@ -134,6 +136,11 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         counters.verifications_failed,
     );
     out.counter(
+        "careline_calls_expired_total",
+        "Calls whose records passed their safety deadline with every signal lost; what they held (a queue place, an agent) was released.",
+        counters.calls_expired,
+    );
+    out.counter(
         "careline_store_errors_total",
         "Store operations that failed (Redis unreachable, slow, or holding unexpected data).",
         counters.store_errors,
@@ -142,11 +149,17 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
     out.family(
         "careline_calls",
         "gauge",
-        "Calls on this node by phase: connecting (stream not open yet), streaming (in the IVR or a queue), ending.",
+        "Calls on every node by phase: connecting, menus, queued, between (streams), ringing, connected.",
     );
     for (phase, count) in &gauges.calls_by_phase {
         out.sample("careline_calls", &[("phase", phase)], count);
     }
+    out.family(
+        "careline_streams",
+        "gauge",
+        "Media streams this node carries.",
+    );
+    out.sample("careline_streams", &[], gauges.streams_here);
 
     out.family(
         "careline_store_up",
@@ -192,20 +205,17 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
     out.text
 }
 
-/// This node's calls by phase, every phase listed (zeros included).
-fn calls_by_phase(state: &CallServices) -> BTreeMap<&'static str, u64> {
-    let mut phases: BTreeMap<&'static str, u64> = [
-        CallPhase::Connecting,
-        CallPhase::Streaming,
-        CallPhase::Ending,
-    ]
-    .into_iter()
-    .map(|phase| (phase.as_str(), 0))
-    .collect();
-    for call in state.calls.snapshot() {
+/// Every node's calls by phase, every phase listed (zeros included); `None` when the store
+/// could not be read.
+async fn calls_by_phase(state: &CallServices) -> Option<BTreeMap<&'static str, u64>> {
+    let mut phases: BTreeMap<&'static str, u64> = CallPhase::ALL
+        .into_iter()
+        .map(|phase| (phase.as_str(), 0))
+        .collect();
+    for call in state.calls.snapshot().await.ok()? {
         *phases.entry(call.phase.as_str()).or_default() += 1;
     }
-    phases
+    Some(phases)
 }
 
 /// `GET /metrics`.
@@ -227,7 +237,8 @@ pub async fn scrape(
         }
     };
     let gauges = Gauges {
-        calls_by_phase: calls_by_phase(&state),
+        calls_by_phase: calls_by_phase(&state).await.unwrap_or_default(),
+        streams_here: u64::try_from(state.calls.streams_here()).unwrap_or(u64::MAX),
         store,
     };
     (
@@ -253,9 +264,10 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let gauges = Gauges {
-            calls_by_phase: [("connecting", 0), ("streaming", 2), ("ending", 0)]
+            calls_by_phase: [("connecting", 0), ("queued", 2), ("ringing", 0)]
                 .into_iter()
                 .collect(),
+            streams_here: 2,
             store: Some(StoreGauges {
                 queues: vec![(
                     "portal".to_owned(),
@@ -293,7 +305,8 @@ mod tests {
         assert!(text.ends_with('\n'));
         let samples = sample_lines(&text);
         for expected in [
-            "careline_calls{phase=\"streaming\"} 2",
+            "careline_calls{phase=\"queued\"} 2",
+            "careline_streams 2",
             "careline_store_up 1",
             "careline_queue_waiting_calls{queue=\"portal\"} 3",
             "careline_queue_longest_wait_seconds{queue=\"portal\"} 75",
@@ -319,6 +332,7 @@ mod tests {
         assert_eq!(escape_label_value("two\nlines"), "two\\nlines");
         let gauges = Gauges {
             calls_by_phase: BTreeMap::new(),
+            streams_here: 0,
             store: Some(StoreGauges {
                 queues: vec![("odd\"queue".to_owned(), QueueDepth::default())],
                 agents: AgentCounts::default(),

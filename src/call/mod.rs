@@ -1,13 +1,15 @@
 //! One call on this node: the Twilio routes (voice webhook, media upgrade, what to do after a
 //! stream, status callbacks), the session task that drives the call engine with a media stream,
-//! its audio out ([`player`]) and keys in ([`keypad`]), and the registry of calls this node
-//! carries ([`registry`]).
+//! its audio out ([`player`]) and keys in ([`keypad`]), and every call's record in the store
+//! ([`registry`], written by its session through [`record_notes`]), so any node serves any
+//! request of any call.
 //!
 //! [`CallServices`] is what a call reaches on this node: the running configuration, the store,
 //! the dispatcher, identity services, the change events and counters.
 
 pub mod keypad;
 pub mod player;
+pub mod record_notes;
 pub mod registry;
 pub mod routes;
 pub mod running;
@@ -43,6 +45,9 @@ pub struct CallServices {
     pub tracker: TaskTracker,
     /// Cancelled when calls in progress must close (after the shutdown grace period).
     pub force_close: CancellationToken,
+    /// Cancelled when this node drains: `/healthz` says `draining`, no new stream is taken,
+    /// and every stream closes so Twilio resumes its call on another node.
+    pub drain: CancellationToken,
     /// Queues, agents, lockout counters, reset codes: memory (one node) or Redis (shared).
     pub store: Arc<dyn Store>,
     /// Verification and reset; `None` when the configuration has no `[identity]` or its
@@ -77,5 +82,7 @@ impl CallServices {
     }
 }
 
+#[cfg(test)]
+mod handoff_tests;
 #[cfg(test)]
 mod tests;

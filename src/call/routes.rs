@@ -12,6 +12,7 @@ use super::registry::NextStep;
 use super::session::{SessionContext, configure_upgrade, run_session};
 use crate::dispatch::router::LeaveReason;
 use crate::store::stats::QueueStatEvent;
+use crate::store::{CallStep, QueuedCall, StoreError};
 use crate::twilio::{signature, twiml};
 
 /// A refused or malformed Twilio request. The body says what happened, never request data.
@@ -105,9 +106,24 @@ pub async fn voice(
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
     let from = form.get("From").unwrap_or("");
-    let token = state.calls.register(call_sid, from);
-    tracing::info!(%call_sid, "incoming call");
-    Ok(twiml_response(stream_to_careline(&state, from, &token)))
+    match state.calls.register(call_sid, from).await {
+        Ok(token) => {
+            tracing::info!(%call_sid, "incoming call");
+            Ok(twiml_response(stream_to_careline(&state, from, &token)))
+        }
+        Err(error) => Ok(ask_again(&state, "/twilio/voice", call_sid, &error)),
+    }
+}
+
+/// The store did not answer: the caller hears a second of silence and Twilio asks again
+/// (never dropped, never a stream careline could not authorise).
+fn ask_again(state: &CallServices, path: &str, call_sid: &str, error: &StoreError) -> Response {
+    state.metrics.store_error();
+    tracing::warn!(%call_sid, %error, "the call's record could not be read or written; Twilio asks again in a second");
+    twiml_response(twiml::pause_then_redirect(
+        1,
+        &format!("{}{path}", state.public_base),
+    ))
 }
 
 /// `<Connect><Stream>` to careline's media WebSocket with the caller ID and the stream's
@@ -138,6 +154,11 @@ pub async fn media(
         );
         check_signature(token, &url, &[], &headers)?;
     }
+    if state.drain.is_cancelled() {
+        // Twilio finds the stream refused and runs the `<Redirect>`: the balancer sends it to a
+        // node that is not draining, which resumes the call.
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, "draining").into_response());
+    }
     // The configuration running now; the call keeps it even if a reload replaces it.
     let running = state.running.current();
     let context = SessionContext {
@@ -145,6 +166,7 @@ pub async fn media(
         prompts: running.prompts.clone(),
         calls: state.calls.clone(),
         force_close: state.force_close.clone(),
+        drain: state.drain.clone(),
         dtmf: running.dtmf,
         identity: state.identity.clone(),
         router: state.router.clone(),
@@ -163,7 +185,7 @@ pub async fn media(
     }))
 }
 
-/// `POST /twilio/next`: the stream closed; what now.
+/// `POST /twilio/next`: the stream closed; what now. Any node answers: the call's record says.
 pub async fn next(
     State(state): State<CallServices>,
     uri: Uri,
@@ -172,47 +194,96 @@ pub async fn next(
 ) -> Result<Response, TwilioRequestError> {
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
+    let step = match state.calls.next_step(call_sid).await {
+        Ok(step) => step,
+        Err(error) => return Ok(ask_again(&state, "/twilio/next", call_sid, &error)),
+    };
     let dial_status_url = format!("{}/twilio/dial-status", state.public_base);
-    let xml = match state.calls.next_step(call_sid) {
+    let xml = match step {
         NextStep::Hangup => twiml::hangup(),
-        NextStep::Agent(dial) => {
-            tracing::info!(%call_sid, agent = %dial.agent_id, "dialing the reserved agent");
-            twiml::dial(
-                dial.target,
-                &dial_status_url,
-                dial.ring_timeout_secs,
-                None,
-                Some(&dial_status_url),
-            )
+        NextStep::Resume { token, from } => {
+            tracing::info!(%call_sid, "the call's stream ended without a next step; resuming it where it was");
+            stream_to_careline(&state, &from, &token)
         }
-        NextStep::Transfer(transfer) => {
+        NextStep::Dial(CallStep::Agent {
+            agent_id,
+            ring_timeout_secs,
+            call,
+            queue_node,
+        }) => match dial_target(&state, &agent_id) {
+            Some(target) => {
+                tracing::info!(%call_sid, agent = %agent_id, "dialing the reserved agent");
+                twiml::dial(
+                    target,
+                    &dial_status_url,
+                    ring_timeout_secs,
+                    None,
+                    Some(&dial_status_url),
+                )
+            }
+            None => {
+                // Gone from the roster by a reload: the call goes back to its place.
+                tracing::warn!(%call_sid, agent = %agent_id, "the reserved agent can no longer be dialed; the call rejoins its queue");
+                let now = state.router.now();
+                if let Err(error) = state.router.offer_missed(&agent_id, &call, now).await {
+                    tracing::warn!(%error, "the missed offer could not be recorded");
+                }
+                let _ = state.calls.dial_finished(call_sid).await;
+                resume_stream(&state, call_sid, &queue_node, Some(call)).await
+            }
+        },
+        NextStep::Dial(CallStep::Transfer {
+            number,
+            timeout_secs,
+            ..
+        }) => {
             tracing::info!(%call_sid, "transferring the call");
             twiml::dial(
-                twiml::DialTarget::Number(transfer.number),
+                twiml::DialTarget::Number(number),
                 &dial_status_url,
-                transfer.timeout_secs,
+                timeout_secs,
                 None,
                 None,
             )
         }
+        NextStep::Dial(CallStep::Hangup) => twiml::hangup(),
     };
     Ok(twiml_response(xml))
 }
 
-/// The TwiML that sends a call back to careline on a new media stream resuming at `node`.
-fn resume_stream(
-    state: &CallServices,
-    call_sid: &str,
-    node: std::sync::Arc<str>,
-    queued: Option<crate::store::QueuedCall>,
-) -> String {
-    match state.calls.resume(call_sid, node, queued) {
-        Some((token, from)) => stream_to_careline(state, &from, &token),
-        None => twiml::hangup(),
+/// How to ring an agent of the running roster.
+fn dial_target(state: &CallServices, agent_id: &str) -> Option<twiml::DialTarget> {
+    let roster = state.roster();
+    let agent = roster.agents.iter().find(|agent| agent.id == agent_id)?;
+    if let Some(number) = &agent.dial {
+        Some(twiml::DialTarget::Number(number.clone()))
+    } else if let Some(client) = &agent.client {
+        Some(twiml::DialTarget::Client(client.clone()))
+    } else {
+        agent.sip.clone().map(twiml::DialTarget::Sip)
     }
 }
 
-/// `POST /twilio/status`: the call's status changed; a finished call is forgotten at once.
+/// The TwiML that sends a call back to careline on a new media stream resuming at `node`.
+async fn resume_stream(
+    state: &CallServices,
+    call_sid: &str,
+    node: &str,
+    queued: Option<QueuedCall>,
+) -> String {
+    match state.calls.resume(call_sid, node, queued).await {
+        Ok(Some((token, from))) => stream_to_careline(state, &from, &token),
+        Ok(None) => twiml::hangup(),
+        Err(error) => {
+            state.metrics.store_error();
+            tracing::warn!(%call_sid, %error, "the call could not be resumed; Twilio asks again");
+            twiml::pause_then_redirect(1, &format!("{}/twilio/next", state.public_base))
+        }
+    }
+}
+
+/// `POST /twilio/status`: the call's status changed; a finished call ends everywhere at once:
+/// its record, its place in any queue, an agent reserved for it or talking to it.
 pub async fn status(
     State(state): State<CallServices>,
     uri: Uri,
@@ -222,14 +293,44 @@ pub async fn status(
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
     let status = form.get("CallStatus").unwrap_or("");
-    if matches!(
+    if !matches!(
         status,
         "completed" | "busy" | "failed" | "no-answer" | "canceled"
     ) {
-        tracing::info!(%call_sid, status, "call ended");
-        state.calls.remove(call_sid);
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    tracing::info!(%call_sid, status, "call ended");
+    let record = match state.calls.end(call_sid).await {
+        Ok(record) => record,
+        Err(error) => {
+            // The record's deadline releases what it holds.
+            state.metrics.store_error();
+            tracing::warn!(%call_sid, %error, "the ended call's record could not be removed");
+            None
+        }
+    };
+    let now = state.router.now();
+    match record.as_ref().and_then(|record| match &record.dial {
+        Some(CallStep::Agent { agent_id, call, .. }) if record.answered_at_ms != 0 => {
+            Some((agent_id, call, record.answered_at_ms))
+        }
+        _ => None,
+    }) {
+        // The agent was talking and the dial's own status never came: the call ends now.
+        Some((agent_id, call, answered_at_ms)) => {
+            let talked = std::time::Duration::from_millis(
+                u64::try_from(now.as_millisecond() - answered_at_ms).unwrap_or(0),
+            );
+            if let Err(error) = state
+                .router
+                .call_finished(agent_id, call_sid, &call.queue, talked, now)
+                .await
+            {
+                tracing::warn!(%error, "the end of the agent's call could not be recorded");
+            }
+        }
         // Wherever the call was, it waits in no queue now and no agent stays reserved for it.
-        state.router.leave(call_sid, LeaveReason::HungUp).await;
+        None => state.router.leave(call_sid, LeaveReason::HungUp).await,
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -243,34 +344,51 @@ pub async fn dial_status(
 ) -> Result<Response, TwilioRequestError> {
     let form = TwilioForm::parse(&state, &uri, &headers, &body)?;
     let call_sid = form.call_sid()?;
-    let now = jiff::Timestamp::now();
+    let now = state.router.now();
     let Some(outcome) = form.get("DialCallStatus") else {
         // The dialed leg's own status callback: the far end answered.
         if form.get("CallStatus") == Some("in-progress") {
             let parent = form.get("ParentCallSid").unwrap_or(call_sid);
-            if let Some(NextStep::Agent(dial)) = state.calls.dial_answered(parent) {
-                tracing::info!(call_sid = %parent, agent = %dial.agent_id, "agent answered");
-                let wait_ms = now.as_millisecond() - dial.call.enqueued_at_ms;
-                state.router.record(
-                    &dial.call.queue,
-                    QueueStatEvent::Answered {
-                        wait_ms: wait_ms.max(0),
-                    },
-                );
-                if let Err(error) = state
-                    .router
-                    .offer_answered(&dial.agent_id, parent, now)
-                    .await
-                {
-                    tracing::warn!(%error, "the answer could not be recorded in the store");
+            match state.calls.dial_answered(parent).await {
+                Ok(Some(CallStep::Agent { agent_id, call, .. })) => {
+                    tracing::info!(call_sid = %parent, agent = %agent_id, "agent answered");
+                    let wait_ms = now.as_millisecond() - call.enqueued_at_ms;
+                    state.router.record(
+                        &call.queue,
+                        QueueStatEvent::Answered {
+                            wait_ms: wait_ms.max(0),
+                        },
+                    );
+                    if let Err(error) = state.router.offer_answered(&agent_id, parent, now).await {
+                        tracing::warn!(%error, "the answer could not be recorded in the store");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    state.metrics.store_error();
+                    tracing::warn!(%error, "the answer could not be noted in the call's record");
                 }
             }
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     tracing::info!(%call_sid, outcome, "dial finished");
-    let xml = match state.calls.dial_finished(call_sid) {
-        Some((NextStep::Agent(dial), answered_for)) => match outcome {
+    let finished = match state.calls.dial_finished(call_sid).await {
+        Ok(finished) => finished,
+        Err(error) => {
+            return Ok(ask_again(&state, "/twilio/dial-status", call_sid, &error));
+        }
+    };
+    let xml = match finished {
+        Some((
+            CallStep::Agent {
+                agent_id,
+                call,
+                queue_node,
+                ..
+            },
+            answered_for,
+        )) => match outcome {
             "completed" => {
                 let talked = answered_for.unwrap_or_else(|| {
                     let secs = form
@@ -283,70 +401,99 @@ pub async fn dial_status(
                     let answered_ms = now.as_millisecond()
                         - i64::try_from(talked.as_millis()).unwrap_or(i64::MAX);
                     state.router.record(
-                        &dial.call.queue,
+                        &call.queue,
                         QueueStatEvent::Answered {
-                            wait_ms: (answered_ms - dial.call.enqueued_at_ms).max(0),
+                            wait_ms: (answered_ms - call.enqueued_at_ms).max(0),
                         },
                     );
                     talked
                 });
                 if let Err(error) = state
                     .router
-                    .call_finished(&dial.agent_id, call_sid, &dial.call.queue, talked, now)
+                    .call_finished(&agent_id, call_sid, &call.queue, talked, now)
                     .await
                 {
                     tracing::warn!(%error, "the end of the agent's call could not be recorded");
                 }
+                end_call(&state, call_sid).await;
                 twiml::hangup()
             }
             "no-answer" | "busy" | "failed" => {
-                match state
-                    .router
-                    .offer_missed(&dial.agent_id, &dial.call, now)
-                    .await
-                {
+                match state.router.offer_missed(&agent_id, &call, now).await {
                     Ok(missed) => {
-                        tracing::info!(%call_sid, agent = %dial.agent_id, ?missed, "agent did not answer; the call goes back to the front of its queue");
+                        tracing::info!(%call_sid, agent = %agent_id, ?missed, "agent did not answer; the call goes back to the front of its queue");
                     }
                     Err(error) => {
                         tracing::warn!(%error, "the missed offer could not be recorded; the call rejoins its queue");
                     }
                 }
-                resume_stream(&state, call_sid, dial.queue_node, Some(dial.call))
+                resume_stream(&state, call_sid, &queue_node, Some(call)).await
             }
             // The caller hung up while the agent's phone rang.
             _ => {
                 state.router.leave(call_sid, LeaveReason::HungUp).await;
+                end_call(&state, call_sid).await;
                 twiml::hangup()
             }
         },
-        Some((NextStep::Transfer(transfer), _)) => match (outcome, transfer.on_failure) {
+        Some((CallStep::Transfer { on_failure, .. }, _)) => match (outcome, on_failure) {
             ("no-answer" | "busy" | "failed", Some(node)) => {
-                resume_stream(&state, call_sid, node, None)
+                resume_stream(&state, call_sid, &node, None).await
             }
-            _ => twiml::hangup(),
+            _ => {
+                end_call(&state, call_sid).await;
+                twiml::hangup()
+            }
         },
-        Some((NextStep::Hangup, _)) | None => twiml::hangup(),
+        Some((CallStep::Hangup, _)) | None => {
+            end_call(&state, call_sid).await;
+            twiml::hangup()
+        }
     };
     Ok(twiml_response(xml))
+}
+
+/// careline answers the call's last TwiML with a hang-up: its record ends now (the status
+/// callback that follows finds nothing left to release).
+async fn end_call(state: &CallServices, call_sid: &str) {
+    if let Err(error) = state.calls.end(call_sid).await {
+        tracing::debug!(%call_sid, %error, "the call's record could not be removed; its deadline will");
+    }
 }
 
 /// `GET /healthz`: liveness and store reachability.
 /// The process answers (200) whatever the store does: calls in the menus work without it. A
 /// store that does not answer makes the status `degraded`, so a monitor can tell callers who
-/// need a queue are hearing the apology path.
-pub async fn healthz(State(state): State<CallServices>) -> impl IntoResponse {
+/// need a queue are hearing the apology path. A draining node answers 503 `draining`, so a
+/// balancer sends nothing more its way.
+pub async fn healthz(State(state): State<CallServices>) -> Response {
     let store_reachable = matches!(
         tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await,
         Ok(Ok(()))
     );
-    axum::Json(serde_json::json!({
-        "status": if store_reachable { "ok" } else { "degraded" },
-        "store": state.store.kind(),
-        "store_reachable": store_reachable,
-        "calls": state.calls.len(),
-        "streams": state.tracker.len(),
-    }))
+    let draining = state.drain.is_cancelled();
+    let status = match (draining, store_reachable) {
+        (true, _) => "draining",
+        (false, true) => "ok",
+        (false, false) => "degraded",
+    };
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({
+            "status": status,
+            "node": state.calls.node_id(),
+            "store": state.store.kind(),
+            "store_reachable": store_reachable,
+            "streams": state.calls.streams_here(),
+            "sessions": state.tracker.len(),
+        })),
+    )
+        .into_response()
 }
 
 /// How long `/healthz` waits for the store's answer.

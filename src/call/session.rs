@@ -19,7 +19,8 @@ use tracing::Instrument;
 
 use super::keypad::Keypad;
 use super::player::{Outgoing, Player};
-use super::registry::{AgentDial, CallRegistry, NextStep, StreamClaim, TransferDial};
+use super::record_notes::{Note, RecordNotes};
+use super::registry::{CallRegistry, StreamClaim};
 use crate::config::DtmfMode;
 use crate::dispatch::Roster;
 use crate::dispatch::router::{self, JoinRefusal, Router};
@@ -30,9 +31,8 @@ use crate::ivr::{Action, Call, Event, Flow, TimerId};
 use crate::media::prompt::PromptLibrary;
 use crate::media::recording::{NewVoicemail, VoicemailRecorder};
 use crate::store::stats::{CallOutcomeStat, QueueStatEvent};
-use crate::store::{CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
+use crate::store::{CallStep, CallbackRequest, CallbackStatus, QueuedCall, Reservation, Store};
 use crate::telemetry::Metrics;
-use crate::twilio::twiml::DialTarget;
 use crate::twilio::wire::{MarkName, Outbound, OutboundMedia, StreamEvent, parse_stream_event};
 
 /// Inbound frames a call counts before adding them to the node's metrics: one second's worth.
@@ -81,6 +81,9 @@ pub struct SessionContext {
     pub calls: Arc<CallRegistry>,
     /// Cancelled when the server stops waiting for calls to finish.
     pub force_close: CancellationToken,
+    /// Cancelled when this node drains (SIGTERM with other nodes to take over): the stream
+    /// closes at once and Twilio resumes the call on another node where it was.
+    pub drain: CancellationToken,
     /// Where keypad presses come from: Twilio's `dtmf` messages, tones in the audio, or both.
     pub dtmf: DtmfMode,
     /// Verification and reset; `None` sends verify nodes' callers to a person.
@@ -108,6 +111,8 @@ pub enum SessionEnd {
     PolicyViolation(&'static str),
     /// The server shut down before the call finished.
     Shutdown,
+    /// This node drained: the call resumes on another node.
+    Drained,
     /// Sending to Twilio failed: the connection is gone.
     ConnectionLost,
 }
@@ -156,7 +161,11 @@ where
     );
     // A call's first stream decides whether it ended in self-service; later ones resume a
     // call that was already routed to a person.
-    let first_stream = start.claim.resume_at.is_none();
+    let first_stream = start.claim.first;
+    let notes = RecordNotes::start(context.calls.clone(), start.call_sid.clone());
+    if start.claim.verification_failed {
+        notes.send(Note::VerificationFailed);
+    }
     context.metrics.call_started();
     let mut call = match &start.claim.resume_at {
         Some(node) => Call::resuming_at(context.flow.clone(), node),
@@ -178,7 +187,10 @@ where
         reservations: None,
         reservation: None,
         queued: start.claim.queued,
-        next: NextStep::Hangup,
+        next: CallStep::Hangup,
+        notes,
+        noted_node: String::new(),
+        caller_id_masked: super::registry::mask_caller_id(&start.from),
         recorder: None,
         recorded_audio: Vec::new(),
         routed: false,
@@ -192,11 +204,16 @@ where
     // `cancelled()` future locked the server-wide token's waiter list twice per frame, and a
     // new sleep registered and removed a timer. The child token's list is this call's alone.
     let shutdown = context.force_close.child_token().cancelled_owned();
+    let drain = context.drain.child_token().cancelled_owned();
     let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(shutdown, timer);
+    tokio::pin!(shutdown, drain, timer);
     let mut timer_set_for = None;
     let end = loop {
         if stream.hung_up {
+            // What Twilio does next must be in the store before the stream closes: its
+            // `/twilio/next` may reach any node the moment the socket is gone.
+            let next = std::mem::replace(&mut stream.next, CallStep::Hangup);
+            stream.notes.end(Some(next)).await;
             close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
             break SessionEnd::HungUpByCareline;
         }
@@ -215,9 +232,6 @@ where
                     Answer::Event(event) => stream.feed(event),
                     Answer::Joined(reservations) => {
                         stream.reservations = Some(reservations);
-                        if let Some(queue) = stream.call.queue() {
-                            context.calls.set_queue(&stream.call_sid, Some(queue));
-                        }
                         stream.feed(Event::Queue(QueueEvent::Joined));
                     }
                     Answer::JoinRefused(refusal) => {
@@ -254,6 +268,11 @@ where
                 if let Some((timer, _)) = stream.timer.take() {
                     stream.feed(Event::TimerFired(timer));
                 }
+            }
+            () = &mut drain => {
+                stream.notes.end(None).await;
+                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "resume").await;
+                break SessionEnd::Drained;
             }
             () = &mut shutdown => {
                 close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
@@ -316,7 +335,7 @@ where
                     .get("token")
                     .map(String::as_str)
                     .unwrap_or("");
-                let claim = match context.calls.claim_stream(&start.call_sid, token) {
+                let claim = match context.calls.claim_stream(&start.call_sid, token).await {
                     Ok(claim) => claim,
                     Err(error) => {
                         tracing::warn!(call_sid = %start.call_sid, %error, "media stream refused");
@@ -429,7 +448,13 @@ struct CallStream {
     /// The call as it first joined its queue: joining again keeps its place.
     queued: Option<QueuedCall>,
     /// What Twilio does once careline closes the stream.
-    next: NextStep,
+    next: CallStep,
+    /// Writes what the call's record must know (its node, its queue), in order.
+    notes: RecordNotes,
+    /// The IVR node last written to the record.
+    noted_node: String,
+    /// The caller ID, all but its last two digits hidden (for voicemails).
+    caller_id_masked: String,
     /// A voicemail being recorded from the caller's audio.
     recorder: Option<VoicemailRecorder>,
     /// Decoded inbound audio for the recorder, reused for every frame.
@@ -555,6 +580,11 @@ impl CallStream {
         let mut events = std::collections::VecDeque::from([event]);
         while let Some(event) = events.pop_front() {
             self.apply(event, &mut events);
+        }
+        // Where a lost stream resumes: written when the call moves to another node.
+        if self.call.node() != self.noted_node {
+            self.noted_node = self.call.node().to_owned();
+            self.notes.send(Note::AtNode(self.noted_node.clone()));
         }
     }
 
@@ -691,11 +721,7 @@ impl CallStream {
     }
 
     fn start_recording(&mut self, max: Duration) {
-        let masked = self
-            .context
-            .calls
-            .caller_id_masked(&self.call_sid)
-            .unwrap_or_default();
+        let masked = self.caller_id_masked.clone();
         let voicemail = NewVoicemail {
             call_sid: &self.call_sid,
             caller_id_masked: &masked,
@@ -833,12 +859,18 @@ impl CallStream {
             },
         };
         if call.verification_failed {
-            self.context.calls.mark_verification_failed(&self.call_sid);
+            self.notes.send(Note::VerificationFailed);
         }
         self.queued = Some(call.clone());
         let router = self.context.router.clone();
+        // The record says the call waits before the store has it waiting: a join that lands
+        // after the caller left finds the record saying otherwise and adds nothing.
+        let queued = self.notes.queued(Some(call.clone()));
+        let notes = self.notes.clone();
         self.lookup = Some(Box::pin(async move {
+            queued.await;
             let queue = call.queue.clone();
+            let call_sid = call.call_sid.clone();
             match router.join(call, jiff::Timestamp::now()).await {
                 Ok(reservations) => {
                     if first_join {
@@ -846,9 +878,20 @@ impl CallStream {
                     }
                     Answer::Joined(reservations)
                 }
-                Err(JoinRefusal::Closed) => Answer::JoinRefused(QueueEvent::Closed),
-                Err(JoinRefusal::Unavailable(error)) => {
-                    tracing::warn!(%error, "the call could not join its queue");
+                Err(JoinRefusal::Closed) => {
+                    notes.send(Note::Queued(None, None));
+                    Answer::JoinRefused(QueueEvent::Closed)
+                }
+                Err(refusal @ (JoinRefusal::Unavailable(_) | JoinRefusal::Gone)) => {
+                    tracing::warn!(error = %refusal, "the call could not join its queue");
+                    // The join may still land when the store answers again: the record says
+                    // the call waits nowhere (so a late join adds nothing), and whatever
+                    // landed before that is taken out.
+                    let withdrawn = notes.queued(None);
+                    tokio::spawn(async move {
+                        withdrawn.await;
+                        router.withdraw(&call_sid).await;
+                    });
                     Answer::JoinRefused(QueueEvent::Unavailable)
                 }
             }
@@ -860,10 +903,13 @@ impl CallStream {
         self.reservations = None;
         self.reservation = None;
         self.queued = None;
-        self.context.calls.set_queue(&self.call_sid, None);
         let router = self.context.router.clone();
         let call_sid = self.call_sid.clone();
-        tokio::spawn(async move { router.leave(&call_sid, reason).await });
+        let left = self.notes.queued(None);
+        tokio::spawn(async move {
+            left.await;
+            router.leave(&call_sid, reason).await;
+        });
     }
 
     /// Close the stream and tell Twilio whom to dial next.
@@ -879,33 +925,27 @@ impl CallStream {
                         .agents
                         .iter()
                         .find(|agent| agent.id == reservation.agent_id)?;
-                    let target = if let Some(number) = &agent.dial {
-                        DialTarget::Number(number.clone())
-                    } else if let Some(client) = &agent.client {
-                        DialTarget::Client(client.clone())
-                    } else {
-                        DialTarget::Sip(agent.sip.clone()?)
-                    };
+                    // `careline check` gives every agent a way to be dialed.
+                    if agent.dial.is_none() && agent.client.is_none() && agent.sip.is_none() {
+                        return None;
+                    }
                     let ring_timeout_secs = self
                         .context
                         .flow
                         .queues
                         .get(&reservation.call.queue)
                         .map_or(20, |queue| queue.ring_timeout_secs);
-                    Some(AgentDial {
+                    Some(CallStep::Agent {
                         agent_id: reservation.agent_id.clone(),
-                        target,
                         ring_timeout_secs: u32::try_from(ring_timeout_secs).unwrap_or(u32::MAX),
                         call: self.queued.take().unwrap_or(reservation.call),
-                        queue_node: Arc::from(self.call.node()),
+                        queue_node: self.call.node().to_owned(),
                     })
                 });
                 self.reservations = None;
-                self.context.calls.set_queue(&self.call_sid, None);
                 match dial {
-                    Some(dial) => self.next = NextStep::Agent(dial),
+                    Some(dial) => self.next = dial,
                     None => {
-                        // `careline check` gives every agent a way to be dialed.
                         tracing::error!("the reserved agent cannot be dialed; releasing the call");
                         self.leave_queue(router::LeaveReason::HungUp);
                     }
@@ -916,11 +956,11 @@ impl CallStream {
                 timeout,
                 on_failure,
             } => {
-                self.next = NextStep::Transfer(TransferDial {
+                self.next = CallStep::Transfer {
                     number: number.to_string(),
                     timeout_secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
-                    on_failure,
-                });
+                    on_failure: on_failure.map(|node| node.to_string()),
+                };
             }
         }
     }
@@ -983,17 +1023,29 @@ impl CallStream {
                 CallOutcomeStat::Contained
             });
         }
-        let next = std::mem::take(&mut self.next);
-        let handed_to_agent = matches!(next, NextStep::Agent(_));
-        if !handed_to_agent && (self.queued.is_some() || self.reservation.is_some()) {
-            // Gone while waiting (or while being connected): out of every queue at once, and any
-            // agent reserved for the call is free again.
-            self.leave_queue(router::LeaveReason::HungUp);
-        }
-        if end == SessionEnd::CallerHungUp {
-            self.context.calls.remove(&self.call_sid);
-        } else {
-            self.context.calls.stream_ended(&self.call_sid, next);
+        match end {
+            // The record was written before the stream closed.
+            SessionEnd::HungUpByCareline | SessionEnd::Drained => {}
+            SessionEnd::CallerHungUp => {
+                if self.queued.is_some() || self.reservation.is_some() {
+                    // Gone while waiting (or while being connected): out of every queue at
+                    // once, and any agent reserved for the call is free again. The record
+                    // keeps the call's place should Twilio still bring it back.
+                    let router = self.context.router.clone();
+                    let call_sid = self.call_sid.clone();
+                    tokio::spawn(async move {
+                        router.leave(&call_sid, router::LeaveReason::HungUp).await;
+                    });
+                }
+                self.notes.send(Note::End(None, None));
+            }
+            // The stream broke or careline closed it without deciding: Twilio runs the
+            // `<Redirect>` after `</Connect>` and the call resumes where it was, its place in
+            // its queue kept. This node stops waiting on its behalf.
+            SessionEnd::ConnectionLost | SessionEnd::PolicyViolation(_) | SessionEnd::Shutdown => {
+                self.context.router.forget(&self.call_sid);
+                self.notes.send(Note::End(None, None));
+            }
         }
         tracing::info!(
             node = self.call.node(),

@@ -64,21 +64,24 @@ struct Line {
 impl Line {
     fn open() -> Line {
         let config: Config = toml::from_str(FLOW).expect("flow parses");
-        let calls = Arc::new(CallRegistry::new());
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::memory::MemoryStore::new());
+        let calls = Arc::new(CallRegistry::new(store.clone(), "session-test"));
         let context = SessionContext {
             flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
             prompts: Arc::new(library()),
             calls: calls.clone(),
             force_close: CancellationToken::new(),
+            drain: CancellationToken::new(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
             router: crate::dispatch::router::Router::new(
-                Arc::new(crate::store::memory::MemoryStore::new()),
+                store.clone(),
                 &config,
                 "session-test".to_owned(),
             ),
             roster: Arc::default(),
-            store: Arc::new(crate::store::memory::MemoryStore::new()),
+            store,
             recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
             metrics: Arc::default(),
         };
@@ -103,8 +106,12 @@ impl Line {
             .expect("session is listening");
     }
 
-    fn start(&self) {
-        let token = self.calls.register("CA1", "+13125550101");
+    async fn start(&self) {
+        let token = self
+            .calls
+            .register("CA1", "+13125550101")
+            .await
+            .expect("registered");
         self.send(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#);
         self.send(&format!(
             r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ1"}}"#
@@ -188,14 +195,14 @@ fn close_code(messages: &[Message]) -> Option<u16> {
 #[tokio::test(start_paused = true)]
 async fn a_started_stream_hears_the_entry_menu_and_its_marks_come_back() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     assert_eq!(line.play_all().await, ["en/welcome", "en/main_menu"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn every_outbound_message_is_json_text_for_this_stream() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     for message in line.received().await {
         let parsed = parse(&message).expect("careline sends only valid JSON text frames");
         let (OutboundOwned::Media { stream_sid, .. }
@@ -208,7 +215,7 @@ async fn every_outbound_message_is_json_text_for_this_stream() {
 #[tokio::test(start_paused = true)]
 async fn a_key_during_the_prompt_sends_clear_before_anything_else() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.received().await;
     line.press('7');
     let after = line.received().await;
@@ -229,7 +236,7 @@ async fn a_key_during_the_prompt_sends_clear_before_anything_else() {
 #[tokio::test(start_paused = true)]
 async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.play_all().await;
     tokio::time::sleep(Duration::from_millis(6900)).await;
     assert!(
@@ -243,7 +250,7 @@ async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later()
 #[tokio::test(start_paused = true)]
 async fn the_timeout_waits_for_the_prompt_to_finish_playing() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.received().await;
     // Marks never come back: Twilio is still playing. No timeout may fire.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -253,7 +260,7 @@ async fn the_timeout_waits_for_the_prompt_to_finish_playing() {
 #[tokio::test(start_paused = true)]
 async fn the_goodbye_plays_before_careline_closes_the_stream() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.play_all().await;
     line.press('1');
     let heard = line.play_all().await;
@@ -290,7 +297,10 @@ async fn dtmf_before_start_closes_the_stream_as_a_policy_violation() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_without_its_call_token_is_refused() {
     let mut line = Line::open();
-    line.calls.register("CA1", "+13125550101");
+    line.calls
+        .register("CA1", "+13125550101")
+        .await
+        .expect("registered");
     line.send(r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","customParameters":{"token":"guess"}},"streamSid":"MZ1"}"#);
     assert_eq!(
         close_code(&line.received().await),
@@ -301,7 +311,7 @@ async fn a_stream_without_its_call_token_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn junk_frames_are_skipped_and_the_call_carries_on() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.play_all().await;
     line.send("this is not json");
     line.send(r#"{"event":"surprise","streamSid":"MZ1"}"#);
@@ -318,7 +328,7 @@ async fn junk_frames_are_skipped_and_the_call_carries_on() {
 #[tokio::test(start_paused = true)]
 async fn an_oversized_message_closes_the_stream_as_a_policy_violation() {
     let mut line = Line::open();
-    line.start();
+    line.start().await;
     line.play_all().await;
     line.send(&format!(
         r#"{{"event":"media","streamSid":"MZ1","media":{{"payload":"{}"}}}}"#,
@@ -333,16 +343,21 @@ async fn an_oversized_message_closes_the_stream_as_a_policy_violation() {
 #[tokio::test(start_paused = true)]
 async fn stop_ends_the_session_as_a_caller_hang_up() {
     let line = Line::open();
-    line.start();
+    line.start().await;
     line.send(r#"{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC1","callSid":"CA1"},"streamSid":"MZ1"}"#);
     assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);
-    assert!(line.calls.is_empty(), "a hung-up call is forgotten");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        line.calls.streams_here(),
+        0,
+        "this node carries the stream no more"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_closed_socket_counts_as_stop() {
     let line = Line::open();
-    line.start();
+    line.start().await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     drop(line.to_careline);
     assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);

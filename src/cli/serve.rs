@@ -46,6 +46,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "prompts loaded and resampled"
         );
         let listener = server::bind(addr).await?;
+        // The signal handlers are in place before anyone is told careline listens: a SIGHUP or
+        // SIGTERM sent on that news must not meet the default action (the process ending).
+        let shutdown = CancellationToken::new();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::SignalKind;
+            let terminate = unix_signal(SignalKind::terminate(), "Ctrl-C still stops careline");
+            tokio::spawn(cancel_on_signal(shutdown.clone(), terminate));
+            if let Some(hangups) =
+                unix_signal(SignalKind::hangup(), "reload with POST /api/v1/reload")
+            {
+                tokio::spawn(reload_on_hangup(hangups, state.node.clone()));
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(
             %addr,
             public_url = %state.node.public_base,
@@ -53,10 +69,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             identity = state.node.identity.is_some(),
             "careline listening"
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        #[cfg(unix)]
-        tokio::spawn(reload_on_hangup(state.node.clone()));
         server::serve(listener, state, shutdown, grace)
             .await
             .context("server failed")?;
@@ -66,17 +78,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A signal's handler, installed now; `None` (with a warning saying what still works) when
+/// it cannot be.
+#[cfg(unix)]
+fn unix_signal(
+    kind: tokio::signal::unix::SignalKind,
+    instead: &str,
+) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(kind) {
+        Ok(signals) => Some(signals),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for a signal; {instead}");
+            None
+        }
+    }
+}
+
 /// `kill -HUP`: re-read, check and swap in the configuration (see `admin::reload`).
 #[cfg(unix)]
-async fn reload_on_hangup(state: CallServices) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /api/v1/reload");
-            return;
-        }
-    };
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, state: CallServices) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
         if let Err(error) = crate::admin::reload::reload(&state).await {
@@ -85,24 +105,22 @@ async fn reload_on_hangup(state: CallServices) {
     }
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
+/// Ctrl-C or SIGTERM (its handler installed by the caller, see [`unix_signal`]) ends careline.
+async fn cancel_on_signal(
+    shutdown: CancellationToken,
+    #[cfg(unix)] terminate: Option<tokio::signal::unix::Signal>,
+) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops careline");
-                let _ = interrupt.await;
-                shutdown.cancel();
-                return;
+    match terminate {
+        Some(mut terminate) => {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+        }
+        None => {
+            let _ = interrupt.await;
         }
     }
     #[cfg(not(unix))]

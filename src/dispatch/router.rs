@@ -44,7 +44,9 @@ use super::eligibility::QueuePolicy;
 use crate::config::Config;
 use crate::routing::estimate::HandleTimes;
 use crate::store::stats::QueueStatEvent;
-use crate::store::{AgentStatus, MissedOffer, QueuedCall, Reservation, Store, StoreError};
+use crate::store::{
+    AgentStatus, CallStep, Enqueued, MissedOffer, QueuedCall, Reservation, Store, StoreError,
+};
 use crate::telemetry::Metrics;
 use crate::telemetry::{Change, ChangeEvent, EventBus, EventKind};
 
@@ -62,6 +64,16 @@ pub const ROUND_EVERY: Duration = Duration::from_secs(1);
 pub const BUSY_ROUND_EVERY: Duration = Duration::from_millis(100);
 /// How long a reservation for a call with no waiter here is kept for the call's next stream.
 pub const PENDING_HOLD: Duration = Duration::from_secs(10);
+/// How often, and how many times, a failed join is taken out of a store that did not answer.
+const WITHDRAW_RETRY_EVERY: Duration = Duration::from_secs(1);
+const WITHDRAW_ATTEMPTS: usize = 60;
+/// How often a round looks for calls whose records passed their safety deadline.
+const EXPIRY_EVERY: Duration = Duration::from_secs(5);
+/// Most expired records one round releases.
+const EXPIRY_BATCH: usize = 64;
+/// After the store failed, expired records wait this long: the nodes renew their leases
+/// first (every few seconds), so a record the outage held up is not taken for a lost call.
+const EXPIRY_AFTER_OUTAGE: Duration = Duration::from_secs(20);
 /// How often each waiter's call is put in the store again (see the module documentation).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// Wait for another node's change that may let this node reserve a call: an agent freed or
@@ -118,6 +130,9 @@ pub enum JoinRefusal {
     /// The store cannot be reached: the caller gets the apology path.
     #[error("{0}")]
     Unavailable(StoreError),
+    /// The call's record says it waits in no queue (it left, or ended): this join came late.
+    #[error("the call is no longer waiting for a queue")]
+    Gone,
 }
 
 /// What a waiting caller is told.
@@ -194,6 +209,10 @@ struct LoopState {
     /// data, agents come back with these rather than all `offline`.
     statuses: HashMap<String, AgentStatus>,
     statuses_read: Option<Instant>,
+    /// When the next look for expired call records may run: every [`EXPIRY_EVERY`], and not
+    /// until the nodes have renewed their leases after the store failed (a record whose
+    /// renewals an outage held up is not a lost call).
+    expiry_after: Instant,
 }
 
 impl Router {
@@ -284,6 +303,11 @@ impl Router {
         &self.node_id
     }
 
+    /// "Now" by the router's clock: what every change to queues and agents is stamped with.
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
     /// The queues' routing rules (open/closed, candidates, agents on shift).
     pub fn policy(&self) -> Arc<QueuePolicy> {
         self.policy
@@ -351,7 +375,18 @@ impl Router {
                 },
             );
         }
-        if let Err(error) = self.store.enqueue(&call).await {
+        let refused = match self.store.enqueue(&call).await {
+            Ok(Enqueued::Waiting) => None,
+            // Reserved under the node that carried the call before (it died, or the call's
+            // stream moved): the reservation is this node's to hand over now.
+            Ok(Enqueued::Reserved(reservation)) => {
+                self.hand_over(reservation);
+                return Ok(receiver);
+            }
+            Ok(Enqueued::Refused) => Some(JoinRefusal::Gone),
+            Err(error) => Some(JoinRefusal::Unavailable(error)),
+        };
+        if let Some(refusal) = refused {
             let mut calls = self.calls();
             if calls
                 .waiters
@@ -360,7 +395,7 @@ impl Router {
             {
                 calls.waiters.remove(&call.call_sid);
             }
-            return Err(JoinRefusal::Unavailable(error));
+            return Err(refusal);
         }
         self.publish(EventKind::Queue, Change::Joined, |event| {
             event.queue(&call.queue).call(&call.call_sid)
@@ -439,6 +474,41 @@ impl Router {
             }
         }
         self.wake();
+    }
+
+    /// This node stops waiting on behalf of a call whose stream ended without the call leaving
+    /// its queue (the stream broke, or this node drains): the call keeps its place and its
+    /// reservation in the store for its next stream, on whichever node that lands.
+    pub fn forget(&self, call_sid: &str) {
+        let mut calls = self.calls();
+        calls.waiters.remove(call_sid);
+        calls.pending.remove(call_sid);
+    }
+
+    /// A join that failed (the store did not answer in time) may still land later: take out
+    /// whatever it left under this node once the store answers, trying for a while.
+    pub async fn withdraw(&self, call_sid: &str) {
+        self.forget(call_sid);
+        for _ in 0..WITHDRAW_ATTEMPTS {
+            match self
+                .store
+                .remove_call_of_node(call_sid, &self.node_id)
+                .await
+            {
+                Ok(removed) => {
+                    if removed {
+                        tracing::info!(%call_sid, "a join that had failed landed late; taken out");
+                        self.wake();
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%call_sid, %error, "a failed join cannot be withdrawn yet");
+                    tokio::time::sleep(WITHDRAW_RETRY_EVERY).await;
+                }
+            }
+        }
+        tracing::warn!(%call_sid, "a failed join could not be withdrawn; the record's deadline releases it");
     }
 
     /// Something changed (an agent became available, a call joined): a round runs at once.
@@ -535,6 +605,7 @@ impl Router {
             store_failing: false,
             statuses: HashMap::new(),
             statuses_read: None,
+            expiry_after: Instant::now(),
         };
         // Another node freeing an agent or queuing a call wakes this one at once, instead of at
         // its next timed round (one Redis round trip rather than up to a round's period).
@@ -605,9 +676,13 @@ impl Router {
             Ok(()) => {}
             Err(error) if !state.store_failing => {
                 state.store_failing = true;
+                state.expiry_after = Instant::now() + EXPIRY_AFTER_OUTAGE;
                 tracing::warn!(%error, "routing: the store failed; retrying every round until it answers");
             }
-            Err(error) => tracing::debug!(%error, "routing: the store still fails"),
+            Err(error) => {
+                state.expiry_after = Instant::now() + EXPIRY_AFTER_OUTAGE;
+                tracing::debug!(%error, "routing: the store still fails");
+            }
         }
     }
 
@@ -651,11 +726,12 @@ impl Router {
         self.release_expired_pending().await?;
         self.check_epoch(state, now).await?;
         self.snapshot_statuses(state).await?;
+        self.expire_lost_calls(state, now).await?;
         self.refresh_waiters().await?;
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Hand a reservation to its call's waiter, or hold it for the call's next stream.
+    /// A reservation this node's round made: counted, announced, handed over.
     fn deliver(&self, reservation: Reservation) {
         if let Some(metrics) = self.metrics.get() {
             metrics.reservation();
@@ -666,6 +742,11 @@ impl Router {
                 .agent(&reservation.agent_id)
                 .call(&reservation.call.call_sid)
         });
+        self.hand_over(reservation);
+    }
+
+    /// Hand a reservation to its call's waiter, or hold it for the call's next stream.
+    fn hand_over(&self, reservation: Reservation) {
         let mut calls = self.calls();
         let call_sid = reservation.call.call_sid.clone();
         let reservation = match calls.waiters.remove(&call_sid) {
@@ -724,7 +805,14 @@ impl Router {
 
     async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
         let call_sid = &reservation.call.call_sid;
-        self.store.remove_call(call_sid).await?;
+        if !self
+            .store
+            .remove_call_of_node(call_sid, &self.node_id)
+            .await?
+        {
+            tracing::debug!(%call_sid, "a held reservation's call moved to another node; left to it");
+            return Ok(());
+        }
         self.publish(EventKind::Call, Change::Released, |event| {
             event
                 .queue(&reservation.call.queue)
@@ -741,7 +829,7 @@ impl Router {
             .get(call_sid)
             .map(|waiter| waiter.call.clone());
         if let Some(call) = rejoined {
-            self.store.enqueue(&call).await?;
+            self.enqueue_again(vec![call]).await?;
         }
         self.wake();
         Ok(())
@@ -752,7 +840,7 @@ impl Router {
         for pending in held {
             if let Err(error) = self
                 .store
-                .remove_call(&pending.reservation.call.call_sid)
+                .remove_call_of_node(&pending.reservation.call.call_sid, &self.node_id)
                 .await
             {
                 tracing::warn!(call_sid = %pending.reservation.call.call_sid, %error,
@@ -805,6 +893,65 @@ impl Router {
         Ok(())
     }
 
+    /// Calls whose records passed their safety deadline have lost every signal (no stream
+    /// lease renewed, no dial status, no status callback): the record ends, and what was held
+    /// for the call is released — its place in a queue, an agent reserved for it or talking to
+    /// it. Counted in `/metrics` and logged. Each record is released by one node only.
+    async fn expire_lost_calls(
+        &self,
+        state: &mut LoopState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if Instant::now() < state.expiry_after {
+            return Ok(());
+        }
+        state.expiry_after = Instant::now() + EXPIRY_EVERY;
+        let now_ms = now.as_millisecond();
+        for record in self
+            .store
+            .expired_call_records(now_ms, EXPIRY_BATCH)
+            .await?
+        {
+            let call_sid = &record.call_sid;
+            if !self
+                .store
+                .remove_call_record(call_sid, record.version)
+                .await?
+            {
+                continue;
+            }
+            self.forget(call_sid);
+            let released = self.store.remove_call(call_sid).await?;
+            let talking_agent = match &record.dial {
+                Some(CallStep::Agent { agent_id, .. }) if record.answered_at_ms != 0 => {
+                    Some(agent_id.as_str())
+                }
+                _ => None,
+            };
+            if let Some(agent_id) = talking_agent {
+                self.store
+                    .call_finished(agent_id, call_sid, now_ms, now_ms)
+                    .await?;
+            }
+            if let Some(metrics) = self.metrics.get() {
+                metrics.call_expired();
+            }
+            let agent = talking_agent.or_else(|| record.held_agent());
+            tracing::warn!(%call_sid, phase = record.phase.as_str(), agent = agent.unwrap_or("-"),
+                queued = released.is_some(),
+                "a call lost every signal (no stream, dial status or status callback) past its deadline; released");
+            self.publish(EventKind::Call, Change::Released, |event| {
+                let event = event.call(call_sid);
+                match agent {
+                    Some(agent) => event.agent(agent),
+                    None => event,
+                }
+            });
+        }
+        self.wake();
+        Ok(())
+    }
+
     /// Remember the agents' statuses every [`STATUS_SNAPSHOT_EVERY`], for [`Router::check_epoch`].
     async fn snapshot_statuses(&self, state: &mut LoopState) -> Result<(), StoreError> {
         if state
@@ -851,10 +998,20 @@ impl Router {
     /// have reached the store before this enqueue) is taken out again.
     async fn enqueue_again(&self, calls: Vec<QueuedCall>) -> Result<(), StoreError> {
         for call in calls {
-            self.store.enqueue(&call).await?;
+            match self.store.enqueue(&call).await? {
+                Enqueued::Waiting => {}
+                Enqueued::Reserved(reservation) => self.hand_over(reservation),
+                // The caller is leaving: their session takes the call out.
+                Enqueued::Refused => {
+                    self.calls().waiters.remove(&call.call_sid);
+                    continue;
+                }
+            }
             let still_waiting = self.calls().waiters.contains_key(&call.call_sid);
             if !still_waiting {
-                self.store.remove_call(&call.call_sid).await?;
+                self.store
+                    .remove_call_of_node(&call.call_sid, &self.node_id)
+                    .await?;
             }
         }
         Ok(())

@@ -164,7 +164,7 @@ impl AppState {
         let router = Router::with_events(
             store.clone(),
             config,
-            node_id,
+            node_id.clone(),
             Arc::new(jiff::Timestamp::now),
             events.clone(),
         );
@@ -173,7 +173,7 @@ impl AppState {
             state: AppState {
                 node: CallServices {
                     running: Arc::new(RunningConfig::new(running, Some(loaded.path.clone()))),
-                    calls: Arc::new(CallRegistry::new()),
+                    calls: Arc::new(CallRegistry::new(store.clone(), &node_id)),
                     public_base,
                     websocket_base,
                     twilio_auth_token: std::env::var("CARELINE_TWILIO_AUTH_TOKEN")
@@ -182,6 +182,7 @@ impl AppState {
                         .map(Arc::from),
                     tracker: TaskTracker::new(),
                     force_close: CancellationToken::new(),
+                    drain: CancellationToken::new(),
                     store: store.clone(),
                     identity,
                     router,
@@ -291,23 +292,31 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-/// Run until `shutdown` is cancelled, then drain calls for up to `grace`.
+/// Run until `shutdown` is cancelled, then let the calls in progress go.
+///
+/// With a store other nodes share, this node drains: `/healthz` answers 503 `draining` so the
+/// balancer stops sending, every stream closes at once so Twilio resumes its call on another
+/// node (at its place in its queue, or at its menu), and the node exits as soon as its streams
+/// are gone. Alone (the embedded store), nobody could take the calls over: they may finish
+/// for up to `grace`, then close.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let tracker = state.node.tracker.clone();
-    let force_close = state.node.force_close.clone();
+    let node = state.node.clone();
+    let tracker = node.tracker.clone();
+    let force_close = node.force_close.clone();
     // The dispatcher stops with the server: calls still waiting are being closed then anyway.
-    let routing = tokio::spawn(state.node.router.clone().run(force_close.clone()));
+    let routing = tokio::spawn(node.router.clone().run(force_close.clone()));
     // Ends open event streams as shutdown starts: they would otherwise hold it open.
-    let events = state.node.events.clone();
+    let events = node.events.clone();
     let relay = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { events.run(shutdown).await }
     });
+    let leases = tokio::spawn(renew_stream_leases(node.clone(), force_close.clone()));
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -315,11 +324,24 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    // The HTTP side stops only once the calls are gone: while draining, Twilio's requests for
+    // this node's calls (and the balancer's health checks) must still be answered.
+    let http_done = CancellationToken::new();
+    let http = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(http_done.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown.cancelled().await;
+    let shared = node.store.kind() != "memory";
     tracker.close();
-    if !tracker.is_empty() {
+    if shared {
+        tracing::info!(
+            streams = tracker.len(),
+            "draining: streams close now and their calls resume on other nodes"
+        );
+        node.drain.cancel();
+    } else if !tracker.is_empty() {
         tracing::info!(
             calls = tracker.len(),
             ?grace,
@@ -335,13 +357,40 @@ pub async fn serve(
         tracker.wait().await;
     }
     force_close.cancel();
+    http_done.cancel();
+    match http.await {
+        Ok(result) => result?,
+        Err(error) => tracing::error!(%error, "the HTTP server stopped abnormally"),
+    }
     if let Err(error) = routing.await {
         tracing::error!(%error, "the queue dispatcher stopped abnormally");
     }
     if let Err(error) = relay.await {
         tracing::error!(%error, "the event relay stopped abnormally");
     }
+    if let Err(error) = leases.await {
+        tracing::error!(%error, "the stream lease renewal stopped abnormally");
+    }
     Ok(())
+}
+
+/// Renew this node's leases on the streams it carries until `stop`.
+async fn renew_stream_leases(node: CallServices, stop: CancellationToken) {
+    let mut every = tokio::time::interval(crate::call::registry::LEASE_RENEW_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if node.calls.streams_here() == 0 {
+            continue;
+        }
+        if let Err(error) = node.calls.renew_leases().await {
+            node.metrics.store_error();
+            tracing::debug!(%error, "stream leases could not be renewed now");
+        }
+    }
 }
 
 /// Parse the listen address from `--listen` or the config.

@@ -4,10 +4,11 @@
 //! `#[tokio::test]` per implementation: `memory::<check>` on a fresh [`MemoryStore`] and
 //! `redis::<check>` on a [`RedisStore`] over a `redis-server` the test starts itself.
 
+use super::call_record::LEASE_GRACE_MS;
 use super::{
-    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest, CallbackStatus,
-    CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, StatsInterval, Store,
-    StoreError, Strategy,
+    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CallPhase, CallRecord, CallStep,
+    CallbackRequest, CallbackStatus, CodeCheck, Enqueued, MissedOffer, QueueCounters,
+    QueueStatEvent, QueuedCall, RecordWrite, StatsInterval, Store, StoreError, Strategy,
 };
 
 /// 2026-01-01 12:00 UTC: mid-day, so a few hours either way stay on the same day.
@@ -226,26 +227,65 @@ pub async fn calls_registered_again_in_any_order_get_their_original_places(store
     assert_eq!(waiting_sids(store, "portal").await, ["CA1", "CA2", "CA3"]);
 }
 
-pub async fn enqueueing_a_reserved_call_again_changes_nothing(store: &dyn Store) {
+pub async fn enqueueing_a_reserved_call_again_hands_its_reservation_to_the_new_node(
+    store: &dyn Store,
+) {
     available_agents(store, &[("anguyen", T0)]).await;
     store
         .enqueue(&portal_call("CA1", T0))
         .await
         .expect("enqueue");
     let candidates = ids(&["anguyen"]);
-    store
+    let reservation = store
         .reserve("portal", NODE_A, &candidates, Strategy::LongestIdle, T0)
         .await
         .expect("reserve")
         .expect("reserved");
-    store
-        .enqueue(&portal_call("CA1", T0))
+    let joined_elsewhere = store
+        .enqueue(&call("CA1", "portal", NODE_B, T0, 0))
         .await
         .expect("enqueue again");
+    let Enqueued::Reserved(moved) = joined_elsewhere else {
+        panic!("the reservation comes back: {joined_elsewhere:?}");
+    };
+    assert_eq!(moved.agent_id, "anguyen");
+    assert_eq!(moved.reserved_at_ms, reservation.reserved_at_ms);
+    assert_eq!(moved.call.node, NODE_B, "the call now belongs to node B");
     assert!(waiting_sids(store, "portal").await.is_empty());
     assert_eq!(
         store.position("portal", "CA1").await.expect("position"),
         None
+    );
+    // Node A releasing what it held must not take the call from node B.
+    assert!(
+        !store
+            .remove_call_of_node("CA1", NODE_A)
+            .await
+            .expect("release by A")
+    );
+    assert!(matches!(
+        store
+            .agent("anguyen")
+            .await
+            .expect("agent")
+            .expect("known")
+            .activity,
+        AgentActivity::Reserved { .. }
+    ));
+    assert!(
+        store
+            .remove_call_of_node("CA1", NODE_B)
+            .await
+            .expect("release by B")
+    );
+    assert_eq!(
+        store
+            .agent("anguyen")
+            .await
+            .expect("agent")
+            .expect("known")
+            .activity,
+        AgentActivity::Idle
     );
 }
 
@@ -1780,6 +1820,177 @@ pub async fn completing_a_callback_marks_it_done_once(store: &dyn Store) {
 }
 
 /// One `#[tokio::test]` per check and implementation.
+fn call_record(sid: &str, now_ms: i64) -> CallRecord {
+    CallRecord::new(sid, "+13125550147", "hash-of-token".to_owned(), now_ms)
+}
+
+/// Write `record` over the version it carries; panics on a conflict.
+async fn write(store: &dyn Store, record: &mut CallRecord) {
+    match store
+        .replace_call_record(record, record.version)
+        .await
+        .expect("write")
+    {
+        RecordWrite::Written { version } => record.version = version,
+        RecordWrite::Conflict => panic!("unexpected conflict writing {}", record.call_sid),
+    }
+}
+
+pub async fn a_call_record_is_kept_whole_and_versioned(store: &dyn Store) {
+    let mut record = call_record("CA1", T0);
+    record.queued = Some(portal_call("CA1", T0));
+    record.next = Some(CallStep::Agent {
+        agent_id: "anguyen".to_owned(),
+        ring_timeout_secs: 20,
+        call: portal_call("CA1", T0),
+        queue_node: "portal_queue".to_owned(),
+    });
+    record.dial = Some(CallStep::Transfer {
+        number: "+18005550100".to_owned(),
+        timeout_secs: 30,
+        on_failure: None,
+    });
+    write(store, &mut record).await;
+    assert_eq!(record.version, 1);
+    let stored = store.call_record("CA1").await.expect("read").expect("kept");
+    assert_eq!(stored, record);
+    assert_eq!(store.call_record("CA2").await.expect("read"), None);
+}
+
+pub async fn a_stale_write_loses_and_changes_nothing(store: &dyn Store) {
+    let mut first = call_record("CA1", T0);
+    write(store, &mut first).await;
+    let mut second = first.clone();
+    second.phase = CallPhase::Menus;
+    write(store, &mut second).await;
+    // A writer that read version 1 is too late now.
+    first.phase = CallPhase::Between;
+    assert_eq!(
+        store.replace_call_record(&first, 1).await.expect("write"),
+        RecordWrite::Conflict
+    );
+    // Creating a record that exists is a conflict too.
+    assert_eq!(
+        store.replace_call_record(&first, 0).await.expect("write"),
+        RecordWrite::Conflict
+    );
+    let stored = store.call_record("CA1").await.expect("read").expect("kept");
+    assert_eq!(stored.phase, CallPhase::Menus);
+    assert_eq!(stored.version, 2);
+    assert!(
+        !store
+            .remove_call_record("CA1", 1)
+            .await
+            .expect("stale remove")
+    );
+    assert!(store.remove_call_record("CA1", 2).await.expect("remove"));
+    assert_eq!(store.call_record("CA1").await.expect("read"), None);
+    assert!(store.call_records().await.expect("list").is_empty());
+}
+
+pub async fn records_past_their_deadline_are_listed_earliest_first(store: &dyn Store) {
+    for (sid, deadline) in [("CA1", T0 + 30 * SECOND), ("CA2", T0), ("CA3", T0 + HOUR)] {
+        let mut record = call_record(sid, T0 - HOUR);
+        record.deadline_ms = deadline;
+        write(store, &mut record).await;
+    }
+    let sids = |records: Vec<CallRecord>| -> Vec<String> {
+        records.into_iter().map(|record| record.call_sid).collect()
+    };
+    assert_eq!(
+        sids(
+            store
+                .expired_call_records(T0 + 30 * SECOND, 10)
+                .await
+                .expect("expired")
+        ),
+        ["CA2", "CA1"]
+    );
+    assert_eq!(
+        sids(
+            store
+                .expired_call_records(T0 + 30 * SECOND, 1)
+                .await
+                .expect("expired")
+        ),
+        ["CA2"]
+    );
+    assert!(
+        store
+            .expired_call_records(T0 - 1, 10)
+            .await
+            .expect("expired")
+            .is_empty()
+    );
+    assert_eq!(sids(store.call_records().await.expect("all")).len(), 3);
+}
+
+pub async fn only_the_node_carrying_a_stream_renews_its_lease(store: &dyn Store) {
+    let mut ours = call_record("CA1", T0);
+    ours.phase = CallPhase::Queued;
+    ours.stream_node = NODE_A.to_owned();
+    ours.lease_until_ms = T0 + 10 * SECOND;
+    ours.deadline_ms = ours.deadline_for(T0);
+    write(store, &mut ours).await;
+    let mut theirs = call_record("CA2", T0);
+    theirs.phase = CallPhase::Menus;
+    theirs.stream_node = NODE_B.to_owned();
+    theirs.lease_until_ms = T0 + 10 * SECOND;
+    theirs.deadline_ms = theirs.deadline_for(T0);
+    write(store, &mut theirs).await;
+    let renewed = store
+        .renew_stream_leases(NODE_A, &ids(&["CA1", "CA2", "CA3"]), T0 + 20 * SECOND)
+        .await
+        .expect("renew");
+    assert_eq!(renewed, 1);
+    let ours = store.call_record("CA1").await.expect("read").expect("kept");
+    assert_eq!(ours.lease_until_ms, T0 + 20 * SECOND);
+    assert_eq!(ours.deadline_ms, T0 + 20 * SECOND + LEASE_GRACE_MS);
+    assert_eq!(
+        ours.version, 2,
+        "a renewal is a write: a stale writer must read again"
+    );
+    let theirs = store.call_record("CA2").await.expect("read").expect("kept");
+    assert_eq!(theirs.lease_until_ms, T0 + 10 * SECOND);
+    assert_eq!(theirs.version, 1);
+}
+
+pub async fn a_join_that_lands_after_the_caller_left_leaves_nothing(store: &dyn Store) {
+    available_agents(store, &[("anguyen", T0)]).await;
+    // The record says the call waits in no queue: it left (or never got in) before this
+    // join reached the store.
+    let mut left = call_record("CA1", T0);
+    write(store, &mut left).await;
+    assert_eq!(
+        store
+            .enqueue(&portal_call("CA1", T0))
+            .await
+            .expect("enqueue"),
+        Enqueued::Refused
+    );
+    assert!(waiting_sids(store, "portal").await.is_empty());
+    let candidates = ids(&["anguyen"]);
+    assert_eq!(
+        store
+            .reserve("portal", NODE_A, &candidates, Strategy::LongestIdle, T0)
+            .await
+            .expect("reserve"),
+        None,
+        "nobody is reserved for a ghost"
+    );
+    // A record that says the call is queued lets the join in.
+    left.queued = Some(portal_call("CA1", T0));
+    write(store, &mut left).await;
+    assert_eq!(
+        store
+            .enqueue(&portal_call("CA1", T0))
+            .await
+            .expect("enqueue"),
+        Enqueued::Waiting
+    );
+    assert_eq!(waiting_sids(store, "portal").await, ["CA1"]);
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -1815,7 +2026,12 @@ conformance!(
     each_queue_has_its_own_line,
     enqueueing_a_call_again_keeps_its_place,
     calls_registered_again_in_any_order_get_their_original_places,
-    enqueueing_a_reserved_call_again_changes_nothing,
+    enqueueing_a_reserved_call_again_hands_its_reservation_to_the_new_node,
+    a_call_record_is_kept_whole_and_versioned,
+    a_stale_write_loses_and_changes_nothing,
+    records_past_their_deadline_are_listed_earliest_first,
+    only_the_node_carrying_a_stream_renews_its_lease,
+    a_join_that_lands_after_the_caller_left_leaves_nothing,
     a_caller_who_hangs_up_leaves_the_queue,
     a_hang_up_during_an_offer_frees_the_agent,
     the_head_call_goes_to_the_longest_idle_agent,

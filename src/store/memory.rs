@@ -11,10 +11,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
+use super::call_record::LEASE_GRACE_MS;
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
-    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
-    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallPhase, CallRecord,
+    CallbackRequest, CallbackStatus, CodeCheck, Enqueued, MissedOffer, QueueCounters,
+    QueueStatEvent, QueuedCall, RecordWrite, Reservation, StatsBucket, StatsInterval, Store,
+    StoreError, Strategy, callback_order, day_of,
 };
 
 /// The embedded [`Store`]: the default when `[store] url` is absent.
@@ -39,6 +41,8 @@ struct State {
     /// Callback requests by id.
     callbacks: HashMap<String, CallbackRequest>,
     stats: StatsBook,
+    /// Call records by call id.
+    records: HashMap<String, CallRecord>,
 }
 
 /// Statistics counters by bucket start, for every bucket size.
@@ -224,21 +228,42 @@ impl Store for MemoryStore {
         Ok(self.epoch.clone())
     }
 
-    async fn enqueue(&self, call: &QueuedCall) -> Result<(), StoreError> {
+    async fn enqueue(&self, call: &QueuedCall) -> Result<Enqueued, StoreError> {
         let mut state = self.state();
-        match state.calls.get_mut(&call.call_sid) {
+        if state
+            .records
+            .get(&call.call_sid)
+            .is_some_and(|record| record.queued.is_none())
+        {
+            return Ok(Enqueued::Refused);
+        }
+        let State {
+            calls,
+            agents,
+            queues,
+            ..
+        } = &mut *state;
+        match calls.get_mut(&call.call_sid) {
             Some(known) => {
-                if known.reserved_by.is_none() {
-                    known.call.node.clone_from(&call.node);
+                known.call.node.clone_from(&call.node);
+                if let Some(agent_id) = &known.reserved_by {
+                    let reserved_at_ms = match agents.get(agent_id).map(|agent| &agent.activity) {
+                        Some(AgentActivity::Reserved { since_ms, .. }) => *since_ms,
+                        _ => 0,
+                    };
+                    return Ok(Enqueued::Reserved(Reservation {
+                        call: known.call.clone(),
+                        agent_id: agent_id.clone(),
+                        reserved_at_ms,
+                    }));
                 }
             }
             None => {
-                state
-                    .queues
+                queues
                     .entry(call.queue.clone())
                     .or_default()
                     .insert(Place::of(call));
-                state.calls.insert(
+                calls.insert(
                     call.call_sid.clone(),
                     KnownCall {
                         call: call.clone(),
@@ -247,7 +272,7 @@ impl Store for MemoryStore {
                 );
             }
         }
-        Ok(())
+        Ok(Enqueued::Waiting)
     }
 
     async fn remove_call(&self, call_sid: &str) -> Result<Option<QueuedCall>, StoreError> {
@@ -267,6 +292,19 @@ impl Store for MemoryStore {
             agent.activity = AgentActivity::Idle;
         }
         Ok(Some(known.call))
+    }
+
+    async fn remove_call_of_node(&self, call_sid: &str, node: &str) -> Result<bool, StoreError> {
+        let owned = self
+            .state()
+            .calls
+            .get(call_sid)
+            .is_some_and(|known| known.call.node == node);
+        // One lock for the check and the removal, as one script in Redis.
+        if !owned {
+            return Ok(false);
+        }
+        Ok(self.remove_call(call_sid).await?.is_some())
     }
 
     async fn waiting(&self, queue: &str) -> Result<Vec<QueuedCall>, StoreError> {
@@ -487,6 +525,92 @@ impl Store for MemoryStore {
             state.forget_call(call_sid);
         }
         Ok(())
+    }
+
+    async fn call_record(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        Ok(self.state().records.get(call_sid).cloned())
+    }
+
+    async fn replace_call_record(
+        &self,
+        record: &CallRecord,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError> {
+        let mut state = self.state();
+        let stored_version = state
+            .records
+            .get(&record.call_sid)
+            .map_or(0, |stored| stored.version);
+        if stored_version != expected_version {
+            return Ok(RecordWrite::Conflict);
+        }
+        let version = expected_version.saturating_add(1);
+        let mut stored = record.clone();
+        stored.version = version;
+        state.records.insert(record.call_sid.clone(), stored);
+        Ok(RecordWrite::Written { version })
+    }
+
+    async fn remove_call_record(
+        &self,
+        call_sid: &str,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state
+            .records
+            .get(call_sid)
+            .is_some_and(|stored| stored.version == expected_version)
+        {
+            state.records.remove(call_sid);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn call_records(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut records: Vec<CallRecord> = self.state().records.values().cloned().collect();
+        records.sort_by(CallRecord::by_arrival);
+        Ok(records)
+    }
+
+    async fn expired_call_records(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let mut expired: Vec<CallRecord> = self
+            .state()
+            .records
+            .values()
+            .filter(|record| record.deadline_ms <= now_ms)
+            .cloned()
+            .collect();
+        expired.sort_by(|a, b| (a.deadline_ms, &a.call_sid).cmp(&(b.deadline_ms, &b.call_sid)));
+        expired.truncate(limit);
+        Ok(expired)
+    }
+
+    async fn renew_stream_leases(
+        &self,
+        node: &str,
+        call_sids: &[String],
+        lease_until_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut state = self.state();
+        let mut renewed = 0;
+        for call_sid in call_sids {
+            if let Some(record) = state.records.get_mut(call_sid)
+                && record.stream_node == node
+                && matches!(record.phase, CallPhase::Menus | CallPhase::Queued)
+            {
+                record.lease_until_ms = lease_until_ms;
+                record.deadline_ms = lease_until_ms.saturating_add(LEASE_GRACE_MS);
+                record.version = record.version.saturating_add(1);
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
     }
 
     async fn record_queue_stat(

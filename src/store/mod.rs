@@ -11,6 +11,7 @@
 //! Times are milliseconds since the Unix epoch, passed in by the caller: the store never reads
 //! a clock, so tests move time freely and every node agrees on what "now" meant for a change.
 
+pub mod call_record;
 pub mod memory;
 pub mod redis;
 pub mod stats;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::Strategy;
+pub use call_record::{CallPhase, CallRecord, CallStep, RecordWrite};
 pub use stats::{
     CallCounters, CallOutcomeStat, QueueCounters, QueueStatEvent, StatsBucket, StatsInterval,
 };
@@ -43,6 +45,17 @@ pub struct QueuedCall {
     pub priority: i32,
     /// The caller failed identity verification: the agent must know.
     pub verification_failed: bool,
+}
+
+/// What [`Store::enqueue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The call waits in its queue (new, or already waiting: same place).
+    Waiting,
+    /// The call was already reserved for an agent; it now belongs to the joining node.
+    Reserved(Reservation),
+    /// The call's record says it waits in no queue (it left, or ended): nothing was added.
+    Refused,
 }
 
 /// What an agent has said about themselves.
@@ -171,7 +184,7 @@ impl fmt::Debug for CallbackRequest {
         f.debug_struct("CallbackRequest")
             .field("id", &self.id)
             .field("queue", &self.queue)
-            .field("number", &mask_number(&self.number))
+            .field("number", &call_record::mask_caller_id(&self.number))
             .field("call_sid", &self.call_sid)
             .field("requested_at_ms", &self.requested_at_ms)
             .field("place_ms", &self.place_ms)
@@ -180,18 +193,6 @@ impl fmt::Debug for CallbackRequest {
             .field("completed_at_ms", &self.completed_at_ms)
             .finish()
     }
-}
-
-/// All but the last two digits hidden, as caller ids are everywhere else.
-fn mask_number(number: &str) -> String {
-    let digits = number.chars().filter(char::is_ascii_digit).count();
-    let keep_from = digits.saturating_sub(2);
-    number
-        .chars()
-        .filter(char::is_ascii_digit)
-        .enumerate()
-        .map(|(index, digit)| if index < keep_from { '•' } else { digit })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,11 +251,21 @@ pub trait Store: Send + Sync + 'static {
     /// new media stream may land on another node); re-adding a reserved call changes nothing.
     /// A node re-registers its calls this way after Redis lost its data: with their original
     /// `enqueued_at_ms` they get their old places back.
-    async fn enqueue(&self, call: &QueuedCall) -> Result<(), StoreError>;
+    ///
+    /// A call whose record ([`CallRecord`]) exists but says it waits in no queue is refused:
+    /// the caller left (or hung up) and this join arrived late, so it must leave nothing behind.
+    /// A call already reserved for an agent moves to the new `node` and its reservation is
+    /// returned, so the node now carrying the call hands it over (its old node died, or its
+    /// stream moved).
+    async fn enqueue(&self, call: &QueuedCall) -> Result<Enqueued, StoreError>;
 
     /// Take a call out of every queue and release any agent reserved for it (hang-up).
     /// Returns the call if it was waiting or reserved.
     async fn remove_call(&self, call_sid: &str) -> Result<Option<QueuedCall>, StoreError>;
+
+    /// [`Store::remove_call`], only while the call belongs to `node`: a node releasing what it
+    /// held never takes a call another node carries now. Returns whether it was removed.
+    async fn remove_call_of_node(&self, call_sid: &str, node: &str) -> Result<bool, StoreError>;
 
     /// The waiting calls of `queue`, in service order.
     async fn waiting(&self, queue: &str) -> Result<Vec<QueuedCall>, StoreError>;
@@ -334,6 +345,46 @@ pub trait Store: Send + Sync + 'static {
         wrap_up_until_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    // --- call records (see `call_record`) ---
+
+    /// The record of `call_sid`, while the call is alive.
+    async fn call_record(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError>;
+
+    /// Write `record` if the stored one still has `expected_version` (0: there is none yet).
+    /// The stored copy gets version `expected_version + 1`, whatever `record.version` says.
+    async fn replace_call_record(
+        &self,
+        record: &CallRecord,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError>;
+
+    /// Remove the record if it still has `expected_version`. Returns whether it did.
+    async fn remove_call_record(
+        &self,
+        call_sid: &str,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Every live record, oldest first.
+    async fn call_records(&self) -> Result<Vec<CallRecord>, StoreError>;
+
+    /// Records whose deadline is at or before `now_ms`, earliest first, at most `limit`.
+    async fn expired_call_records(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError>;
+
+    /// `node` still carries the streams of `call_sids`: their leases run to `lease_until_ms` and
+    /// their deadlines move with them. Records whose stream another node carries now (or none)
+    /// are left alone. Returns how many were renewed.
+    async fn renew_stream_leases(
+        &self,
+        node: &str,
+        call_sids: &[String],
+        lease_until_ms: i64,
+    ) -> Result<usize, StoreError>;
 
     // --- statistics (counters per queue and per call; see `stats` and docs/redis.md) ---
 

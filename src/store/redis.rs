@@ -17,12 +17,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, RedisResult, Script, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
 
+use super::call_record::LEASE_GRACE_MS;
 use super::memory::{candidate_order, priority_rank, time_rank};
 use super::stats::{CallField, QueueField};
 use super::{
-    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallbackRequest,
-    CallbackStatus, CodeCheck, MissedOffer, QueueCounters, QueueStatEvent, QueuedCall, Reservation,
-    StatsBucket, StatsInterval, Store, StoreError, Strategy, callback_order, day_of,
+    AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallRecord,
+    CallbackRequest, CallbackStatus, CodeCheck, Enqueued, MissedOffer, QueueCounters,
+    QueueStatEvent, QueuedCall, RecordWrite, Reservation, StatsBucket, StatsInterval, Store,
+    StoreError, Strategy, callback_order, day_of,
 };
 
 /// A connection attempt that takes longer than this has failed.
@@ -63,6 +65,11 @@ struct Keys {
     epoch: String,
     /// Hash: callback request id → callback JSON.
     callbacks: String,
+    /// Hash: call id → call record JSON (see `call_record`). In the routing tag: a join reads
+    /// the call's record to refuse a late one.
+    records: String,
+    /// Sorted set: call id scored by its record's safety deadline (ms).
+    record_deadlines: String,
 }
 
 impl Keys {
@@ -77,6 +84,8 @@ impl Keys {
             last_served: routing("last_served"),
             epoch: routing("epoch"),
             callbacks: routing("callbacks"),
+            records: routing("records"),
+            record_deadlines: routing("record_deadlines"),
         }
     }
 
@@ -137,6 +146,9 @@ struct Scripts {
     put_reset_code: Script,
     check_reset_code: Script,
     complete_callback: Script,
+    put_call_record: Script,
+    remove_call_record: Script,
+    renew_stream_leases: Script,
 }
 
 impl Scripts {
@@ -160,6 +172,9 @@ impl Scripts {
             put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
             check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
             complete_callback: routing_script!("complete_callback.lua"),
+            put_call_record: routing_script!("put_call_record.lua"),
+            remove_call_record: routing_script!("remove_call_record.lua"),
+            renew_stream_leases: routing_script!("renew_stream_leases.lua"),
         }
     }
 }
@@ -432,6 +447,11 @@ fn queued_call(value: Value, key: &str) -> Result<QueuedCall, StoreError> {
     })
 }
 
+fn call_record(value: Value, key: &str) -> Result<CallRecord, StoreError> {
+    let raw = text(value, key, "a call record")?;
+    json(&raw, key, "a call record")
+}
+
 fn agent_record(id: String, value: Value, key: &str) -> Result<AgentRecord, StoreError> {
     let raw = text(value, key, "an agent")?;
     let stored: StoredAgent = json(&raw, key, &format!("agent `{id}`"))?;
@@ -463,6 +483,23 @@ impl RedisStore {
         let connection = ConnectionManager::new_lazy_with_config(client, manager_config())
             .map_err(store_error)?;
         Ok(RedisStore::with_connection(connection, key_prefix))
+    }
+
+    /// `remove_call.lua`: the call out of every queue, any agent reserved for it freed; only
+    /// while it belongs to `node` unless `node` is empty.
+    async fn remove(&self, call_sid: &str, node: &str) -> Result<Option<QueuedCall>, StoreError> {
+        let mut invocation = self.scripts.remove_call.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .arg(call_sid)
+            .arg(node);
+        match self.run(&invocation).await? {
+            Value::Nil => Ok(None),
+            value => queued_call(value, &self.keys.calls).map(Some),
+        }
     }
 
     fn with_connection(connection: ConnectionManager, key_prefix: &str) -> RedisStore {
@@ -685,7 +722,7 @@ impl Store for RedisStore {
         text(value, &self.keys.epoch, "the data epoch")
     }
 
-    async fn enqueue(&self, call: &QueuedCall) -> Result<(), StoreError> {
+    async fn enqueue(&self, call: &QueuedCall) -> Result<Enqueued, StoreError> {
         let rank = rank(call);
         let stored = StoredCall {
             call_sid: call.call_sid.clone(),
@@ -703,26 +740,42 @@ impl Store for RedisStore {
             .key(&self.keys.waiting)
             .key(&self.keys.calls)
             .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .key(&self.keys.records)
             .arg(&call.call_sid)
             .arg(stored)
             .arg(rank)
             .arg(&call.node);
-        self.run_idempotent(&invocation).await?;
-        Ok(())
+        match self.run_idempotent(&invocation).await? {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                let (Some(agent_id), Some(since), Some(call)) =
+                    (items.next(), items.next(), items.next())
+                else {
+                    return Err(corrupt(&self.keys.reserved, "a reservation reply is short"));
+                };
+                let reserved_at_ms = text(since, &self.keys.agents, "a reservation time")?
+                    .parse()
+                    .map_err(|_| corrupt(&self.keys.agents, "a reservation time is no number"))?;
+                Ok(Enqueued::Reserved(Reservation {
+                    call: queued_call(call, &self.keys.calls)?,
+                    agent_id: text(agent_id, &self.keys.reserved, "an agent id")?,
+                    reserved_at_ms,
+                }))
+            }
+            value => match text(value, &self.keys.calls, "an enqueue reply")?.as_str() {
+                "refused" => Ok(Enqueued::Refused),
+                _ => Ok(Enqueued::Waiting),
+            },
+        }
     }
 
     async fn remove_call(&self, call_sid: &str) -> Result<Option<QueuedCall>, StoreError> {
-        let mut invocation = self.scripts.remove_call.prepare_invoke();
-        invocation
-            .key(&self.keys.waiting)
-            .key(&self.keys.calls)
-            .key(&self.keys.reserved)
-            .key(&self.keys.agents)
-            .arg(call_sid);
-        match self.run(&invocation).await? {
-            Value::Nil => Ok(None),
-            value => queued_call(value, &self.keys.calls).map(Some),
-        }
+        self.remove(call_sid, "").await
+    }
+
+    async fn remove_call_of_node(&self, call_sid: &str, node: &str) -> Result<bool, StoreError> {
+        Ok(self.remove(call_sid, node).await?.is_some())
     }
 
     async fn waiting(&self, queue: &str) -> Result<Vec<QueuedCall>, StoreError> {
@@ -913,6 +966,141 @@ impl Store for RedisStore {
             .arg(day_of(now_ms));
         self.run(&invocation).await?;
         Ok(())
+    }
+
+    async fn call_record(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let mut command = redis::cmd("HGET");
+        command.arg(&self.keys.records).arg(call_sid);
+        match self.command(&command).await? {
+            Value::Nil => Ok(None),
+            value => call_record(value, &self.keys.records).map(Some),
+        }
+    }
+
+    async fn replace_call_record(
+        &self,
+        record: &CallRecord,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError> {
+        let mut stored = record.clone();
+        stored.version = expected_version.saturating_add(1);
+        let json = serde_json::to_string(&stored)
+            .map_err(|error| corrupt(&self.keys.records, format!("a call record: {error}")))?;
+        let mut invocation = self.scripts.put_call_record.prepare_invoke();
+        invocation
+            .key(&self.keys.records)
+            .key(&self.keys.record_deadlines)
+            .arg(&record.call_sid)
+            .arg(expected_version)
+            .arg(json)
+            .arg(record.deadline_ms);
+        // Safe to repeat: a write that landed makes the repeat a conflict, read again.
+        let written = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.records,
+            "a record version",
+        )?;
+        Ok(match u64::try_from(written) {
+            Ok(version) => RecordWrite::Written { version },
+            Err(_) => RecordWrite::Conflict,
+        })
+    }
+
+    async fn remove_call_record(
+        &self,
+        call_sid: &str,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.remove_call_record.prepare_invoke();
+        invocation
+            .key(&self.keys.records)
+            .key(&self.keys.record_deadlines)
+            .arg(call_sid)
+            .arg(expected_version);
+        let removed = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.records,
+            "a removal",
+        )?;
+        Ok(removed == 1)
+    }
+
+    async fn call_records(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(&self.keys.records);
+        let pairs = hash_pairs(
+            self.command(&command).await?,
+            &self.keys.records,
+            "the call records",
+        )?;
+        let mut records = pairs
+            .into_iter()
+            .map(|(_, value)| call_record(value, &self.keys.records))
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(CallRecord::by_arrival);
+        Ok(records)
+    }
+
+    async fn expired_call_records(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let mut command = redis::cmd("ZRANGE");
+        command
+            .arg(&self.keys.record_deadlines)
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        let sids = array(
+            self.command(&command).await?,
+            &self.keys.record_deadlines,
+            "the expired calls",
+        )?;
+        let mut expired = Vec::with_capacity(sids.len());
+        for sid in sids {
+            let sid = text(sid, &self.keys.record_deadlines, "a call id")?;
+            match self.call_record(&sid).await? {
+                Some(record) => expired.push(record),
+                // Indexed without a record (a removal raced the listing): nothing to expire.
+                None => {
+                    let mut forget = redis::cmd("ZREM");
+                    forget.arg(&self.keys.record_deadlines).arg(&sid);
+                    self.command(&forget).await?;
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn renew_stream_leases(
+        &self,
+        node: &str,
+        call_sids: &[String],
+        lease_until_ms: i64,
+    ) -> Result<usize, StoreError> {
+        if call_sids.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = self.scripts.renew_stream_leases.prepare_invoke();
+        invocation
+            .key(&self.keys.records)
+            .key(&self.keys.record_deadlines)
+            .arg(node)
+            .arg(lease_until_ms)
+            .arg(lease_until_ms.saturating_add(LEASE_GRACE_MS));
+        for call_sid in call_sids {
+            invocation.arg(call_sid);
+        }
+        let renewed = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.records,
+            "a renewal count",
+        )?;
+        Ok(usize::try_from(renewed).unwrap_or(0))
     }
 
     async fn record_queue_stat(

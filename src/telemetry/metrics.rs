@@ -20,6 +20,7 @@ pub struct Metrics {
     verifications_passed: AtomicU64,
     verifications_failed: AtomicU64,
     store_errors: AtomicU64,
+    calls_expired: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +87,12 @@ impl Metrics {
         bump(&self.store_errors, 1);
     }
 
+    /// A call's record passed its safety deadline (every signal lost) and what it held was
+    /// released.
+    pub fn call_expired(&self) {
+        bump(&self.calls_expired, 1);
+    }
+
     /// The counters as they are now.
     pub fn counters(&self) -> Counters {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -99,6 +106,7 @@ impl Metrics {
             verifications_passed: read(&self.verifications_passed),
             verifications_failed: read(&self.verifications_failed),
             store_errors: read(&self.store_errors),
+            calls_expired: read(&self.calls_expired),
         }
     }
 }
@@ -115,6 +123,7 @@ pub struct Counters {
     pub verifications_passed: u64,
     pub verifications_failed: u64,
     pub store_errors: u64,
+    pub calls_expired: u64,
 }
 
 #[cfg(test)]
@@ -147,6 +156,7 @@ mod tests {
                 verifications_passed: 2,
                 verifications_failed: 1,
                 store_errors: 1,
+                calls_expired: 0,
             }
         );
     }

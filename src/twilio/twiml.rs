@@ -151,6 +151,18 @@ pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)], next_url: &
     ])
 }
 
+/// Wait `seconds` (the caller hears silence), then fetch the instructions at `url` again:
+/// what careline answers when it cannot decide yet (its store did not answer).
+pub fn pause_then_redirect(seconds: u32, url: &str) -> String {
+    render(&[
+        Verb::Pause { length: seconds },
+        Verb::Redirect {
+            url: url.to_owned(),
+            method: Method::Post,
+        },
+    ])
+}
+
 /// End the call.
 pub fn hangup() -> String {
     render(&[Verb::Hangup])

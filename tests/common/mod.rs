@@ -303,3 +303,26 @@ pub fn queued_call(call_sid: &str, queue: &str, node: &str, enqueued_at_ms: i64)
         verification_failed: false,
     }
 }
+
+/// Put `call` in its queue as a session does: the call's record (written by the voice webhook)
+/// first says it waits, then the store has it waiting.
+pub async fn enqueue_announced(store: &dyn careline::store::Store, call: &QueuedCall) {
+    for _ in 0..10 {
+        let mut record = store
+            .call_record(&call.call_sid)
+            .await
+            .expect("the record")
+            .expect("the voice webhook announced the call");
+        let read = record.version;
+        record.queued = Some(call.clone());
+        if let careline::store::RecordWrite::Written { .. } = store
+            .replace_call_record(&record, read)
+            .await
+            .expect("write the record")
+        {
+            store.enqueue(call).await.expect("enqueue");
+            return;
+        }
+    }
+    panic!("the record of {} kept changing", call.call_sid);
+}

@@ -1,11 +1,14 @@
 -- remove_call: a hang-up. The call leaves every queue; an agent reserved for it is idle again,
 -- with the idle time they had before the offer.
 -- KEYS: 1 waiting set, 2 calls, 3 reserved calls, 4 agents.
--- ARGV: 1 call id.
--- Returns the call JSON, or nil when the call was not known.
+-- ARGV: 1 call id, 2 (optional) node: remove only a call that belongs to this node.
+-- Returns the call JSON, or nil when the call was not known (or belongs to another node).
 local sid = ARGV[1]
 local call, json = load_call(KEYS[2], sid)
 if not call then
+  return false
+end
+if ARGV[2] and ARGV[2] ~= '' and call.node ~= ARGV[2] then
   return false
 end
 redis.call('ZREM', KEYS[1], call.rank)
