@@ -21,6 +21,7 @@ use super::stream::{Heard, MediaStreamClient, StreamIds, random_sid};
 use super::transcript::{
     CallEnd, CallReport, DialStatus, PromptMark, StreamClose, TranscriptEntry,
 };
+use crate::media::MULAW_SILENCE;
 use crate::twilio::signature::{SIGNATURE_HEADER, signature};
 use crate::twilio::twiml::{self, Method, Verb};
 
@@ -175,6 +176,7 @@ pub async fn place_call(options: CallOptions) -> Result<CallReport, CallerError>
 
 /// What a stream's end means for the TwiML.
 enum StreamOutcome {
+    /// careline closed it, or its connection broke: Twilio runs what follows `</Connect>`.
     ServerClosed,
     CallerHungUp,
     /// The stream could not be opened; Twilio moves on as if it had ended.
@@ -189,6 +191,9 @@ struct Call {
     deadline: Instant,
     keypad: Keypad,
     dials_done: usize,
+    /// Since when the caller has heard nothing from careline; `None` while audio plays or a
+    /// dialed party is on the line.
+    silent_since: Option<Instant>,
     report: CallReport,
 }
 
@@ -208,6 +213,7 @@ impl Call {
             ended: CallEnd::TwimlEnded,
             unsent_steps: 0,
             duration: Duration::ZERO,
+            longest_silence: Duration::ZERO,
         };
         Call {
             deadline: started + options.max_duration,
@@ -217,6 +223,7 @@ impl Call {
             started,
             keypad,
             dials_done: 0,
+            silent_since: Some(started),
             report,
         }
     }
@@ -234,9 +241,27 @@ impl Call {
     }
 
     fn into_report(mut self) -> CallReport {
+        self.silence_ends();
         self.report.unsent_steps = self.keypad.remaining_steps();
         self.report.duration = self.started.elapsed();
         self.report
+    }
+
+    /// Whatever the caller was hearing nothing of is over (audio arrived, someone answered, the
+    /// call ended): count how long it lasted.
+    fn silence_ends(&mut self) {
+        if let Some(since) = self.silent_since.take() {
+            self.report.longest_silence = self.report.longest_silence.max(since.elapsed());
+        }
+    }
+
+    /// One 20 ms tick of what the caller heard.
+    fn heard(&mut self, frame: &[u8]) {
+        if frame.iter().all(|&byte| byte == MULAW_SILENCE) {
+            self.silent_since.get_or_insert_with(Instant::now);
+        } else {
+            self.silence_ends();
+        }
     }
 
     fn endpoint(&self, base: &Url, path: &str) -> Result<Url, CallerError> {
@@ -391,7 +416,10 @@ impl Call {
                     let Some(stream_url) = self.resolve(&document, &url) else {
                         return;
                     };
-                    match self.stream(stream_url, parameters).await {
+                    let outcome = self.stream(stream_url, parameters).await;
+                    // Whatever played is over: silence until the next audio.
+                    self.silent_since.get_or_insert_with(Instant::now);
+                    match outcome {
                         StreamOutcome::CallerHungUp => {
                             self.report.ended = CallEnd::CallerHungUp;
                             return;
@@ -425,7 +453,10 @@ impl Call {
                     ..
                 } => {
                     let answered_url = answered_url.and_then(|url| self.resolve(&document, &url));
+                    // Ringing and talking are not careline's silence.
+                    self.silence_ends();
                     let (status, talked) = self.dial(timeout, answered_url.as_ref()).await;
+                    self.silent_since = Some(Instant::now());
                     self.note(TranscriptEntry::Dialed { target, status });
                     if Instant::now() >= self.deadline {
                         self.note(TranscriptEntry::HungUp);
@@ -540,10 +571,7 @@ impl Call {
         let mut client = match MediaStreamClient::connect(url.as_str(), token.as_deref(), ids).await
         {
             Ok(client) => client,
-            Err(error) => {
-                self.protocol_error(error.to_string());
-                return StreamOutcome::Failed;
-            }
+            Err(error) => return self.stream_failed(error),
         };
         if let Some(inbound) = self.options.inbound_audio.take() {
             client.set_inbound_audio(inbound);
@@ -554,8 +582,7 @@ impl Call {
             client.send_start(custom_parameters).await
         };
         if let Err(error) = opened.await {
-            self.protocol_error(format!("could not start the media stream: {error}"));
-            return StreamOutcome::Failed;
+            return self.stream_failed(error);
         }
         self.keypad.stream_started();
         loop {
@@ -568,6 +595,7 @@ impl Call {
                     echoes,
                     playing,
                 } => {
+                    self.heard(&heard);
                     self.report.audio.extend_from_slice(&heard);
                     self.echoes(echoes);
                     self.take_live_steps();
@@ -592,12 +620,36 @@ impl Call {
                 Heard::Cleared(echoes) => self.echoes(echoes),
                 Heard::ProtocolError(error) => self.protocol_error(error),
                 Heard::Closed(close) => {
+                    let entry = if close.broken {
+                        TranscriptEntry::StreamLost
+                    } else {
+                        TranscriptEntry::StreamClosedByServer
+                    };
                     self.report.stream_closes.push(close);
-                    self.note(TranscriptEntry::StreamClosedByServer);
+                    self.note(entry);
                     return StreamOutcome::ServerClosed;
                 }
             }
         }
+    }
+
+    /// The stream could not be opened or started. A lost connection (the node is gone or
+    /// draining) is how Twilio sees a node go away, not careline breaking the protocol;
+    /// anything else (a 403, a bad URL) is a protocol error. Either way Twilio moves on.
+    fn stream_failed(&mut self, error: CallerError) -> StreamOutcome {
+        let broken = error.is_connection_lost();
+        self.report.stream_closes.push(StreamClose {
+            code: None,
+            reason: error.to_string(),
+            by_server: true,
+            broken,
+        });
+        if broken {
+            self.note(TranscriptEntry::StreamLost);
+        } else {
+            self.protocol_error(format!("could not open the media stream: {error}"));
+        }
+        StreamOutcome::Failed
     }
 
     fn take_live_steps(&mut self) {
@@ -627,6 +679,7 @@ impl Call {
                 code: None,
                 reason: error.to_string(),
                 by_server: false,
+                broken: false,
             },
         };
         self.report.stream_closes.push(close);
