@@ -56,6 +56,8 @@ impl Default for DialBehaviour {
 pub struct CallOptions {
     /// careline's base URL, e.g. `http://127.0.0.1:8080`; webhooks go to `{base}/twilio/...`.
     pub base_url: String,
+    /// The call's `CallSid`; a fresh random one if unset.
+    pub call_sid: Option<String>,
     pub from: String,
     pub to: String,
     pub account_sid: String,
@@ -79,6 +81,7 @@ impl CallOptions {
     pub fn new(base_url: impl Into<String>) -> Self {
         CallOptions {
             base_url: base_url.into(),
+            call_sid: None,
             from: "+15555550100".to_owned(),
             to: "+15555550199".to_owned(),
             account_sid: random_sid("AC"),
@@ -91,6 +94,12 @@ impl CallOptions {
             inbound_audio: None,
             observer: None,
         }
+    }
+
+    /// Use this `CallSid` (tests that follow the call in careline's API need to know it).
+    pub fn call_sid(mut self, call_sid: impl Into<String>) -> Self {
+        self.call_sid = Some(call_sid.into());
+        self
     }
 
     pub fn from(mut self, from: impl Into<String>) -> Self {
@@ -200,7 +209,7 @@ struct Call {
 impl Call {
     fn new(mut options: CallOptions, http: reqwest::Client) -> Self {
         let started = Instant::now();
-        let call_sid = random_sid("CA");
+        let call_sid = options.call_sid.clone().unwrap_or_else(|| random_sid("CA"));
         let keypad = Keypad::new(std::mem::take(&mut options.script));
         let report = CallReport {
             call_sid: call_sid.clone(),
