@@ -529,7 +529,7 @@ pub fn balancer_config_from(
     stats: &Path,
 ) -> String {
     let mut config = format!(
-        "global\n    log stdout format raw local0 info\n    maxconn 4096\n    stats socket {} mode 600 level admin\n",
+        "global\n    log stdout format raw local0 info\n    stats socket {} mode 600 level admin\n",
         stats.display()
     );
     let mut in_global = false;
