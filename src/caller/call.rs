@@ -21,6 +21,7 @@ use super::stream::{Heard, MediaStreamClient, StreamIds, random_sid};
 use super::transcript::{
     CallEnd, CallReport, DialStatus, PromptMark, StreamClose, TranscriptEntry,
 };
+use crate::media::MULAW_SILENCE;
 use crate::twilio::signature::{SIGNATURE_HEADER, signature};
 use crate::twilio::twiml::{self, Method, Verb};
 
@@ -55,6 +56,8 @@ impl Default for DialBehaviour {
 pub struct CallOptions {
     /// careline's base URL, e.g. `http://127.0.0.1:8080`; webhooks go to `{base}/twilio/...`.
     pub base_url: String,
+    /// The call's `CallSid`; a fresh random one if unset.
+    pub call_sid: Option<String>,
     pub from: String,
     pub to: String,
     pub account_sid: String,
@@ -78,6 +81,7 @@ impl CallOptions {
     pub fn new(base_url: impl Into<String>) -> Self {
         CallOptions {
             base_url: base_url.into(),
+            call_sid: None,
             from: "+15555550100".to_owned(),
             to: "+15555550199".to_owned(),
             account_sid: random_sid("AC"),
@@ -90,6 +94,12 @@ impl CallOptions {
             inbound_audio: None,
             observer: None,
         }
+    }
+
+    /// Use this `CallSid` (tests that follow the call in careline's API need to know it).
+    pub fn call_sid(mut self, call_sid: impl Into<String>) -> Self {
+        self.call_sid = Some(call_sid.into());
+        self
     }
 
     pub fn from(mut self, from: impl Into<String>) -> Self {
@@ -175,6 +185,7 @@ pub async fn place_call(options: CallOptions) -> Result<CallReport, CallerError>
 
 /// What a stream's end means for the TwiML.
 enum StreamOutcome {
+    /// careline closed it, or its connection broke: Twilio runs what follows `</Connect>`.
     ServerClosed,
     CallerHungUp,
     /// The stream could not be opened; Twilio moves on as if it had ended.
@@ -189,13 +200,16 @@ struct Call {
     deadline: Instant,
     keypad: Keypad,
     dials_done: usize,
+    /// Since when the caller has heard nothing from careline; `None` while audio plays or a
+    /// dialed party is on the line.
+    silent_since: Option<Instant>,
     report: CallReport,
 }
 
 impl Call {
     fn new(mut options: CallOptions, http: reqwest::Client) -> Self {
         let started = Instant::now();
-        let call_sid = random_sid("CA");
+        let call_sid = options.call_sid.clone().unwrap_or_else(|| random_sid("CA"));
         let keypad = Keypad::new(std::mem::take(&mut options.script));
         let report = CallReport {
             call_sid: call_sid.clone(),
@@ -208,6 +222,7 @@ impl Call {
             ended: CallEnd::TwimlEnded,
             unsent_steps: 0,
             duration: Duration::ZERO,
+            longest_silence: Duration::ZERO,
         };
         Call {
             deadline: started + options.max_duration,
@@ -217,6 +232,7 @@ impl Call {
             started,
             keypad,
             dials_done: 0,
+            silent_since: Some(started),
             report,
         }
     }
@@ -234,9 +250,27 @@ impl Call {
     }
 
     fn into_report(mut self) -> CallReport {
+        self.silence_ends();
         self.report.unsent_steps = self.keypad.remaining_steps();
         self.report.duration = self.started.elapsed();
         self.report
+    }
+
+    /// Whatever the caller was hearing nothing of is over (audio arrived, someone answered, the
+    /// call ended): count how long it lasted.
+    fn silence_ends(&mut self) {
+        if let Some(since) = self.silent_since.take() {
+            self.report.longest_silence = self.report.longest_silence.max(since.elapsed());
+        }
+    }
+
+    /// One 20 ms tick of what the caller heard.
+    fn heard(&mut self, frame: &[u8]) {
+        if frame.iter().all(|&byte| byte == MULAW_SILENCE) {
+            self.silent_since.get_or_insert_with(Instant::now);
+        } else {
+            self.silence_ends();
+        }
     }
 
     fn endpoint(&self, base: &Url, path: &str) -> Result<Url, CallerError> {
@@ -391,7 +425,10 @@ impl Call {
                     let Some(stream_url) = self.resolve(&document, &url) else {
                         return;
                     };
-                    match self.stream(stream_url, parameters).await {
+                    let outcome = self.stream(stream_url, parameters).await;
+                    // Whatever played is over: silence until the next audio.
+                    self.silent_since.get_or_insert_with(Instant::now);
+                    match outcome {
                         StreamOutcome::CallerHungUp => {
                             self.report.ended = CallEnd::CallerHungUp;
                             return;
@@ -425,7 +462,10 @@ impl Call {
                     ..
                 } => {
                     let answered_url = answered_url.and_then(|url| self.resolve(&document, &url));
+                    // Ringing and talking are not careline's silence.
+                    self.silence_ends();
                     let (status, talked) = self.dial(timeout, answered_url.as_ref()).await;
+                    self.silent_since = Some(Instant::now());
                     self.note(TranscriptEntry::Dialed { target, status });
                     if Instant::now() >= self.deadline {
                         self.note(TranscriptEntry::HungUp);
@@ -540,10 +580,7 @@ impl Call {
         let mut client = match MediaStreamClient::connect(url.as_str(), token.as_deref(), ids).await
         {
             Ok(client) => client,
-            Err(error) => {
-                self.protocol_error(error.to_string());
-                return StreamOutcome::Failed;
-            }
+            Err(error) => return self.stream_failed(error),
         };
         if let Some(inbound) = self.options.inbound_audio.take() {
             client.set_inbound_audio(inbound);
@@ -554,8 +591,7 @@ impl Call {
             client.send_start(custom_parameters).await
         };
         if let Err(error) = opened.await {
-            self.protocol_error(format!("could not start the media stream: {error}"));
-            return StreamOutcome::Failed;
+            return self.stream_failed(error);
         }
         self.keypad.stream_started();
         loop {
@@ -568,6 +604,7 @@ impl Call {
                     echoes,
                     playing,
                 } => {
+                    self.heard(&heard);
                     self.report.audio.extend_from_slice(&heard);
                     self.echoes(echoes);
                     self.take_live_steps();
@@ -592,12 +629,36 @@ impl Call {
                 Heard::Cleared(echoes) => self.echoes(echoes),
                 Heard::ProtocolError(error) => self.protocol_error(error),
                 Heard::Closed(close) => {
+                    let entry = if close.broken {
+                        TranscriptEntry::StreamLost
+                    } else {
+                        TranscriptEntry::StreamClosedByServer
+                    };
                     self.report.stream_closes.push(close);
-                    self.note(TranscriptEntry::StreamClosedByServer);
+                    self.note(entry);
                     return StreamOutcome::ServerClosed;
                 }
             }
         }
+    }
+
+    /// The stream could not be opened or started. A lost connection (the node is gone or
+    /// draining) is how Twilio sees a node go away, not careline breaking the protocol;
+    /// anything else (a 403, a bad URL) is a protocol error. Either way Twilio moves on.
+    fn stream_failed(&mut self, error: CallerError) -> StreamOutcome {
+        let broken = error.is_connection_lost();
+        self.report.stream_closes.push(StreamClose {
+            code: None,
+            reason: error.to_string(),
+            by_server: true,
+            broken,
+        });
+        if broken {
+            self.note(TranscriptEntry::StreamLost);
+        } else {
+            self.protocol_error(format!("could not open the media stream: {error}"));
+        }
+        StreamOutcome::Failed
     }
 
     fn take_live_steps(&mut self) {
@@ -627,6 +688,7 @@ impl Call {
                 code: None,
                 reason: error.to_string(),
                 by_server: false,
+                broken: false,
             },
         };
         self.report.stream_closes.push(close);

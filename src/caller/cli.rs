@@ -138,8 +138,14 @@ pub async fn run_cli(args: CallArgs) -> anyhow::Result<()> {
         report.call_sid,
         report.duration.as_secs_f64()
     );
+    println!(
+        "longest silence heard: {:.1}s",
+        report.longest_silence.as_secs_f64()
+    );
     for close in &report.stream_closes {
-        if close.by_server && close.code.is_some_and(|code| code != 1000) {
+        if close.broken {
+            println!("a stream's connection was lost ({})", close.reason);
+        } else if close.by_server && close.code.is_some_and(|code| code != 1000) {
             println!(
                 "careline closed a stream with code {} ({})",
                 close.code.unwrap_or_default(),

@@ -46,6 +46,36 @@ pub enum CallerError {
     Wav(#[from] hound::Error),
 }
 
+impl CallerError {
+    /// Whether a media stream failed because its connection did: refused, reset or closed
+    /// underneath (the node is gone), or the upgrade answered 502/503/504 (no node behind the
+    /// balancer, or a draining node). Twilio then runs the TwiML after `</Connect>`; it is
+    /// not careline breaking the protocol, unlike a 403 or a malformed frame.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            CallerError::HandshakeRefused { status, .. } => matches!(status, 502..=504),
+            CallerError::Handshake { source, .. } => connection_lost(source),
+            CallerError::WebSocket(error) => connection_lost(error),
+            CallerError::StreamClosed => true,
+            _ => false,
+        }
+    }
+}
+
+fn connection_lost(error: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    matches!(
+        error,
+        Error::Io(_)
+            | Error::ConnectionClosed
+            | Error::AlreadyClosed
+            | Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake | ProtocolError::HandshakeIncomplete
+            )
+    )
+}
+
 impl From<tokio_tungstenite::tungstenite::Error> for CallerError {
     fn from(error: tokio_tungstenite::tungstenite::Error) -> Self {
         CallerError::WebSocket(Box::new(error))

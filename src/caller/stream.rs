@@ -91,7 +91,7 @@ pub enum Heard {
     Cleared(Vec<MarkEcho>),
     /// careline broke the protocol; the stream goes on (Twilio only warns).
     ProtocolError(String),
-    /// The socket is closed.
+    /// The socket is closed: by careline, by the caller, or broken (see [`StreamClose`]).
     Closed(StreamClose),
 }
 
@@ -338,6 +338,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
             code: None,
             reason: String::new(),
             by_server: false,
+            broken: false,
         };
         let drain = async {
             while let Some(message) = self.socket.next().await {
@@ -432,7 +433,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
                 )
                 | tungstenite::Error::Io(_),
             )) => Some(self.closed_abruptly("the connection ended without a close handshake")),
-            Some(Err(error)) => Some(self.closed_abruptly(&format!("WebSocket error: {error}"))),
+            // Not a broken connection but careline breaking the WebSocket protocol (a bad
+            // frame, an oversized message): reported, then the stream is over.
+            Some(Err(error)) => {
+                let what = format!("WebSocket error: {error}");
+                self.closed_abruptly(&what);
+                Some(Heard::ProtocolError(format!(
+                    "careline's media stream: {what}"
+                )))
+            }
             Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
             Some(Ok(Message::Binary(bytes))) => Some(Heard::ProtocolError(format!(
                 "careline sent a binary frame of {} bytes; Media Streams messages are JSON text (Twilio warning 31950)",
@@ -443,14 +452,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
         }
     }
 
+    /// The connection went away without a WebSocket close: the node carrying the stream died
+    /// or was cut off. Not a protocol error: Twilio treats it as the stream's end and runs the
+    /// TwiML after `</Connect>`; the close says it broke.
     fn closed_abruptly(&mut self, what: &str) -> Heard {
         let close = StreamClose {
             code: None,
             reason: what.to_owned(),
             by_server: true,
+            broken: true,
         };
-        self.closed = Some(close);
-        Heard::ProtocolError(format!("careline's media stream: {what}"))
+        self.closed = Some(close.clone());
+        Heard::Closed(close)
     }
 
     async fn closed_by_server(&mut self, frame: Option<CloseFrame>) -> Heard {
@@ -461,6 +474,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MediaStreamClient<S> {
                 .map(|frame| frame.reason.to_string())
                 .unwrap_or_default(),
             by_server: true,
+            broken: false,
         };
         // Reading on lets tungstenite answer the close frame and see the TCP close.
         let drain = async { while let Some(Ok(_)) = self.socket.next().await {} };

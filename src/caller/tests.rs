@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -354,15 +354,26 @@ async fn messages_before_start_are_protocol_errors() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connection_dropped_without_a_close_frame_is_reported() {
+async fn a_connection_dropped_without_a_close_frame_is_reported_as_broken() {
     let (client, server, _) = started_pipe().await;
     let events = spawn_client(client);
     drop(server);
     let events = events.await.expect("client task");
-    assert!(matches!(events.first(), Some(Heard::ProtocolError(_))));
+    // A node that dies is not a node that breaks the protocol.
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, Heard::ProtocolError(_))),
+        "{events:?}"
+    );
     assert!(matches!(
         events.last(),
-        Some(Heard::Closed(StreamClose { code: None, .. }))
+        Some(Heard::Closed(StreamClose {
+            code: None,
+            broken: true,
+            by_server: true,
+            ..
+        }))
     ));
 }
 
@@ -477,6 +488,9 @@ async fn start_mock() -> Mock {
         .route("/twilio/dial-status", post(dial_status))
         .route("/twilio/status", post(status))
         .route("/plain/twilio/voice", post(|| async { twiml::hangup() }))
+        .route("/{failure}/twilio/voice", post(failing_voice))
+        .route("/{failure}/twilio/media", get(failing_media))
+        .route("/{failure}/twilio/status", post(failing_status))
         .with_state(mock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     mock
@@ -625,6 +639,59 @@ async fn play_one_menu(mut socket: WebSocket, mock: Mock) {
     }
 }
 
+/// The voice webhook of calls whose stream fails as `/{failure}/` says: `breaks` (the node
+/// dies once the stream started), `gone` (nothing listens any more), `draining` (503 to the
+/// upgrade), `forbidden` (403 to the upgrade). The `<Redirect>` after `</Connect>` goes to the
+/// stand-in's `/twilio/next`, which dials an agent.
+async fn failing_voice(
+    State(mock): State<Mock>,
+    Path(failure): Path<String>,
+    headers: HeaderMap,
+    Form(params): Form<Vec<(String, String)>>,
+) -> Response {
+    mock.record(&format!("/{failure}/twilio/voice"), &headers, params);
+    let stream_url = if failure == "gone" {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        format!("ws://{addr}/twilio/media")
+    } else {
+        format!("ws://{}/{failure}/twilio/media", mock.addr)
+    };
+    twiml_response(twiml::connect_stream(
+        &stream_url,
+        &[("token", "per-call")],
+        "/twilio/next",
+    ))
+}
+
+async fn failing_media(Path(failure): Path<String>, upgrade: WebSocketUpgrade) -> Response {
+    match failure.as_str() {
+        "draining" => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        "forbidden" => StatusCode::FORBIDDEN.into_response(),
+        _ => upgrade.on_upgrade(|mut socket| async move {
+            // Once the stream started, the node dies: the socket goes without a close frame.
+            while let Some(Ok(message)) = socket.recv().await {
+                if let ws::Message::Text(text) = message
+                    && matches!(parse_stream_event(text.as_str()), Ok(StreamEvent::Start(_)))
+                {
+                    return;
+                }
+            }
+        }),
+    }
+}
+
+async fn failing_status(
+    State(mock): State<Mock>,
+    Path(failure): Path<String>,
+    headers: HeaderMap,
+    Form(params): Form<Vec<(String, String)>>,
+) -> StatusCode {
+    mock.record(&format!("/{failure}/twilio/status"), &headers, params);
+    StatusCode::NO_CONTENT
+}
+
 fn options(mock: &Mock, digits: &str) -> CallOptions {
     CallOptions::new(format!("http://{}", mock.addr))
         .auth_token(TOKEN)
@@ -762,4 +829,91 @@ async fn the_transcript_is_observed_as_it_happens() {
         observed.push(entry);
     }
     assert_eq!(observed, report.transcript);
+}
+
+/// A call whose stream fails as `failure` says (see [`failing_voice`]).
+async fn call_whose_stream_fails(failure: &str) -> (Mock, CallReport) {
+    let mock = start_mock().await;
+    let options = CallOptions::new(format!("http://{}/{failure}", mock.addr))
+        .auth_token(TOKEN)
+        .max_duration(Duration::from_secs(20))
+        .dial(vec![DialBehaviour::Answer {
+            after: Duration::from_millis(50),
+            talk: Duration::from_millis(50),
+        }]);
+    let report = place_call(options).await.expect("call placed");
+    (mock, report)
+}
+
+/// Twilio runs the TwiML after `</Connect>` when the stream's connection goes: the caller was
+/// redirected to `/twilio/next`, dialed and connected, and the call did not end with the stream.
+fn assert_went_on_after_connect(mock: &Mock, report: &CallReport) {
+    assert_eq!(mock.requests("/twilio/next").len(), 1, "{report:?}");
+    assert_eq!(
+        report.dials(),
+        vec![(
+            DialTarget::Client("agent-7".to_owned()),
+            DialStatus::Completed
+        )]
+    );
+    assert_eq!(report.ended, CallEnd::Hangup);
+    assert_eq!(report.stream_closes.len(), 1);
+}
+
+/// The stream was lost, not refused by careline's fault: no protocol error, a broken close,
+/// and the caller went on after `</Connect>`.
+async fn assert_lost_then_went_on(failure: &str) {
+    let (mock, report) = call_whose_stream_fails(failure).await;
+    assert_went_on_after_connect(&mock, &report);
+    assert_eq!(report.protocol_errors, Vec::<String>::new());
+    assert!(report.stream_closes[0].broken);
+    assert!(report.transcript.contains(&TranscriptEntry::StreamLost));
+}
+
+#[tokio::test]
+async fn a_stream_whose_node_dies_goes_on_to_the_twiml_after_connect() {
+    assert_lost_then_went_on("breaks").await;
+}
+
+#[tokio::test]
+async fn a_stream_to_a_node_that_is_gone_goes_on_to_the_twiml_after_connect() {
+    assert_lost_then_went_on("gone").await;
+}
+
+#[tokio::test]
+async fn a_stream_refused_by_a_draining_node_goes_on_to_the_twiml_after_connect() {
+    assert_lost_then_went_on("draining").await;
+}
+
+#[tokio::test]
+async fn a_stream_refused_with_403_is_a_protocol_error_and_the_call_goes_on() {
+    let (mock, report) = call_whose_stream_fails("forbidden").await;
+    assert_went_on_after_connect(&mock, &report);
+    assert_eq!(
+        report.protocol_errors.len(),
+        1,
+        "{:?}",
+        report.protocol_errors
+    );
+    assert!(report.protocol_errors[0].contains("403"));
+    assert!(!report.stream_closes[0].broken);
+    assert!(!report.transcript.contains(&TranscriptEntry::StreamLost));
+}
+
+#[tokio::test]
+async fn the_longest_silence_counts_the_gap_between_streams_but_not_the_dialed_call() {
+    // Welcome (1 s), "connecting", close; then a dial whose talk (3 s) is not silence.
+    let mock = start_mock().await;
+    let report = place_call(options(&mock, "w1").dial(vec![DialBehaviour::Answer {
+        after: Duration::from_millis(50),
+        talk: Duration::from_secs(3),
+    }]))
+    .await
+    .expect("call placed");
+    assert_eq!(report.protocol_errors, Vec::<String>::new());
+    assert!(
+        report.longest_silence < Duration::from_secs(2),
+        "{:?}",
+        report.longest_silence
+    );
 }

@@ -83,6 +83,10 @@ pub enum TranscriptEntry {
     SentDigit { digit: char, in_entry: bool },
     /// careline closed the media stream.
     StreamClosedByServer,
+    /// The media stream's connection broke (reset, or closed without a WebSocket close), or
+    /// could not be opened (refused, or the upgrade answered 502/503/504): the node carrying
+    /// it went away or is draining. Twilio then runs the TwiML after `</Connect>`.
+    StreamLost,
     /// A `<Dial>` rang `target`.
     Dialed {
         target: DialTarget,
@@ -118,6 +122,7 @@ impl fmt::Display for TranscriptEntry {
                 write!(f, "pressed    {shown}")
             }
             TranscriptEntry::StreamClosedByServer => write!(f, "stream     closed by careline"),
+            TranscriptEntry::StreamLost => write!(f, "stream     connection lost"),
             TranscriptEntry::Dialed { target, status } => {
                 write!(f, "dialed     {target}: {}", status.as_str())
             }
@@ -134,6 +139,9 @@ pub struct StreamClose {
     pub reason: String,
     /// Whether the server closed it (rather than the caller hanging up).
     pub by_server: bool,
+    /// The connection broke or never opened, with no WebSocket close from careline: what a
+    /// node that died, or refused the stream while draining, looks like from Twilio's side.
+    pub broken: bool,
 }
 
 /// Why the call ended.
@@ -167,6 +175,11 @@ pub struct CallReport {
     /// Script steps never started.
     pub unsent_steps: usize,
     pub duration: Duration,
+    /// The longest the caller heard nothing (20 ms resolution) while on careline's side of
+    /// the call: from the call's start to the first audio, within streams (waiting for a key
+    /// included), between one stream's end and the next one's audio, and until the caller
+    /// hung up. Time with a dialed party on the line does not count.
+    pub longest_silence: Duration,
 }
 
 impl CallReport {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod cluster;
 pub mod desk;
 pub mod http;
 pub mod ledger;
