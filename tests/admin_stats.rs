@@ -1,14 +1,17 @@
 //! `careline stats` against a running careline: the tables it prints, where it finds the server
-//! and the token, what it says when refused, and `--watch` redrawing.
+//! and the token, what it says when refused, and `--watch` redrawing. And `GET /api/v1/stats`
+//! in the desk's time zone: local hours added up exactly, and the CSV download with the very
+//! figures of the JSON answer.
 
 mod common;
 
 use std::io::Read as _;
 use std::process::{Command, Output, Stdio};
 
-use careline::store::{AgentStatus, QueueStatEvent};
+use careline::store::{AgentStatus, CallOutcomeStat, QueueStatEvent};
 use common::http::{VIEWER, require_tokens};
 use common::{TestServer, queued_call};
+use serde_json::Value;
 
 const DESK: &str = r#"
 [queues.portal]
@@ -212,4 +215,175 @@ async fn watch_redraws_the_screen_until_stopped() {
             "{frame}"
         );
     }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// On top of [`desk`]'s calls now: calls an hour and three hours ago, and call-level outcomes.
+async fn a_recorded_morning(server: &TestServer, now_ms: i64) {
+    let store = &server.state.node.store;
+    for (event, at) in [
+        (QueueStatEvent::Offered, now_ms - HOUR_MS),
+        (
+            QueueStatEvent::Answered { wait_ms: 25_000 },
+            now_ms - HOUR_MS,
+        ),
+        (QueueStatEvent::Offered, now_ms - 3 * HOUR_MS),
+        (QueueStatEvent::CallbackRequested, now_ms - 3 * HOUR_MS),
+    ] {
+        store
+            .record_queue_stat("portal", event, at)
+            .await
+            .expect("record");
+    }
+    for outcome in [
+        CallOutcomeStat::Contained,
+        CallOutcomeStat::Routed,
+        CallOutcomeStat::VerificationPassed,
+    ] {
+        store
+            .record_call_outcome(outcome, now_ms - HOUR_MS)
+            .await
+            .expect("record");
+    }
+}
+
+async fn get_stats(server: &TestServer, query: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/api/v1/stats?{query}", server.base_url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON: {text}"))
+}
+
+fn instant(rfc3339: &Value) -> i64 {
+    rfc3339
+        .as_str()
+        .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        .unwrap_or_else(|| panic!("an RFC 3339 time: {rfc3339}"))
+        .as_millisecond()
+}
+
+/// The JSON value as a CSV cell: the same text, empty for `null`.
+fn as_cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn local_hours_in_a_half_hour_zone_hold_each_call_where_it_happened() {
+    let server = desk().await;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    a_recorded_morning(&server, now_ms).await;
+    let from = jiff::Timestamp::from_millisecond(now_ms - 5 * HOUR_MS)
+        .expect("a time")
+        .to_string();
+    let response = get_stats(
+        &server,
+        &format!("queue=portal&interval=hour&tz=Asia/Kolkata&from={from}"),
+    )
+    .await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let history = json_of(response).await;
+    assert_eq!(history["timezone"], "Asia/Kolkata");
+    let buckets = history["buckets"].as_array().expect("buckets");
+    assert!(
+        (6..=7).contains(&buckets.len()),
+        "five hours and a bit: {history}"
+    );
+    for bucket in buckets {
+        let start = bucket["start"].as_str().expect("start");
+        assert!(start.ends_with(":00:00+05:30"), "a local hour: {start}");
+        assert_eq!(instant(&bucket["end"]) - instant(&bucket["start"]), HOUR_MS);
+    }
+    // Each call is in the local hour it happened in: added up from UTC quarter hours, since
+    // Kolkata's hours start on the half hour in UTC.
+    for (ago, offered) in [(0, 2), (HOUR_MS, 1), (3 * HOUR_MS, 1)] {
+        let at = now_ms - ago;
+        let bucket = buckets
+            .iter()
+            .find(|bucket| instant(&bucket["start"]) <= at && at < instant(&bucket["end"]))
+            .unwrap_or_else(|| panic!("a bucket holds {at}: {history}"));
+        assert_eq!(bucket["offered"], offered, "{bucket}");
+    }
+    assert_eq!(history["total"]["offered"], 4);
+    assert_eq!(history["total"]["handled"], 3);
+    assert_eq!(history["total"]["callbacks"], 1);
+}
+
+#[tokio::test]
+async fn csv_has_a_row_per_bucket_with_the_figures_of_the_json_answer() {
+    let server = desk().await;
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    a_recorded_morning(&server, now_ms).await;
+    let from = jiff::Timestamp::from_millisecond(now_ms - 5 * HOUR_MS)
+        .expect("a time")
+        .to_string();
+    let query = format!("queue=portal&interval=hour&tz=America/Chicago&from={from}");
+    let json = json_of(get_stats(&server, &query).await).await;
+    let response = get_stats(&server, &format!("{query}&format=csv")).await;
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let header = |name: &str| {
+        response.headers()[name]
+            .to_str()
+            .expect("an ASCII header")
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+    let disposition = header("content-disposition");
+    assert!(
+        disposition.starts_with("attachment; filename=\"careline-stats-portal-hour-")
+            && disposition.ends_with(".csv\""),
+        "{disposition}"
+    );
+    let text = response.text().await.expect("the CSV");
+    let mut lines = text.lines();
+    let columns: Vec<&str> = lines.next().expect("a header row").split(',').collect();
+    assert_eq!(&columns[..3], ["start", "end", "offered"]);
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    let buckets = json["buckets"].as_array().expect("buckets");
+    assert_eq!(rows.len(), buckets.len(), "{text}");
+    assert!(!rows.is_empty());
+    for (row, bucket) in rows.iter().zip(buckets) {
+        assert_eq!(row.len(), columns.len(), "{text}");
+        for (column, cell) in columns.iter().zip(row) {
+            assert_eq!(*cell, as_cell(&bucket[*column]), "{column} in {text}");
+        }
+    }
+    // Every figure of a bucket is a column.
+    let keys = buckets[0].as_object().expect("an object").len();
+    assert_eq!(columns.len(), keys);
+    let offered: u64 = rows
+        .iter()
+        .map(|row| row[2].parse::<u64>().expect("a count"))
+        .sum();
+    assert_eq!(offered, 4);
+    assert!(
+        rows.iter().any(
+            |row| !row[columns.iter().position(|c| *c == "asa_secs").expect("asa")].is_empty()
+        ),
+        "figures are filled in: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_time_zone_that_does_not_exist_is_refused_by_name() {
+    let server = desk().await;
+    let response = get_stats(&server, "tz=America/Atlantis&format=csv").await;
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body = json_of(response).await;
+    let message = body["error"].as_str().expect("a message");
+    assert!(
+        message.contains("`tz`") && message.contains("IANA"),
+        "{message}"
+    );
 }

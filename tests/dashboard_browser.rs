@@ -1,7 +1,9 @@
 //! The wallboard in a real headless Chromium, driven over the Chrome DevTools Protocol: the page
 //! asks for the admin token, shows the portal queue with nobody waiting, and — with no reload —
-//! shows the caller who joins the queue, then the queue empty again when they hang up. A
-//! screenshot of the board with the caller waiting is written next to the build output.
+//! shows the caller who joins the queue, then the queue empty again when they hang up, and the
+//! abandoned call in the queue's chart of today's hours: one bar per hour with calls, exactly
+//! the hours `/api/v1/stats` lists. Screenshots of the board with the caller waiting and of the
+//! charts afterwards are written next to the build output.
 //!
 //! Needs Debian's `chromium` (`scripts/test` installs it); without it the test says so and
 //! passes, so a developer without a browser can still run the suite.
@@ -15,7 +17,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use careline::caller::script::{Step, StepAction};
 use careline::caller::{CallOptions, place_call};
-use careline::store::AgentStatus;
+use careline::store::{AgentStatus, QueueStatEvent};
 use common::http::require_tokens;
 use common::{TestServer, script};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -86,6 +88,71 @@ const PAGE_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// The waiting count on the portal tile, or `null` before the tile is drawn.
 const PORTAL_WAITING: &str = r#"document.querySelector('[data-queue="portal"] [data-field="waiting"]')?.textContent ?? null"#;
+
+/// Each hour with calls in a queue's chart: `[start, offered, answered, abandoned]`.
+fn chart_hours(queue: &str) -> String {
+    format!(
+        r#"Array.from(document.querySelectorAll('[data-queue="{queue}"] svg.hourly-chart g.hour'))
+             .map((hour) => [hour.dataset.start, Number(hour.dataset.offered),
+                             Number(hour.dataset.answered), Number(hour.dataset.abandoned)])"#
+    )
+}
+
+/// The hours with calls in `queue` today as `/api/v1/stats` lists them, in the chart's form.
+async fn stats_hours(server: &TestServer, queue: &str) -> Value {
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        client
+            .get(format!("{}{path}", server.base_url))
+            .bearer_auth(VIEWER)
+            .send()
+    };
+    let board: Value = serde_json::from_str(
+        &get("/api/v1/queues".to_owned())
+            .await
+            .expect("the queue board answers")
+            .text()
+            .await
+            .expect("a body"),
+    )
+    .expect("JSON");
+    let today = &board
+        .as_array()
+        .and_then(|queues| queues.iter().find(|each| each["name"] == queue))
+        .expect("the queue is on the board")["today"];
+    let date = today["date"].as_str().expect("a date");
+    let zone = today["timezone"].as_str().expect("a zone");
+    let history: Value = serde_json::from_str(
+        &get(format!(
+            "/api/v1/stats?queue={queue}&interval=hour&from={date}&tz={zone}"
+        ))
+        .await
+        .expect("the statistics answer")
+        .text()
+        .await
+        .expect("a body"),
+    )
+    .expect("JSON");
+    let hours: Vec<Value> = history["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter(|bucket| {
+            ["offered", "answered", "abandoned"]
+                .iter()
+                .any(|field| bucket[field].as_u64() != Some(0))
+        })
+        .map(|bucket| {
+            json!([
+                bucket["start"],
+                bucket["offered"],
+                bucket["answered"],
+                bucket["abandoned"]
+            ])
+        })
+        .collect();
+    Value::Array(hours)
+}
 
 /// The `chromium` to run: `CARELINE_CHROMIUM`, else the first of the usual names on `PATH`.
 fn find_chromium() -> Option<PathBuf> {
@@ -303,6 +370,22 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
             require_tokens(state, &format!("viewer:{VIEWER}"));
         })
         .await;
+    // A call answered just after midnight (UTC: portal has no schedule): an earlier hour of
+    // today in the chart, whenever the test runs.
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let midnight = now_ms - now_ms.rem_euclid(86_400_000);
+    for event in [
+        QueueStatEvent::Offered,
+        QueueStatEvent::Answered { wait_ms: 12_000 },
+    ] {
+        server
+            .state
+            .node
+            .store
+            .record_queue_stat("portal", event, midnight + 5 * 60_000)
+            .await
+            .expect("the store answers");
+    }
     // Bea is on a break; Anh stays offline, so the caller waits.
     server
         .state
@@ -385,6 +468,70 @@ async fn the_wallboard_shows_a_caller_joining_and_leaving_the_queue_without_a_re
         })
         .expect("the call is still going");
     page.until(PORTAL_WAITING, json!("0")).await;
+    assert_eq!(
+        page.evaluate("window.wallboardTestMark ?? null").await,
+        json!("loaded once")
+    );
+
+    // The chart catches up (its fetches are throttled): one bar per hour with calls, the very
+    // hours the API lists, the abandoned call among them.
+    let mut last = (Value::Null, Value::Null);
+    let mut caught_up = false;
+    for _ in 0..PAGE_CHECKS {
+        let expected = stats_hours(&server, "portal").await;
+        let drawn = page.evaluate(&chart_hours("portal")).await;
+        let abandoned = expected
+            .as_array()
+            .is_some_and(|hours| hours.iter().any(|hour| hour[3].as_u64() >= Some(1)));
+        if abandoned && drawn == expected {
+            caught_up = true;
+            break;
+        }
+        last = (expected, drawn);
+        tokio::time::sleep(PAGE_CHECK_EVERY).await;
+    }
+    assert!(
+        caught_up,
+        "the chart shows {} where the API lists {}",
+        last.1, last.0
+    );
+    let hours = stats_hours(&server, "portal").await;
+    let hours = hours.as_array().expect("hours");
+    assert!(
+        (1..=2).contains(&hours.len()),
+        "after midnight and now, which may be the same hour: {hours:?}"
+    );
+    assert_eq!(hours[0][2], 1, "the call answered after midnight");
+    let hours_screenshot = screenshot.with_file_name("wallboard-hours.png");
+    page.screenshot(&hours_screenshot).await;
+    println!("wallboard screenshot: {}", hours_screenshot.display());
+    assert_eq!(
+        page.evaluate(
+            r#"Array.from(document.querySelectorAll('[data-queue="portal"] svg.hourly-chart g.hour'))
+                 .map((hour) => hour.querySelectorAll('rect').length)"#
+        )
+        .await,
+        json!(vec![3; hours.len()]),
+        "offered, answered and abandoned in each hour's bar"
+    );
+    assert!(
+        page.evaluate(
+            r#"document.querySelectorAll('[data-queue="portal"] svg.hourly-chart circle.service-level-point').length"#
+        )
+        .await
+        .as_u64()
+        .is_some_and(|points| points >= 1),
+        "the hour with an answer has a service level"
+    );
+    // Billing had no calls: its chart is drawn, with no bars.
+    assert_eq!(page.evaluate(&chart_hours("billing")).await, json!([]));
+    assert_eq!(
+        page.evaluate(
+            r#"document.querySelectorAll('[data-queue="billing"] svg.hourly-chart').length"#
+        )
+        .await,
+        json!(1)
+    );
     assert_eq!(
         page.evaluate("window.wallboardTestMark ?? null").await,
         json!("loaded once")

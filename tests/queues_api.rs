@@ -276,48 +276,73 @@ async fn the_board_shows_waiting_calls_agents_by_state_and_today_in_redis() {
     the_board_shows_waiting_calls_agents_by_state_and_today(&server).await;
 }
 
-/// 2026-01-05 00:00 UTC.
-const JAN_5: i64 = 1_767_571_200_000;
+const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
 const MINUTE: i64 = 60_000;
 
+/// Midnight UTC three days ago: recent enough that the store still keeps its hours and quarter
+/// hours (40 days).
+fn recorded_day() -> i64 {
+    let now = now_ms();
+    now - now.rem_euclid(DAY) - 3 * DAY
+}
+
+fn timestamp(at_ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(at_ms).expect("a representable time")
+}
+
+/// RFC 3339 in UTC, as the API writes times in UTC.
+fn utc(at_ms: i64) -> String {
+    timestamp(at_ms).to_string()
+}
+
+/// RFC 3339 with the Chicago offset of the moment, as the API writes Chicago times.
+fn in_chicago(at_ms: i64) -> String {
+    let chicago = jiff::tz::TimeZone::get("America/Chicago").expect("tz");
+    let at = timestamp(at_ms);
+    at.display_with_offset(chicago.to_offset(at)).to_string()
+}
+
+/// Two recorded days, from the UTC midnight of [`recorded_day`]: in `portal` 2 offered, 1
+/// answered, 1 abandoned the first morning and a callback the next; in `spanish` 1 answered.
 async fn a_recorded_week(store: &dyn Store) {
+    let day = recorded_day();
     let events = [
-        ("portal", QueueStatEvent::Offered, JAN_5 + 9 * HOUR),
+        ("portal", QueueStatEvent::Offered, day + 9 * HOUR),
         (
             "portal",
             QueueStatEvent::Answered { wait_ms: 15_000 },
-            JAN_5 + 9 * HOUR + MINUTE,
+            day + 9 * HOUR + MINUTE,
         ),
         (
             "portal",
             QueueStatEvent::Offered,
-            JAN_5 + 9 * HOUR + 20 * MINUTE,
+            day + 9 * HOUR + 20 * MINUTE,
         ),
         (
             "portal",
             QueueStatEvent::Abandoned { wait_ms: 60_000 },
-            JAN_5 + 9 * HOUR + 21 * MINUTE,
+            day + 9 * HOUR + 21 * MINUTE,
         ),
         (
             "spanish",
             QueueStatEvent::Offered,
-            JAN_5 + 9 * HOUR + 5 * MINUTE,
+            day + 9 * HOUR + 5 * MINUTE,
         ),
         (
             "spanish",
             QueueStatEvent::Answered { wait_ms: 45_000 },
-            JAN_5 + 9 * HOUR + 6 * MINUTE,
+            day + 9 * HOUR + 6 * MINUTE,
         ),
         (
             "portal",
             QueueStatEvent::Offered,
-            JAN_5 + 24 * HOUR + 10 * HOUR,
+            day + 24 * HOUR + 10 * HOUR,
         ),
         (
             "portal",
             QueueStatEvent::CallbackRequested,
-            JAN_5 + 24 * HOUR + 10 * HOUR,
+            day + 24 * HOUR + 10 * HOUR,
         ),
     ];
     for (queue, event, at) in events {
@@ -327,10 +352,10 @@ async fn a_recorded_week(store: &dyn Store) {
             .expect("record");
     }
     for (outcome, at) in [
-        (CallOutcomeStat::Contained, JAN_5 + 9 * HOUR),
-        (CallOutcomeStat::Routed, JAN_5 + 9 * HOUR),
-        (CallOutcomeStat::Routed, JAN_5 + 9 * HOUR + 20 * MINUTE),
-        (CallOutcomeStat::VerificationPassed, JAN_5 + 9 * HOUR),
+        (CallOutcomeStat::Contained, day + 9 * HOUR),
+        (CallOutcomeStat::Routed, day + 9 * HOUR),
+        (CallOutcomeStat::Routed, day + 9 * HOUR + 20 * MINUTE),
+        (CallOutcomeStat::VerificationPassed, day + 9 * HOUR),
     ] {
         store
             .record_call_outcome(outcome, at)
@@ -343,28 +368,35 @@ async fn a_recorded_week(store: &dyn Store) {
 async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
     let server = desk().await;
     a_recorded_week(server.state.node.store.as_ref()).await;
+    let day = recorded_day();
+    let date = |at_ms: i64| utc(at_ms)[..10].to_owned();
     let (status, history) = get(
         &server,
-        "/api/v1/stats?queue=portal&from=2026-01-05&to=2026-01-06&interval=day",
+        &format!(
+            "/api/v1/stats?queue=portal&from={}&to={}&interval=day",
+            date(day),
+            date(day + DAY)
+        ),
         Some(VIEWER),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{history}");
     assert_eq!(history["queue"], "portal");
+    assert_eq!(history["timezone"], "UTC", "portal has no schedule");
     assert_eq!(history["interval"], "day");
-    assert_eq!(history["from"], "2026-01-05T00:00:00Z");
-    assert_eq!(history["to"], "2026-01-07T00:00:00Z");
+    assert_eq!(history["from"], utc(day));
+    assert_eq!(history["to"], utc(day + 2 * DAY));
     assert_eq!(
         history["buckets"],
         json!([
             {
-                "start": "2026-01-05T00:00:00Z",
+                "start": utc(day), "end": utc(day + DAY),
                 "offered": 2, "answered": 1, "abandoned": 1, "handled": 1, "callbacks": 0,
                 "service_level": 0.5, "asa_secs": 15.0, "abandon_rate": 0.5,
                 "ivr_containment": 1.0 / 3.0, "verification_pass_rate": 1.0
             },
             {
-                "start": "2026-01-06T00:00:00Z",
+                "start": utc(day + DAY), "end": utc(day + 2 * DAY),
                 "offered": 1, "answered": 0, "abandoned": 0, "handled": 1, "callbacks": 1,
                 "service_level": null, "asa_secs": null, "abandon_rate": 0.0,
                 "ivr_containment": null, "verification_pass_rate": null
@@ -379,14 +411,24 @@ async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
 async fn history_by_quarter_hour_or_hour_and_over_every_queue() {
     let server = desk().await;
     a_recorded_week(server.state.node.store.as_ref()).await;
+    let day = recorded_day();
+    // `from` in UTC, `to` with Chicago's offset: both are instants.
     let (status, history) = get(
         &server,
-        "/api/v1/stats?from=2026-01-05T09:00:00Z&to=2026-01-05T03:30:00-06:00&interval=15m",
+        &format!(
+            "/api/v1/stats?from={}&to={}&interval=15m",
+            utc(day + 9 * HOUR),
+            in_chicago(day + 9 * HOUR + 30 * MINUTE)
+        ),
         Some(VIEWER),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{history}");
     assert_eq!(history["queue"], Value::Null);
+    assert_eq!(
+        history["timezone"], "America/Chicago",
+        "over every queue: the zone of the first queue with a schedule"
+    );
     let buckets = history["buckets"].as_array().expect("buckets");
     let offered: Vec<(&str, u64)> = buckets
         .iter()
@@ -399,7 +441,10 @@ async fn history_by_quarter_hour_or_hour_and_over_every_queue() {
         .collect();
     assert_eq!(
         offered,
-        [("2026-01-05T09:00:00Z", 2), ("2026-01-05T09:15:00Z", 1)],
+        [
+            (in_chicago(day + 9 * HOUR).as_str(), 2),
+            (in_chicago(day + 9 * HOUR + 15 * MINUTE).as_str(), 1)
+        ],
         "portal and spanish added up, per quarter hour"
     );
     assert_eq!(buckets[0]["asa_secs"], json!(30.0));
@@ -407,12 +452,18 @@ async fn history_by_quarter_hour_or_hour_and_over_every_queue() {
 
     let (status, history) = get(
         &server,
-        "/api/v1/stats?from=2026-01-05T09:00:00Z&to=2026-01-05T10:00:00Z&interval=hour",
+        &format!(
+            "/api/v1/stats?from={}&to={}&interval=hour&tz=UTC",
+            utc(day + 9 * HOUR),
+            utc(day + 10 * HOUR)
+        ),
         Some(VIEWER),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["timezone"], "UTC");
     assert_eq!(history["buckets"].as_array().map(Vec::len), Some(1));
+    assert_eq!(history["buckets"][0]["start"], utc(day + 9 * HOUR));
     assert_eq!(history["buckets"][0]["offered"], 3);
     assert_eq!(history["buckets"][0]["answered"], 2);
 }
@@ -429,6 +480,14 @@ async fn history_refuses_what_it_cannot_read_and_says_what_it_accepts() {
     );
     let (status, body) = get(&server, "/api/v1/stats?interval=week", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = get(&server, "/api/v1/stats?tz=Mars/Olympus", Some(VIEWER)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("`tz` must be an IANA time zone")),
+        "{body}"
+    );
     let (status, body) = get(&server, "/api/v1/stats?queue=billing", Some(VIEWER)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(

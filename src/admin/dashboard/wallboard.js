@@ -1,8 +1,9 @@
 // The careline wallboard: a tile per queue and the agent list, kept live from the admin API.
 //
-// Served as is by GET /dashboard/wallboard.js: no framework, no build step. All data comes
-// from /api/v1/queues and /api/v1/agents; /api/v1/events (Server-Sent Events) only says when
-// to fetch again. Every value from the API is put on the page as text, never as markup.
+// Served as is by GET /dashboard/wallboard.js: no framework, no build step, no chart library.
+// All data comes from /api/v1/queues and /api/v1/agents, and each queue's hours today from
+// /api/v1/stats (drawn as an SVG built here); /api/v1/events (Server-Sent Events) only says
+// when to fetch again. Every value from the API is put on the page as text, never as markup.
 "use strict";
 
 /** The longest wait of a queue turns amber past this many seconds... */
@@ -16,6 +17,8 @@ const SAFETY_REFRESH_MS = 15000;
 /** First and longest pause before trying again after the server could not be reached. */
 const RETRY_FIRST_MS = 1000;
 const RETRY_LONGEST_MS = 30000;
+/** Each queue's hours today are fetched at most this often, however many events arrive. */
+const HISTORY_MIN_GAP_MS = 5000;
 /** Where the admin token is kept: this tab only, gone when it closes. */
 const TOKEN_KEY = "careline.wallboard.token";
 
@@ -44,6 +47,13 @@ const board = {
   refreshing: false,
   refreshAgain: false,
   askingForToken: false,
+  /** Queue name → the /api/v1/stats answer for its hours today. */
+  history: {},
+  /** Date.now() when the hours were last fetched; a timer for the next fetch when throttled. */
+  historyFetchedAt: 0,
+  historyTimer: null,
+  historyFetching: false,
+  historyAgain: false,
 };
 
 class Unauthorized extends Error {}
@@ -101,6 +111,7 @@ async function refresh() {
     // The token is good: now the live stream may open.
     openEvents();
     scheduleWrapUpRefresh();
+    requestHistory();
   } catch (error) {
     if (error instanceof Unauthorized) {
       askForToken();
@@ -114,6 +125,61 @@ async function refresh() {
     if (board.refreshAgain) {
       board.refreshAgain = false;
       scheduleRefresh();
+    }
+  }
+}
+
+/** Fetch the hours of today again: now, or when the last fetch is HISTORY_MIN_GAP_MS old. */
+function requestHistory() {
+  if (board.historyTimer !== null) {
+    return;
+  }
+  const wait = board.historyFetchedAt + HISTORY_MIN_GAP_MS - Date.now();
+  if (wait <= 0) {
+    fetchHistory();
+  } else {
+    board.historyTimer = setTimeout(() => {
+      board.historyTimer = null;
+      fetchHistory();
+    }, wait);
+  }
+}
+
+/** Each queue's hours of its local today, from midnight in the queue's own time zone. */
+async function fetchHistory() {
+  if (board.historyFetching) {
+    board.historyAgain = true;
+    return;
+  }
+  board.historyFetching = true;
+  board.historyFetchedAt = Date.now();
+  try {
+    const queues = board.queues;
+    const answers = await Promise.allSettled(
+      queues.map((queue) =>
+        getJson(
+          "api/v1/stats?interval=hour&queue=" +
+            encodeURIComponent(queue.name) +
+            "&from=" +
+            encodeURIComponent(queue.today.date) +
+            "&tz=" +
+            encodeURIComponent(queue.today.timezone),
+        ),
+      ),
+    );
+    const history = {};
+    queues.forEach((queue, index) => {
+      const answer = answers[index];
+      // A failed fetch keeps what was drawn; the queue board says when careline is unreachable.
+      history[queue.name] = answer.status === "fulfilled" ? answer.value : board.history[queue.name];
+    });
+    board.history = history;
+    drawCharts();
+  } finally {
+    board.historyFetching = false;
+    if (board.historyAgain) {
+      board.historyAgain = false;
+      requestHistory();
     }
   }
 }
@@ -246,6 +312,140 @@ function percent(fraction) {
   return fraction == null ? "—" : Math.round(fraction * 100) + "%";
 }
 
+// ---- the hours of today, as an inline SVG ----
+
+/** SVG elements live in the SVG namespace, an identifier, not an address to fetch. */
+const SVG_NAMESPACE = "http://www.w3.org/2000/svg";
+/** Chart geometry in SVG units: one slot per hour, the hours labelled under the bars. */
+const SLOT_WIDTH = 20;
+const BAR_WIDTH = 14;
+const BARS_HEIGHT = 48;
+const LABELS_HEIGHT = 14;
+
+function svg(tag, attributes, text) {
+  const node = document.createElementNS(SVG_NAMESPACE, tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    node.setAttribute(name, String(value));
+  }
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** "01:00" from "2026-11-01T01:00:00-05:00": the local hour the API labelled the bucket with. */
+function localHour(rfc3339) {
+  return rfc3339.slice(11, 16);
+}
+
+function hasCalls(bucket) {
+  return bucket.offered + bucket.answered + bucket.abandoned > 0;
+}
+
+/**
+ * Today's hours of one queue: per hour with calls, a bar as tall as the calls offered, with the
+ * answered and abandoned ones in it, and the hour's service level as a point on a line. A day
+ * the clocks change has 23 or 25 hours, so slots follow the buckets, not the clock.
+ */
+function hourlyChart(queueName) {
+  const box = element("figure", { class: "hourly", "data-field": "hourly" });
+  const history = board.history[queueName];
+  const buckets = history ? history.buckets : [];
+  const slots = Math.max(24, buckets.length);
+  const width = slots * SLOT_WIDTH;
+  const height = BARS_HEIGHT + LABELS_HEIGHT;
+  const chart = svg("svg", {
+    class: "hourly-chart",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": "Calls per hour today: offered, answered, abandoned, and the service level",
+  });
+  const tallest = Math.max(1, ...buckets.map((b) => Math.max(b.offered, b.answered + b.abandoned)));
+  const scale = (count) => (count / tallest) * (BARS_HEIGHT - 4);
+  chart.append(svg("line", { class: "baseline", x1: 0, y1: BARS_HEIGHT, x2: width, y2: BARS_HEIGHT }));
+  const slotX = (slot) => slot * SLOT_WIDTH + (SLOT_WIDTH - BAR_WIDTH) / 2;
+  for (let slot = 0; slot < slots; slot += 6) {
+    // Hours still to come are labelled by the clock; on a day the clocks change they may be off.
+    const label = slot < buckets.length ? localHour(buckets[slot].start).slice(0, 2) : String(slot).padStart(2, "0");
+    chart.append(svg("text", { class: "axis", x: slotX(slot), y: height - 2 }, label));
+  }
+  const levels = [];
+  buckets.forEach((bucket, slot) => {
+    const x = slotX(slot);
+    if (!hasCalls(bucket)) {
+      return;
+    }
+    const hour = svg("g", {
+      class: "hour",
+      "data-start": bucket.start,
+      "data-offered": bucket.offered,
+      "data-answered": bucket.answered,
+      "data-abandoned": bucket.abandoned,
+    });
+    const bar = (kind, count, base) =>
+      svg("rect", {
+        class: kind,
+        x: x,
+        y: BARS_HEIGHT - base - scale(count),
+        width: BAR_WIDTH,
+        height: scale(count),
+      });
+    hour.append(bar("offered", bucket.offered, 0));
+    hour.append(bar("answered", bucket.answered, 0));
+    hour.append(bar("abandoned", bucket.abandoned, scale(bucket.answered)));
+    hour.append(
+      svg(
+        "title",
+        {},
+        `${localHour(bucket.start)}–${localHour(bucket.end)}: ${bucket.offered} offered, ` +
+          `${bucket.answered} answered, ${bucket.abandoned} abandoned, ` +
+          `service level ${percent(bucket.service_level)}`,
+      ),
+    );
+    chart.append(hour);
+    if (bucket.service_level != null) {
+      levels.push([x + BAR_WIDTH / 2, BARS_HEIGHT - bucket.service_level * (BARS_HEIGHT - 4)]);
+    }
+  });
+  if (levels.length > 1) {
+    chart.append(
+      svg("polyline", { class: "service-level", points: levels.map((p) => p.join(",")).join(" ") }),
+    );
+  }
+  for (const [cx, cy] of levels) {
+    chart.append(svg("circle", { class: "service-level-point", cx: cx, cy: cy, r: 2.5 }));
+  }
+  box.append(chart);
+  const caption = element("figcaption");
+  if (!buckets.some(hasCalls)) {
+    caption.append(element("span", { class: "quiet" }, history ? "no calls yet today" : "loading the hours…"));
+  } else {
+    for (const [kind, label] of [
+      ["answered", "answered"],
+      ["abandoned", "abandoned"],
+      ["offered", "offered"],
+      ["service-level", "service level"],
+    ]) {
+      caption.append(element("span", { class: "key " + kind }, label));
+    }
+  }
+  box.append(caption);
+  return box;
+}
+
+/** Redraw each tile's chart from board.history, leaving the rest of the tile as it is. */
+function drawCharts() {
+  for (const tile of document.querySelectorAll("#queues .queue")) {
+    const old = tile.querySelector(".hourly");
+    const chart = hourlyChart(tile.dataset.queue);
+    if (old) {
+      old.replaceWith(chart);
+    } else {
+      tile.append(chart);
+    }
+  }
+}
+
 function queueTile(queue) {
   const tile = element("article", { class: "queue", "data-queue": queue.name });
   tile.append(element("h2", {}, queue.name));
@@ -278,6 +478,7 @@ function queueTile(queue) {
         `${today.abandoned} abandoned · ASA ${asa} · ${today.callbacks} callbacks`,
     ),
   );
+  tile.append(hourlyChart(queue.name));
   return tile;
 }
 
