@@ -6,6 +6,7 @@
 
 mod call_flow;
 pub mod check;
+pub mod limits;
 pub mod locate;
 pub mod model;
 mod parse_errors;

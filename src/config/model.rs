@@ -41,6 +41,7 @@ pub struct ServerConfig {
     /// Base for TwiML URLs and signature checks; `http` maps to `ws`, `https` to `wss`.
     pub public_url: String,
     /// How long shutdown waits for calls in progress before closing their streams.
+    /// 0–3600 s, default 30 ([`super::limits::SHUTDOWN_GRACE_SECS`]).
     #[serde(default = "default_drain_secs")]
     pub shutdown_grace_secs: u64,
 }
@@ -120,11 +121,16 @@ pub enum DtmfMode {
 pub struct IvrConfig {
     /// A node name (which may be a `schedule` node).
     pub entry: String,
+    /// Silence allowed after a prompt has played before the re-prompt. 1–60 s, default 7
+    /// ([`super::limits::FIRST_DIGIT_TIMEOUT_SECS`]); under 5 s draws a warning.
     #[serde(default = "default_first_digit_timeout")]
     pub first_digit_timeout_secs: u64,
+    /// Gap allowed between two digits of one entry. 1–30 s, default 3
+    /// ([`super::limits::INTER_DIGIT_TIMEOUT_SECS`]).
     #[serde(default = "default_inter_digit_timeout")]
     pub inter_digit_timeout_secs: u64,
-    /// Failed tries (no input or invalid input) at one node before its `on_failure`.
+    /// Failed tries (no input or invalid input) at one node before its `on_failure`. 0–10,
+    /// default 3 ([`super::limits::MAX_RETRIES`]); 0 behaves as 1.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     #[serde(default = "default_repeat_key")]
@@ -269,8 +275,12 @@ pub struct MenuNode {
 #[serde(deny_unknown_fields)]
 pub struct CollectNode {
     pub prompt: Vec<String>,
+    /// Fewest digits that make an entry. 0–32, default 1, at most `max_digits`
+    /// ([`super::limits::COLLECT_MIN_DIGITS`]).
     #[serde(default = "default_min_digits")]
     pub min_digits: u32,
+    /// The entry ends by itself at this many digits. 1–32
+    /// ([`super::limits::COLLECT_MAX_DIGITS`]).
     pub max_digits: u32,
     /// Never logged. Default true: what a caller keys in is presumed to be PHI.
     #[serde(default = "default_true")]
@@ -371,6 +381,8 @@ pub struct TransferNode {
     pub prompt: Vec<String>,
     /// E.164 number to dial.
     pub number: String,
+    /// How long the far end rings. 5–600 s, default 30
+    /// ([`super::limits::TRANSFER_TIMEOUT_SECS`]).
     #[serde(default = "default_transfer_timeout")]
     pub timeout_secs: u64,
     /// Where the call goes if the far end does not answer; default: hang up.
@@ -387,6 +399,7 @@ fn default_transfer_timeout() -> u64 {
 pub struct VoicemailNode {
     #[serde(default)]
     pub prompt: Vec<String>,
+    /// Longest message. 1–600 s, default 120 ([`super::limits::VOICEMAIL_MAX_SECS`]).
     #[serde(default = "default_voicemail_secs")]
     pub max_secs: u64,
     /// Default: hang up after the message.
@@ -429,16 +442,24 @@ pub struct QueueConfig {
     pub schedule: Option<String>,
     #[serde(default)]
     pub when_closed: Option<String>,
+    /// Longest wait before `on_timeout`. 1–14400 s, default 900
+    /// ([`super::limits::QUEUE_MAX_WAIT_SECS`]).
     #[serde(default = "default_max_wait")]
     pub max_wait_secs: u64,
     #[serde(default)]
     pub on_timeout: Option<String>,
     #[serde(default)]
     pub hold_prompt: Option<String>,
+    /// Place and estimated wait are announced this often. 10–3600 s, default 45
+    /// ([`super::limits::QUEUE_ANNOUNCE_EVERY_SECS`]).
     #[serde(default = "default_announce_every")]
     pub announce_every_secs: u64,
+    /// How long an agent's phone rings before the call goes back to the front of the queue.
+    /// 1–600 s, default 20 ([`super::limits::QUEUE_RING_TIMEOUT_SECS`]).
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_secs: u64,
+    /// After a call the agent is left alone this long. 0–3600 s, default 30
+    /// ([`super::limits::QUEUE_WRAP_UP_SECS`]).
     #[serde(default = "default_wrap_up")]
     pub wrap_up_secs: u64,
 }
@@ -501,10 +522,15 @@ pub struct IdentityConfig {
     pub directory: DirectoryConfig,
     #[serde(default = "default_audit_log")]
     pub audit_log: PathBuf,
+    /// Failed directory checks per verify node in one call. 1–10, default 3
+    /// ([`super::limits::IDENTITY_MAX_ATTEMPTS`]).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Failures for one patient record within the window that lock self-service. 1–100,
+    /// default 5 ([`super::limits::IDENTITY_LOCKOUT_FAILURES`]).
     #[serde(default = "default_lockout_failures")]
     pub lockout_failures: u32,
+    /// 1–8760 h, default 24 ([`super::limits::IDENTITY_LOCKOUT_WINDOW_HOURS`]).
     #[serde(default = "default_lockout_window")]
     pub lockout_window_hours: u64,
 }
@@ -533,6 +559,7 @@ pub enum DirectoryConfig {
     },
     Http {
         url: String,
+        /// 100–30000 ms, default 2000 ([`super::limits::VERIFIER_TIMEOUT_MS`]).
         #[serde(default = "default_verifier_timeout")]
         timeout_ms: u64,
     },
@@ -547,8 +574,11 @@ fn default_verifier_timeout() -> u64 {
 pub struct PasswordResetConfig {
     #[serde(default)]
     pub portal_url: Option<String>,
+    /// Length of a one-time code. 6–8, default 8 ([`super::limits::RESET_CODE_DIGITS`]).
     #[serde(default = "default_code_digits")]
     pub code_digits: u32,
+    /// How long a one-time code can be redeemed. 60–3600 s, default 600
+    /// ([`super::limits::RESET_CODE_TTL_SECS`]).
     #[serde(default = "default_code_ttl")]
     pub code_ttl_secs: u64,
 }

@@ -29,6 +29,7 @@ pub use verify::{ResetOutcome, VerifyOutcome};
 
 use super::flow::{Flow, is_key};
 use super::prompts;
+use crate::config::limits;
 use crate::config::{CollectNode, Identifier, MenuNode, Node, ResetMethod};
 
 /// Identifies one `Play` action, so a late "finished" for an interrupted prompt is ignored.
@@ -446,7 +447,7 @@ impl Call {
             return;
         }
         entry.push(key);
-        if entry.len() >= collect.max_digits as usize {
+        if entry.len() >= limits::COLLECT_MAX_DIGITS.clamp_u32(collect.max_digits) as usize {
             self.swallow_pound = true;
             return self.finish_collect(collect, now, out);
         }
@@ -458,7 +459,7 @@ impl Call {
         let Step::Collect { entry } = &mut self.step else {
             return;
         };
-        if entry.len() < collect.min_digits as usize {
+        if entry.len() < limits::COLLECT_MIN_DIGITS.clamp_u32(collect.min_digits) as usize {
             entry.clear();
             return self.retry_or_fail(
                 prompts::INVALID_ENTRY,
@@ -556,7 +557,7 @@ impl Call {
         now: Timestamp,
         out: &mut Vec<Action>,
     ) {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         // Keys typed after a wrong one were meant for a menu the caller never reached.
         self.type_ahead.clear();
         if self.failures >= self.flow.max_retries {
@@ -689,14 +690,14 @@ impl Call {
 
     /// A new playback the step now waits for; an older one finishing is stale from here on.
     fn start_playback(&mut self) -> PlaybackId {
-        self.next_playback += 1;
+        self.next_playback = self.next_playback.wrapping_add(1);
         let playback = PlaybackId(self.next_playback);
         self.playing = Some(playback);
         playback
     }
 
     fn arm_timer(&mut self, after: Duration, out: &mut Vec<Action>) {
-        self.next_timer += 1;
+        self.next_timer = self.next_timer.wrapping_add(1);
         let timer = TimerId(self.next_timer);
         self.timer = Some(timer);
         out.push(Action::StartTimer { timer, after });

@@ -89,7 +89,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let config: Config = toml::from_str(FLOW).expect("test flow parses");
+        Harness::from_source(FLOW)
+    }
+
+    fn from_source(source: &str) -> Harness {
+        let config: Config = toml::from_str(source).expect("test flow parses");
         let flow = Flow::from_config(&config).expect("test flow compiles");
         Harness {
             call: Call::new(Arc::new(flow)),
@@ -177,6 +181,21 @@ fn the_first_digit_timeout_starts_only_when_the_prompt_has_played() {
         call.timer.map(|(_, after)| after),
         Some(Duration::from_secs(7))
     );
+}
+
+#[test]
+fn a_timeout_too_large_for_any_clock_is_held_to_its_documented_limit() {
+    // `careline check` refuses this value; a flow built without the check must still never
+    // hand the session a duration that overflows `Instant + Duration`.
+    let mut call = Harness::from_source(&FLOW.replace(
+        "first_digit_timeout_secs = 7",
+        "first_digit_timeout_secs = 18446744073709551615",
+    ));
+    call.start();
+    call.finish_prompt();
+    let after = call.timer.map(|(_, after)| after).expect("timer armed");
+    assert_eq!(after, Duration::from_secs(60));
+    assert!(std::time::Instant::now().checked_add(after).is_some());
 }
 
 #[test]
