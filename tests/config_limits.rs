@@ -2,12 +2,10 @@
 //! documented range, and a value outside it is an error at its key path and line — never a
 //! panic in the first call that does arithmetic with it.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+mod config_support;
 
-use careline::config::{Config, Report, Severity, check, parse};
-use careline::ivr::prompts::system_prompts;
-use tempfile::TempDir;
+use careline::config::Severity;
+use config_support::{check_source, line_of};
 
 /// Every duration and count key, each written out with an ordinary value, so a test can replace
 /// one and see exactly one error.
@@ -133,55 +131,6 @@ const KEYS: &[(&str, &str, bool)] = &[
     ("password_reset.code_digits", "code_digits = 8", true),
     ("password_reset.code_ttl_secs", "code_ttl_secs = 600", false),
 ];
-
-/// A prompts folder with a short, valid recording for every prompt `config` plays.
-fn prompts_for(root: &Path, config: &Config) -> PathBuf {
-    let dir = root.join("prompts");
-    let folder = dir.join(&config.prompts.default_language);
-    fs::create_dir_all(&folder).expect("prompt folder");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let ids = config
-        .nodes
-        .values()
-        .flat_map(|node| node.prompts().iter().cloned())
-        .chain(system_prompts().map(str::to_owned));
-    for id in ids {
-        let mut writer =
-            hound::WavWriter::create(folder.join(format!("{id}.wav")), spec).expect("wav");
-        for n in 0..800 {
-            let sample = if n % 16 < 8 { 4000 } else { -4000 };
-            writer.write_sample(sample as i16).expect("sample");
-        }
-        writer.finalize().expect("finalize");
-    }
-    dir
-}
-
-/// Check `source` with a complete prompts folder next to it.
-fn check_source(source: &str) -> (TempDir, Report) {
-    let dir = TempDir::new().expect("tempdir");
-    let path = dir.path().join("careline.toml");
-    let draft = parse(&path, source.replace("PROMPTS", "unused")).expect("parses");
-    let prompts = prompts_for(dir.path(), &draft.config);
-    let source = source.replace("PROMPTS", &prompts.display().to_string());
-    fs::write(&path, &source).expect("write config");
-    let loaded = parse(&path, source).expect("parses");
-    let report = check(&loaded);
-    (dir, report)
-}
-
-fn line_of(source: &str, marker: &str) -> usize {
-    source
-        .lines()
-        .position(|line| line.contains(marker))
-        .unwrap_or_else(|| panic!("{marker:?} not in the config"))
-        + 1
-}
 
 #[test]
 fn the_configuration_with_every_limit_written_out_passes() {

@@ -511,6 +511,20 @@ impl Checker<'_> {
     }
 
     fn menu(&mut self, at: &KeyPath, menu: &MenuNode) {
+        if menu.prompt.is_empty() {
+            self.error(
+                &at.key("prompt"),
+                "this menu says no choices: callers hear silence, then \"not a valid choice\"",
+                "list the recordings that say the options, e.g. prompt = [\"main_menu\"]",
+            );
+        }
+        if menu.options.is_empty() {
+            self.error(
+                &at.key("options"),
+                "this menu has no options: no key but 0 leads anywhere",
+                "add options, e.g. options = { \"1\" = \"next_node\" }, or use a say node that leads on",
+            );
+        }
         let repeat_key = &self.config.ivr.repeat_key;
         for key in menu.options.keys() {
             let option = at.key("options").key(key);

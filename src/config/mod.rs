@@ -35,6 +35,7 @@ impl Config {
         let mut ids: Vec<String> = crate::ivr::prompts::system_prompts()
             .map(str::to_owned)
             .collect();
+        let mut seen: std::collections::HashSet<String> = ids.iter().cloned().collect();
         let named = self
             .nodes
             .values()
@@ -45,7 +46,7 @@ impl Config {
                     .filter_map(|queue| queue.hold_prompt.clone()),
             );
         for id in named {
-            if !ids.contains(&id) {
+            if seen.insert(id.clone()) {
                 ids.push(id);
             }
         }
