@@ -63,11 +63,18 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
-    /// Resolve a path from the configuration. Relative paths are relative to the working
-    /// directory careline runs in (the project root for the example: `prompts`,
-    /// `config/directory.jsonl`); production configurations should use absolute paths.
+    /// Resolve a path from the configuration (`[prompts] dir`, the identity directory file,
+    /// `audit_log`, `[recordings] dir`, and their defaults): a relative path is relative to the
+    /// folder the configuration file is in, wherever careline was started from. The example
+    /// in `config/` therefore names `../prompts`.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        path.to_path_buf()
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(folder) => folder.join(path),
+            None => path.to_path_buf(),
+        }
     }
 
     pub fn prompts_dir(&self) -> PathBuf {

@@ -80,7 +80,8 @@ fn default_key_prefix() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptsConfig {
-    /// `<dir>/<lang>/<id>.wav`; relative paths are relative to the config file.
+    /// `<dir>/<lang>/<id>.wav`; a relative path is relative to the configuration file's folder
+    /// (see [`super::LoadedConfig::resolve`]).
     #[serde(default = "default_prompts_dir")]
     pub dir: PathBuf,
     #[serde(default = "default_language")]
@@ -520,6 +521,7 @@ pub struct OverrideRule {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     pub directory: DirectoryConfig,
+    /// Append-only JSON lines; relative to the configuration file's folder.
     #[serde(default = "default_audit_log")]
     pub audit_log: PathBuf,
     /// Failed directory checks per verify node in one call. 1–10, default 3
@@ -555,6 +557,7 @@ fn default_lockout_window() -> u64 {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DirectoryConfig {
     File {
+        /// Made by `careline directory import`; relative to the configuration file's folder.
         path: PathBuf,
     },
     Http {
@@ -594,6 +597,7 @@ fn default_code_ttl() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingsConfig {
+    /// Where voicemails are written; relative to the configuration file's folder.
     pub dir: PathBuf,
 }
 
