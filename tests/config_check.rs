@@ -26,7 +26,7 @@ fn prompt_ids(config: &config::Config) -> Vec<String> {
     let mut ids: Vec<String> = config
         .nodes
         .values()
-        .flat_map(|node| node.prompts().iter().cloned())
+        .flat_map(|node| node.prompts().cloned())
         .chain(config.queues.values().filter_map(|q| q.hold_prompt.clone()))
         .chain(system_prompts().map(str::to_owned))
         .collect();

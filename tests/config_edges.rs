@@ -134,3 +134,41 @@ fn a_ten_thousand_node_chain_that_loops_reports_every_node_at_its_line() {
         "nothing else is wrong with the chain"
     );
 }
+
+const WITH_INTRO: &str = r#"
+[nodes.main]
+type = "menu"
+intro = ["welcome", "INTRO_ID"]
+prompt = ["main_menu"]
+options = { "1" = "portal_queue", "2" = "goodbye" }
+"#;
+
+#[test]
+fn intro_prompt_ids_are_checked_like_every_other_prompt() {
+    let source = format!("{HEAD}{}", WITH_INTRO.replace("INTRO_ID", "Emergency"));
+    let (_dir, report) = check_source(&source);
+    let finding = report
+        .errors()
+        .find(|f| f.key_path == "nodes.main.intro[1]")
+        .unwrap_or_else(|| panic!("no error at intro[1]:\n{report}"));
+    assert!(finding.message.contains("not made of a-z"), "{finding}");
+    assert_eq!(finding.line, Some(line_of(&source, "intro = [")));
+}
+
+#[test]
+fn an_intro_prompt_without_a_recording_is_reported_at_the_intro() {
+    let source = format!("{HEAD}{}", WITH_INTRO.replace("INTRO_ID", "emergency"));
+    let (_dir, loaded) = write_config(&source);
+    std::fs::remove_file(loaded.prompts_dir().join("en/emergency.wav")).expect("remove");
+    let report = check(&loaded);
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0].key_path, "nodes.main.intro[1]");
+    assert!(
+        errors[0]
+            .message
+            .contains("`emergency` has no `en` recording"),
+        "{}",
+        errors[0]
+    );
+}

@@ -398,8 +398,10 @@ impl Checker<'_> {
         for (name, node) in &config.nodes {
             let at = node_path(name);
             self.name(&at, "node name", name);
-            for (index, prompt) in node.prompts().iter().enumerate() {
-                self.name(&at.key("prompt").index(index), "prompt id", prompt);
+            for (key, list) in node.prompt_lists() {
+                for (index, prompt) in list.iter().enumerate() {
+                    self.name(&at.key(key).index(index), "prompt id", prompt);
+                }
             }
             for (key, target) in node.successors() {
                 self.node_reference(&at.join(&KeyPath::parse(&key)), target);
@@ -841,9 +843,11 @@ impl Checker<'_> {
         // directory setting. (prompt id, where, what to call it)
         let mut prompts: Vec<(&str, KeyPath, &str)> = Vec::new();
         for (name, node) in &config.nodes {
-            for (index, prompt) in node.prompts().iter().enumerate() {
-                let at = node_path(name).key("prompt").index(index);
-                prompts.push((prompt, at, "prompt"));
+            for (key, list) in node.prompt_lists() {
+                for (index, prompt) in list.iter().enumerate() {
+                    let at = node_path(name).key(key).index(index);
+                    prompts.push((prompt, at, "prompt"));
+                }
             }
         }
         for (name, queue) in &config.queues {

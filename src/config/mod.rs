@@ -39,7 +39,7 @@ impl Config {
         let named = self
             .nodes
             .values()
-            .flat_map(|node| node.prompts().iter().cloned())
+            .flat_map(|node| node.prompts().cloned())
             .chain(
                 self.queues
                     .values()

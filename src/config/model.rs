@@ -200,8 +200,23 @@ impl Node {
         }
     }
 
-    /// Prompt ids this node plays, in order.
-    pub fn prompts(&self) -> &[String] {
+    /// Every prompt id this node plays, in order: a menu's `intro`, then its `prompt`.
+    pub fn prompts(&self) -> impl Iterator<Item = &String> {
+        self.prompt_lists().into_iter().flat_map(|(_, list)| list)
+    }
+
+    /// The node's lists of prompt ids with the key each is written under: `intro` (menus
+    /// only; empty elsewhere) and `prompt`.
+    pub fn prompt_lists(&self) -> [(&'static str, &[String]); 2] {
+        let intro: &[String] = match self {
+            Node::Menu(node) => &node.intro,
+            _ => &[],
+        };
+        [("intro", intro), ("prompt", self.main_prompt())]
+    }
+
+    /// The `prompt` list: a menu's choices, or what any other node says.
+    fn main_prompt(&self) -> &[String] {
         match self {
             Node::Menu(node) => &node.prompt,
             Node::Collect(node) => &node.prompt,
@@ -264,6 +279,12 @@ impl Node {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MenuNode {
+    /// Played on entry only, before `prompt`: a welcome, an emergency notice. Not repeated
+    /// after a wrong key or silence, nor by the repeat key.
+    #[serde(default)]
+    pub intro: Vec<String>,
+    /// The choices: played on entry (after `intro`), after each apology and on the repeat key.
+    /// A key interrupts them.
     pub prompt: Vec<String>,
     /// Key (`0-9`, `*`, `#`) → node.
     pub options: BTreeMap<String, String>,

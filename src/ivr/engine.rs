@@ -8,9 +8,12 @@
 //! Behaviour a caller relies on:
 //! - a key pressed during a prompt interrupts it at once (barge-in: `clear`, then act);
 //! - timeouts start when the prompt has finished playing (its mark came back), not when sent;
+//! - entering a menu plays its `intro` (a welcome, an emergency notice) then its `prompt` (the
+//!   choices); after that only the choices are replayed;
 //! - a menu gives `max_retries` tries (no input or an invalid key each use one), re-prompting in
-//!   between, then goes to its `on_failure` (default: the operator);
-//! - the repeat key replays the prompt; `0` reaches the operator from any menu;
+//!   between with an apology and the choices, then goes to its `on_failure` (default: the
+//!   operator);
+//! - the repeat key replays the choices (not the intro); `0` reaches the operator from any menu;
 //! - keys typed ahead (during a `say`, or several at once) are kept for the next node.
 
 use std::collections::VecDeque;
@@ -594,13 +597,13 @@ impl Call {
             match node {
                 Node::Menu(menu) => {
                     self.step = Step::Menu;
-                    return self.enter_with_type_ahead(&menu.prompt, now, out);
+                    return self.enter_with_type_ahead(&menu.intro, &menu.prompt, now, out);
                 }
                 Node::Collect(collect) => {
                     self.step = Step::Collect {
                         entry: Digits::default(),
                     };
-                    return self.enter_with_type_ahead(&collect.prompt, now, out);
+                    return self.enter_with_type_ahead(&[], &collect.prompt, now, out);
                 }
                 Node::Say(say) => {
                     self.step = Step::Announce {
@@ -650,6 +653,7 @@ impl Call {
     /// Keys typed before the node's prompt began act at once, without playing it.
     fn enter_with_type_ahead(
         &mut self,
+        intro: &[String],
         node_prompts: &[String],
         now: Timestamp,
         out: &mut Vec<Action>,
@@ -666,10 +670,14 @@ impl Call {
             }
             return;
         }
-        self.prompt(node_prompts, None, out);
+        let mut list: Vec<Arc<str>> = Vec::with_capacity(intro.len() + node_prompts.len());
+        list.extend(intro.iter().map(|id| Arc::from(id.as_str())));
+        list.extend(node_prompts.iter().map(|id| Arc::from(id.as_str())));
+        self.play(list, out);
     }
 
-    /// Play an optional apology then the node's prompts; the step waits for the end.
+    /// Play an optional apology then the node's prompts (a menu's choices, without its intro);
+    /// the step waits for the end.
     fn prompt(&mut self, node_prompts: &[String], apology: Option<&str>, out: &mut Vec<Action>) {
         let mut list: Vec<Arc<str>> = Vec::with_capacity(node_prompts.len() + 1);
         if let Some(apology) = apology {

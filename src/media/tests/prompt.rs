@@ -463,7 +463,7 @@ fn the_shipped_prompts_cover_the_example_config_the_engine_and_the_catalog() {
         .map(str::to_owned)
         .collect();
     for node in config.nodes.values() {
-        ids.extend(node.prompts().iter().cloned());
+        ids.extend(node.prompts().cloned());
         if let crate::config::Node::Language(switch) = node {
             languages.insert(switch.language.clone());
         }
