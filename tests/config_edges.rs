@@ -172,3 +172,28 @@ fn an_intro_prompt_without_a_recording_is_reported_at_the_intro() {
         errors[0]
     );
 }
+
+#[test]
+fn check_decodes_every_recording_and_names_a_corrupt_one_where_it_is_used() {
+    let source = format!("{HEAD}{}", WITH_INTRO.replace("INTRO_ID", "emergency"));
+    let (_dir, loaded) = write_config(&source);
+    let corrupt = loaded.prompts_dir().join("en/main_menu.wav");
+    let whole = std::fs::read(&corrupt).expect("read");
+    std::fs::write(&corrupt, &whole[..100]).expect("truncate");
+
+    let report = check(&loaded);
+
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{report}");
+    let finding = errors[0];
+    assert_eq!(finding.key_path, "nodes.main.prompt[0]");
+    assert_eq!(
+        finding.line,
+        Some(line_of(&source, "prompt = [\"main_menu\"]"))
+    );
+    assert!(
+        finding.message.contains(&corrupt.display().to_string())
+            && finding.message.contains("not a usable WAV"),
+        "{finding}"
+    );
+}

@@ -7,7 +7,8 @@
 //! [`check`] runs on a configuration that parsed (parse failures are reported by
 //! `parse_errors`): names and references, menu keys, node settings, schedules (compiled by
 //! [`crate::routing::schedule`], so the syntax lives in one place), agents, the call flow as a
-//! graph ([`super::call_flow`]) and the prompt recordings for every configured language.
+//! graph ([`super::call_flow`]) and the prompt recordings for every configured language, each
+//! decoded by the loader `serve` uses ([`crate::media::prompt`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,6 +21,7 @@ use super::limits::{self, Limit};
 use super::locate::{KeyPath, Locator};
 use super::model::{Config, DirectoryConfig, Identifier, MenuNode, Node, ResetMethod};
 use crate::ivr::prompts::system_prompts;
+use crate::media::prompt::load_in_parallel;
 use crate::routing::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -873,6 +875,8 @@ impl Checker<'_> {
             );
             return;
         }
+        // Recordings that exist, with the key that names them, to decode below.
+        let mut present: Vec<(PathBuf, KeyPath)> = Vec::new();
         for (language, declared_at) in &languages {
             if !is_language(language) {
                 continue;
@@ -894,13 +898,28 @@ impl Checker<'_> {
             }
             for (prompt, at, what) in &prompts {
                 let file = folder.join(format!("{prompt}.wav"));
-                if !file.is_file() {
+                if file.is_file() {
+                    present.push((file, at.clone()));
+                } else {
                     self.error(
                         at,
                         format!("{what} `{prompt}` has no `{language}` recording: {} is missing", file.display()),
                         "add the WAV file (any sample rate, bit depth or channels), or fix the prompt id",
                     );
                 }
+            }
+        }
+
+        // Decode every recording with the loader `serve` uses, so that a file `check` accepts
+        // is one `serve` can play (a truncated or oversized WAV is found here, not at start-up).
+        let paths: Vec<&Path> = present.iter().map(|(file, _)| file.as_path()).collect();
+        for ((_, at), result) in present.iter().zip(load_in_parallel(&paths)) {
+            if let Err(error) = result {
+                self.error(
+                    at,
+                    error.to_string(),
+                    "`careline serve` refuses to start until the file is fixed",
+                );
             }
         }
     }
