@@ -217,6 +217,35 @@ enum Step {
 /// Keys kept for later are bounded: a stuck key must not grow a call's memory.
 const TYPE_AHEAD_LIMIT: usize = 32;
 
+/// Keys typed before the node that reads them: a caller may key a date of birth ahead, so
+/// like [`Digits`] they show only their count in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct TypeAhead(VecDeque<char>);
+
+impl TypeAhead {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push_back(&mut self, key: char) {
+        self.0.push_back(key);
+    }
+
+    fn pop_front(&mut self) -> Option<char> {
+        self.0.pop_front()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl fmt::Debug for TypeAhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TypeAhead(<{} redacted>)", self.0.len())
+    }
+}
+
 /// Guards against a configuration whose nodes loop without playing anything.
 const MAX_SILENT_HOPS: usize = 64;
 
@@ -235,7 +264,7 @@ pub struct Call {
     /// The timer the current step waits for.
     timer: Option<TimerId>,
     next_timer: u64,
-    type_ahead: VecDeque<char>,
+    type_ahead: TypeAhead,
     /// What each collect node gathered, by node name.
     collected: Vec<(Arc<str>, Digits)>,
     /// Set once the caller passed a verify node in this call.
@@ -264,7 +293,7 @@ impl Call {
             next_playback: 0,
             timer: None,
             next_timer: 0,
-            type_ahead: VecDeque::new(),
+            type_ahead: TypeAhead::default(),
             collected: Vec::new(),
             patient: None,
             verification_failed: false,

@@ -457,6 +457,18 @@ fn keys_after_hang_up_do_nothing() {
 }
 
 #[test]
+fn keys_typed_ahead_never_show_in_debug_output() {
+    let mut call = Harness::new();
+    call.start();
+    call.press("2");
+    // Typed during the `info` announcement: kept for the next menu, not yet acted on.
+    call.press("0312");
+    let shown = format!("{:?}", call.call);
+    assert!(shown.contains("TypeAhead(<4 redacted>)"), "{shown}");
+    assert!(!shown.contains("'0'") && !shown.contains("'3'"), "{shown}");
+}
+
+#[test]
 fn collected_digits_never_show_in_debug_output() {
     let mut call = Harness::new();
     call.start();
