@@ -197,3 +197,15 @@ fn check_decodes_every_recording_and_names_a_corrupt_one_where_it_is_used() {
         "{finding}"
     );
 }
+
+#[test]
+fn a_table_header_thousands_of_parts_deep_is_reported_at_its_line() {
+    let deep = vec!["b"; 5000].join(".");
+    let source = format!("{HEAD}\n[{deep}]\nx = 1\n");
+    let dir = TempDir::new().expect("tempdir");
+    let report =
+        parse(&dir.path().join("careline.toml"), source.clone()).expect_err("too deep to parse");
+    let finding = &report.findings[0];
+    assert_eq!(finding.line, Some(line_of(&source, "[b.b.b")), "{finding}");
+    assert_eq!(finding.key_path, "b…", "{finding}");
+}

@@ -115,16 +115,25 @@ fn too_deep(file: &Path, source: &str) -> Finding {
     let hint = "careline's keys have a few parts at most (nodes.NAME.options): remove the extra dotted parts";
     match deep_dotted_key(source, NESTING_LIMIT) {
         Some(deep) => {
-            let table = source[..deep.offset]
-                .rmatch_indices('\n')
-                .map(|(at, _)| at + 1)
-                .chain([0])
-                .find_map(|start| header_path(source, start))
-                .unwrap_or_default();
+            let line_start = source[..deep.offset].rfind('\n').map_or(0, |at| at + 1);
+            let is_header = source[line_start..deep.offset].trim().starts_with('[');
+            // A `key = value` belongs to the table of the last header above it; a header is
+            // a path of its own.
+            let table = if is_header {
+                KeyPath::root()
+            } else {
+                source[..line_start]
+                    .rmatch_indices('\n')
+                    .map(|(at, _)| at + 1)
+                    .chain([0])
+                    .filter(|start| *start < line_start)
+                    .find_map(|start| header_path(source, start))
+                    .unwrap_or_default()
+            };
             let path = table.key(&deep.first);
             Finding::error(
                 file,
-                &format!("{path}…"),
+                &format!("{}…", shortened(&path)),
                 Some(deep.line),
                 format!(
                     "this dotted key (`{}.{}.…`) has {} parts, more than the {NESTING_LIMIT} levels of nesting careline reads",
