@@ -7,7 +7,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use careline::config::{Config, LoadedConfig, Node, Report, check, parse};
-use careline::ivr::prompts::system_prompts;
 use tempfile::TempDir;
 
 /// A 0.1 s square wave at 8 kHz: decodes cleanly and is not trimmed away as silence.
