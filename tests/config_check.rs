@@ -1,6 +1,8 @@
 //! `careline check` as an admin meets it: every problem in a configuration at once, each at the
 //! key path and line where the admin has to fix it.
 
+mod config_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -8,14 +10,14 @@ use careline::config::{self, Finding, LoadedConfig, Node, Report, Severity, chec
 use careline::ivr::prompts::system_prompts;
 use tempfile::TempDir;
 
-/// A prompts directory with an empty `.wav` for each id in each language: check only looks for
-/// the files.
+/// A prompts directory with a short valid `.wav` for each id in each language (check decodes
+/// every recording).
 fn prompts_dir(root: &Path, languages: &[&str], ids: &[String]) -> PathBuf {
     let dir = root.join("prompts");
     for language in languages {
         fs::create_dir_all(dir.join(language)).expect("create language folder");
         for id in ids {
-            fs::write(dir.join(language).join(format!("{id}.wav")), b"").expect("write prompt");
+            config_support::write_wav(&dir.join(language).join(format!("{id}.wav")));
         }
     }
     dir
@@ -26,7 +28,7 @@ fn prompt_ids(config: &config::Config) -> Vec<String> {
     let mut ids: Vec<String> = config
         .nodes
         .values()
-        .flat_map(|node| node.prompts().iter().cloned())
+        .flat_map(|node| node.prompts().cloned())
         .chain(config.queues.values().filter_map(|q| q.hold_prompt.clone()))
         .chain(system_prompts().map(str::to_owned))
         .collect();

@@ -7,7 +7,8 @@
 //! [`check`] runs on a configuration that parsed (parse failures are reported by
 //! `parse_errors`): names and references, menu keys, node settings, schedules (compiled by
 //! [`crate::routing::schedule`], so the syntax lives in one place), agents, the call flow as a
-//! graph ([`super::call_flow`]) and the prompt recordings for every configured language.
+//! graph ([`super::call_flow`]) and the prompt recordings for every configured language, each
+//! decoded by the loader `serve` uses ([`crate::media::prompt`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,9 +17,11 @@ use std::path::{Path, PathBuf};
 
 use super::LoadedConfig;
 use super::call_flow::CallFlow;
+use super::limits::{self, Limit};
 use super::locate::{KeyPath, Locator};
-use super::model::{Config, Identifier, MenuNode, Node, ResetMethod};
+use super::model::{Config, DirectoryConfig, Identifier, MenuNode, Node, ResetMethod};
 use super::system_prompts::system_prompts;
+use crate::media::prompt::load_in_parallel;
 use crate::routing::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,6 +159,7 @@ pub fn check(loaded: &LoadedConfig) -> Report {
     checker.queues();
     checker.schedules();
     checker.agents();
+    checker.identity();
     checker.call_flow();
     checker.prompt_files(&loaded.prompts_dir());
 
@@ -238,6 +242,24 @@ impl Checker<'_> {
         ));
     }
 
+    /// A duration or count must fall in its documented range (see [`limits`]).
+    fn within(&mut self, at: &KeyPath, value: u64, limit: &Limit) {
+        if limit.contains(value) {
+            return;
+        }
+        let Limit {
+            min,
+            max,
+            unit,
+            why,
+        } = *limit;
+        self.error(
+            at,
+            format!("{value} {unit} is outside the allowed range of {min} to {max} {unit}"),
+            format!("set it between {min} and {max}: {why}"),
+        );
+    }
+
     fn name(&mut self, at: &KeyPath, what: &str, name: &str) {
         if !is_name(name) {
             self.error(
@@ -300,6 +322,11 @@ impl Checker<'_> {
                 "give the base URL Twilio reaches this server at, e.g. \"https://ivr.example.org\"",
             );
         }
+        self.within(
+            &path("server.shutdown_grace_secs"),
+            server.shutdown_grace_secs,
+            &limits::SHUTDOWN_GRACE_SECS,
+        );
     }
 
     fn ivr(&mut self) {
@@ -325,6 +352,12 @@ impl Checker<'_> {
                 "callers get no time at all to press a key",
                 "allow at least 5 seconds; 7 suits callers who are new to phone menus",
             );
+        } else if !limits::FIRST_DIGIT_TIMEOUT_SECS.contains(ivr.first_digit_timeout_secs) {
+            self.within(
+                &path("ivr.first_digit_timeout_secs"),
+                ivr.first_digit_timeout_secs,
+                &limits::FIRST_DIGIT_TIMEOUT_SECS,
+            );
         } else if ivr.first_digit_timeout_secs < 5 {
             self.warning(
                 &path("ivr.first_digit_timeout_secs"),
@@ -341,7 +374,18 @@ impl Checker<'_> {
                 "callers get no time between digits of a number",
                 "allow a few seconds between digits; 3 is the default",
             );
+        } else {
+            self.within(
+                &path("ivr.inter_digit_timeout_secs"),
+                ivr.inter_digit_timeout_secs,
+                &limits::INTER_DIGIT_TIMEOUT_SECS,
+            );
         }
+        self.within(
+            &path("ivr.max_retries"),
+            u64::from(ivr.max_retries),
+            &limits::MAX_RETRIES,
+        );
         if ivr.max_retries == 0 {
             self.warning(
                 &path("ivr.max_retries"),
@@ -356,8 +400,10 @@ impl Checker<'_> {
         for (name, node) in &config.nodes {
             let at = node_path(name);
             self.name(&at, "node name", name);
-            for (index, prompt) in node.prompts().iter().enumerate() {
-                self.name(&at.key("prompt").index(index), "prompt id", prompt);
+            for (key, list) in node.prompt_lists() {
+                for (index, prompt) in list.iter().enumerate() {
+                    self.name(&at.key(key).index(index), "prompt id", prompt);
+                }
             }
             for (key, target) in node.successors() {
                 self.node_reference(&at.join(&KeyPath::parse(&key)), target);
@@ -370,6 +416,12 @@ impl Checker<'_> {
                             &at.key("max_digits"),
                             "a collect node with max_digits = 0 accepts no digits",
                             "set max_digits to the longest entry callers may key in",
+                        );
+                    } else if !limits::COLLECT_MAX_DIGITS.contains(u64::from(collect.max_digits)) {
+                        self.within(
+                            &at.key("max_digits"),
+                            u64::from(collect.max_digits),
+                            &limits::COLLECT_MAX_DIGITS,
                         );
                     } else if collect.min_digits > collect.max_digits {
                         self.error(
@@ -436,6 +488,11 @@ impl Checker<'_> {
                     }
                 }
                 Node::Transfer(transfer) => {
+                    self.within(
+                        &at.key("timeout_secs"),
+                        transfer.timeout_secs,
+                        &limits::TRANSFER_TIMEOUT_SECS,
+                    );
                     let digits = transfer.number.strip_prefix('+').unwrap_or("");
                     let e164 = (8..=15).contains(&digits.len())
                         && digits.bytes().all(|b| b.is_ascii_digit());
@@ -447,12 +504,31 @@ impl Checker<'_> {
                         );
                     }
                 }
-                Node::Hangup(_) | Node::Say(_) | Node::Voicemail(_) => {}
+                Node::Voicemail(voicemail) => self.within(
+                    &at.key("max_secs"),
+                    voicemail.max_secs,
+                    &limits::VOICEMAIL_MAX_SECS,
+                ),
+                Node::Hangup(_) | Node::Say(_) => {}
             }
         }
     }
 
     fn menu(&mut self, at: &KeyPath, menu: &MenuNode) {
+        if menu.prompt.is_empty() {
+            self.error(
+                &at.key("prompt"),
+                "this menu says no choices: callers hear silence, then \"not a valid choice\"",
+                "list the recordings that say the options, e.g. prompt = [\"main_menu\"]",
+            );
+        }
+        if menu.options.is_empty() {
+            self.error(
+                &at.key("options"),
+                "this menu has no options: no key but 0 leads anywhere",
+                "add options, e.g. options = { \"1\" = \"next_node\" }, or use a say node that leads on",
+            );
+        }
         let repeat_key = &self.config.ivr.repeat_key;
         for key in menu.options.keys() {
             let option = at.key("options").key(key);
@@ -498,6 +574,30 @@ impl Checker<'_> {
             }
             if let Some(prompt) = &queue.hold_prompt {
                 self.name(&at.key("hold_prompt"), "prompt id", prompt);
+            }
+            for (key, value, limit) in [
+                (
+                    "max_wait_secs",
+                    queue.max_wait_secs,
+                    &limits::QUEUE_MAX_WAIT_SECS,
+                ),
+                (
+                    "announce_every_secs",
+                    queue.announce_every_secs,
+                    &limits::QUEUE_ANNOUNCE_EVERY_SECS,
+                ),
+                (
+                    "ring_timeout_secs",
+                    queue.ring_timeout_secs,
+                    &limits::QUEUE_RING_TIMEOUT_SECS,
+                ),
+                (
+                    "wrap_up_secs",
+                    queue.wrap_up_secs,
+                    &limits::QUEUE_WRAP_UP_SECS,
+                ),
+            ] {
+                self.within(&at.key(key), value, limit);
             }
 
             let has_skill = |skill: &String| config.agents.iter().any(|a| a.skills.contains(skill));
@@ -590,6 +690,49 @@ impl Checker<'_> {
             if let Some(shift) = &agent.shift {
                 self.schedule_reference(&at.key("shift"), shift);
             }
+        }
+    }
+
+    /// `[identity]` and `[password_reset]`: their counts and durations.
+    fn identity(&mut self) {
+        let config = self.config;
+        if let Some(identity) = &config.identity {
+            let at = KeyPath::root().key("identity");
+            self.within(
+                &at.key("max_attempts"),
+                u64::from(identity.max_attempts),
+                &limits::IDENTITY_MAX_ATTEMPTS,
+            );
+            self.within(
+                &at.key("lockout_failures"),
+                u64::from(identity.lockout_failures),
+                &limits::IDENTITY_LOCKOUT_FAILURES,
+            );
+            self.within(
+                &at.key("lockout_window_hours"),
+                identity.lockout_window_hours,
+                &limits::IDENTITY_LOCKOUT_WINDOW_HOURS,
+            );
+            if let DirectoryConfig::Http { timeout_ms, .. } = &identity.directory {
+                self.within(
+                    &at.key("directory").key("timeout_ms"),
+                    *timeout_ms,
+                    &limits::VERIFIER_TIMEOUT_MS,
+                );
+            }
+        }
+        if let Some(reset) = &config.password_reset {
+            let at = KeyPath::root().key("password_reset");
+            self.within(
+                &at.key("code_digits"),
+                u64::from(reset.code_digits),
+                &limits::RESET_CODE_DIGITS,
+            );
+            self.within(
+                &at.key("code_ttl_secs"),
+                reset.code_ttl_secs,
+                &limits::RESET_CODE_TTL_SECS,
+            );
         }
     }
 
@@ -702,9 +845,11 @@ impl Checker<'_> {
         // directory setting. (prompt id, where, what to call it)
         let mut prompts: Vec<(&str, KeyPath, &str)> = Vec::new();
         for (name, node) in &config.nodes {
-            for (index, prompt) in node.prompts().iter().enumerate() {
-                let at = node_path(name).key("prompt").index(index);
-                prompts.push((prompt, at, "prompt"));
+            for (key, list) in node.prompt_lists() {
+                for (index, prompt) in list.iter().enumerate() {
+                    let at = node_path(name).key(key).index(index);
+                    prompts.push((prompt, at, "prompt"));
+                }
             }
         }
         for (name, queue) in &config.queues {
@@ -730,6 +875,8 @@ impl Checker<'_> {
             );
             return;
         }
+        // Recordings that exist, with the key that names them, to decode below.
+        let mut present: Vec<(PathBuf, KeyPath)> = Vec::new();
         for (language, declared_at) in &languages {
             if !is_language(language) {
                 continue;
@@ -751,13 +898,28 @@ impl Checker<'_> {
             }
             for (prompt, at, what) in &prompts {
                 let file = folder.join(format!("{prompt}.wav"));
-                if !file.is_file() {
+                if file.is_file() {
+                    present.push((file, at.clone()));
+                } else {
                     self.error(
                         at,
                         format!("{what} `{prompt}` has no `{language}` recording: {} is missing", file.display()),
                         "add the WAV file (any sample rate, bit depth or channels), or fix the prompt id",
                     );
                 }
+            }
+        }
+
+        // Decode every recording with the loader `serve` uses, so that a file `check` accepts
+        // is one `serve` can play (a truncated or oversized WAV is found here, not at start-up).
+        let paths: Vec<&Path> = present.iter().map(|(file, _)| file.as_path()).collect();
+        for ((_, at), result) in present.iter().zip(load_in_parallel(&paths)) {
+            if let Err(error) = result {
+                self.error(
+                    at,
+                    error.to_string(),
+                    "`careline serve` refuses to start until the file is fixed",
+                );
             }
         }
     }

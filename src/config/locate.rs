@@ -5,20 +5,21 @@
 //! `nodes.main.options."1"` and get back the line to point at. It also works the other way, from
 //! the byte span of a TOML error to the key path it falls in.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
 /// One step of a key path: a table key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
     Key(String),
     Index(usize),
 }
 
 /// A key path as written in findings: `nodes.main.options."1"`, `agents[2].id`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct KeyPath(Vec<Segment>);
 
 impl KeyPath {
@@ -162,6 +163,9 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub struct Locator {
     entries: Vec<Entry>,
+    /// Key path → its first entry: `check` asks for the line of every finding and of every
+    /// prompt, so a scan of `entries` per question made large files quadratic.
+    by_path: HashMap<KeyPath, usize>,
     line_starts: Vec<usize>,
 }
 
@@ -174,8 +178,13 @@ impl Locator {
         let line_starts = std::iter::once(0)
             .chain(source.match_indices('\n').map(|(at, _)| at + 1))
             .collect();
+        let mut by_path = HashMap::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            by_path.entry(entry.path.clone()).or_insert(index);
+        }
         Locator {
             entries,
+            by_path,
             line_starts,
         }
     }
@@ -193,7 +202,11 @@ impl Locator {
             if current.segments().is_empty() {
                 return None;
             }
-            if let Some(entry) = self.entries.iter().find(|entry| entry.path == current) {
+            if let Some(entry) = self
+                .by_path
+                .get(&current)
+                .and_then(|index| self.entries.get(*index))
+            {
                 return Some(self.line_at(entry.offset()));
             }
             path = current.parent();

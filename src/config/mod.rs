@@ -6,6 +6,7 @@
 
 mod call_flow;
 pub mod check;
+pub mod limits;
 pub mod locate;
 pub mod model;
 mod parse_errors;
@@ -35,17 +36,18 @@ impl Config {
         let mut ids: Vec<String> = system_prompts::system_prompts()
             .map(str::to_owned)
             .collect();
+        let mut seen: std::collections::HashSet<String> = ids.iter().cloned().collect();
         let named = self
             .nodes
             .values()
-            .flat_map(|node| node.prompts().iter().cloned())
+            .flat_map(|node| node.prompts().cloned())
             .chain(
                 self.queues
                     .values()
                     .filter_map(|queue| queue.hold_prompt.clone()),
             );
         for id in named {
-            if !ids.contains(&id) {
+            if seen.insert(id.clone()) {
                 ids.push(id);
             }
         }
@@ -62,11 +64,18 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
-    /// Resolve a path from the configuration. Relative paths are relative to the working
-    /// directory careline runs in (the project root for the example: `prompts`,
-    /// `config/directory.jsonl`); production configurations should use absolute paths.
+    /// Resolve a path from the configuration (`[prompts] dir`, the identity directory file,
+    /// `audit_log`, `[recordings] dir`, and their defaults): a relative path is relative to the
+    /// folder the configuration file is in, wherever careline was started from. The example
+    /// in `config/` therefore names `../prompts`.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        path.to_path_buf()
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(folder) => folder.join(path),
+            None => path.to_path_buf(),
+        }
     }
 
     pub fn prompts_dir(&self) -> PathBuf {

@@ -43,6 +43,7 @@ pub struct ServerConfig {
     /// Base for TwiML URLs and signature checks; `http` maps to `ws`, `https` to `wss`.
     pub public_url: String,
     /// How long shutdown waits for calls in progress before closing their streams.
+    /// 0–3600 s, default 30 ([`super::limits::SHUTDOWN_GRACE_SECS`]).
     #[serde(default = "default_drain_secs")]
     pub shutdown_grace_secs: u64,
 }
@@ -81,7 +82,8 @@ fn default_key_prefix() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptsConfig {
-    /// `<dir>/<lang>/<id>.wav`; relative paths are relative to the config file.
+    /// `<dir>/<lang>/<id>.wav`; a relative path is relative to the configuration file's folder
+    /// (see [`super::LoadedConfig::resolve`]).
     #[serde(default = "default_prompts_dir")]
     pub dir: PathBuf,
     #[serde(default = "default_language")]
@@ -122,11 +124,16 @@ pub enum DtmfMode {
 pub struct IvrConfig {
     /// A node name (which may be a `schedule` node).
     pub entry: String,
+    /// Silence allowed after a prompt has played before the re-prompt. 1–60 s, default 7
+    /// ([`super::limits::FIRST_DIGIT_TIMEOUT_SECS`]); under 5 s draws a warning.
     #[serde(default = "default_first_digit_timeout")]
     pub first_digit_timeout_secs: u64,
+    /// Gap allowed between two digits of one entry. 1–30 s, default 3
+    /// ([`super::limits::INTER_DIGIT_TIMEOUT_SECS`]).
     #[serde(default = "default_inter_digit_timeout")]
     pub inter_digit_timeout_secs: u64,
-    /// Failed tries (no input or invalid input) at one node before its `on_failure`.
+    /// Failed tries (no input or invalid input) at one node before its `on_failure`. 0–10,
+    /// default 3 ([`super::limits::MAX_RETRIES`]); 0 behaves as 1.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     #[serde(default = "default_repeat_key")]
@@ -195,8 +202,23 @@ impl Node {
         }
     }
 
-    /// Prompt ids this node plays, in order.
-    pub fn prompts(&self) -> &[String] {
+    /// Every prompt id this node plays, in order: a menu's `intro`, then its `prompt`.
+    pub fn prompts(&self) -> impl Iterator<Item = &String> {
+        self.prompt_lists().into_iter().flat_map(|(_, list)| list)
+    }
+
+    /// The node's lists of prompt ids with the key each is written under: `intro` (menus
+    /// only; empty elsewhere) and `prompt`.
+    pub fn prompt_lists(&self) -> [(&'static str, &[String]); 2] {
+        let intro: &[String] = match self {
+            Node::Menu(node) => &node.intro,
+            _ => &[],
+        };
+        [("intro", intro), ("prompt", self.main_prompt())]
+    }
+
+    /// The `prompt` list: a menu's choices, or what any other node says.
+    fn main_prompt(&self) -> &[String] {
         match self {
             Node::Menu(node) => &node.prompt,
             Node::Collect(node) => &node.prompt,
@@ -259,6 +281,12 @@ impl Node {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MenuNode {
+    /// Played on entry only, before `prompt`: a welcome, an emergency notice. Not repeated
+    /// after a wrong key or silence, nor by the repeat key.
+    #[serde(default)]
+    pub intro: Vec<String>,
+    /// The choices: played on entry (after `intro`), after each apology and on the repeat key.
+    /// A key interrupts them.
     pub prompt: Vec<String>,
     /// Key (`0-9`, `*`, `#`) → node.
     pub options: BTreeMap<String, String>,
@@ -271,8 +299,12 @@ pub struct MenuNode {
 #[serde(deny_unknown_fields)]
 pub struct CollectNode {
     pub prompt: Vec<String>,
+    /// Fewest digits that make an entry. 0–32, default 1, at most `max_digits`
+    /// ([`super::limits::COLLECT_MIN_DIGITS`]).
     #[serde(default = "default_min_digits")]
     pub min_digits: u32,
+    /// The entry ends by itself at this many digits. 1–32
+    /// ([`super::limits::COLLECT_MAX_DIGITS`]).
     pub max_digits: u32,
     /// Never logged. Default true: what a caller keys in is presumed to be PHI.
     #[serde(default = "default_true")]
@@ -373,6 +405,8 @@ pub struct TransferNode {
     pub prompt: Vec<String>,
     /// E.164 number to dial.
     pub number: String,
+    /// How long the far end rings. 5–600 s, default 30
+    /// ([`super::limits::TRANSFER_TIMEOUT_SECS`]).
     #[serde(default = "default_transfer_timeout")]
     pub timeout_secs: u64,
     /// Where the call goes if the far end does not answer; default: hang up.
@@ -389,6 +423,7 @@ fn default_transfer_timeout() -> u64 {
 pub struct VoicemailNode {
     #[serde(default)]
     pub prompt: Vec<String>,
+    /// Longest message. 1–600 s, default 120 ([`super::limits::VOICEMAIL_MAX_SECS`]).
     #[serde(default = "default_voicemail_secs")]
     pub max_secs: u64,
     /// Default: hang up after the message.
@@ -431,16 +466,24 @@ pub struct QueueConfig {
     pub schedule: Option<String>,
     #[serde(default)]
     pub when_closed: Option<String>,
+    /// Longest wait before `on_timeout`. 1–14400 s, default 900
+    /// ([`super::limits::QUEUE_MAX_WAIT_SECS`]).
     #[serde(default = "default_max_wait")]
     pub max_wait_secs: u64,
     #[serde(default)]
     pub on_timeout: Option<String>,
     #[serde(default)]
     pub hold_prompt: Option<String>,
+    /// Place and estimated wait are announced this often. 10–3600 s, default 45
+    /// ([`super::limits::QUEUE_ANNOUNCE_EVERY_SECS`]).
     #[serde(default = "default_announce_every")]
     pub announce_every_secs: u64,
+    /// How long an agent's phone rings before the call goes back to the front of the queue.
+    /// 1–600 s, default 20 ([`super::limits::QUEUE_RING_TIMEOUT_SECS`]).
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_secs: u64,
+    /// After a call the agent is left alone this long. 0–3600 s, default 30
+    /// ([`super::limits::QUEUE_WRAP_UP_SECS`]).
     #[serde(default = "default_wrap_up")]
     pub wrap_up_secs: u64,
 }
@@ -465,12 +508,18 @@ fn default_wrap_up() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     pub directory: DirectoryConfig,
+    /// Append-only JSON lines; relative to the configuration file's folder.
     #[serde(default = "default_audit_log")]
     pub audit_log: PathBuf,
+    /// Failed directory checks per verify node in one call. 1–10, default 3
+    /// ([`super::limits::IDENTITY_MAX_ATTEMPTS`]).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Failures for one patient record within the window that lock self-service. 1–100,
+    /// default 5 ([`super::limits::IDENTITY_LOCKOUT_FAILURES`]).
     #[serde(default = "default_lockout_failures")]
     pub lockout_failures: u32,
+    /// 1–8760 h, default 24 ([`super::limits::IDENTITY_LOCKOUT_WINDOW_HOURS`]).
     #[serde(default = "default_lockout_window")]
     pub lockout_window_hours: u64,
 }
@@ -495,10 +544,12 @@ fn default_lockout_window() -> u64 {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum DirectoryConfig {
     File {
+        /// Made by `careline directory import`; relative to the configuration file's folder.
         path: PathBuf,
     },
     Http {
         url: String,
+        /// 100–30000 ms, default 2000 ([`super::limits::VERIFIER_TIMEOUT_MS`]).
         #[serde(default = "default_verifier_timeout")]
         timeout_ms: u64,
     },
@@ -513,8 +564,11 @@ fn default_verifier_timeout() -> u64 {
 pub struct PasswordResetConfig {
     #[serde(default)]
     pub portal_url: Option<String>,
+    /// Length of a one-time code. 6–8, default 8 ([`super::limits::RESET_CODE_DIGITS`]).
     #[serde(default = "default_code_digits")]
     pub code_digits: u32,
+    /// How long a one-time code can be redeemed. 60–3600 s, default 600
+    /// ([`super::limits::RESET_CODE_TTL_SECS`]).
     #[serde(default = "default_code_ttl")]
     pub code_ttl_secs: u64,
 }
@@ -530,6 +584,7 @@ fn default_code_ttl() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingsConfig {
+    /// Where voicemails are written; relative to the configuration file's folder.
     pub dir: PathBuf,
 }
 

@@ -65,6 +65,18 @@ pub fn finding(file: &Path, source: &str, locator: &Locator, error: &toml::de::E
     if message == "duplicate key" {
         return duplicate_key(file, source, locator, span.unwrap_or(0..0), path, line);
     }
+    if message == "recursion limit" && span.is_none() {
+        return too_deep(file, source);
+    }
+    if message.starts_with("cannot recurse further") {
+        return Finding::error(
+            file,
+            &shortened(&path),
+            line,
+            format!("values are nested more than {NESTING_LIMIT} levels deep"),
+            "careline's settings nest a few levels at most: close the brackets or braces sooner",
+        );
+    }
     let (message, hint) = if let Some(rest) = message.strip_prefix("unknown field") {
         (
             format!("unknown key{rest}"),
@@ -92,6 +104,198 @@ pub fn finding(file: &Path, source: &str, locator: &Locator, error: &toml::de::E
         )
     };
     Finding::error(file, &path.to_string(), line, message, hint)
+}
+
+/// How deep toml lets keys and values nest; deeper is refused as a "recursion limit".
+const NESTING_LIMIT: usize = 80;
+
+/// toml refuses a dotted key of more than [`NESTING_LIMIT`] parts without saying where; find
+/// the line ourselves so the admin is not left searching a large file.
+fn too_deep(file: &Path, source: &str) -> Finding {
+    let hint = "careline's keys have a few parts at most (nodes.NAME.options): remove the extra dotted parts";
+    match deep_dotted_key(source, NESTING_LIMIT) {
+        Some(deep) => {
+            let line_start = source[..deep.offset].rfind('\n').map_or(0, |at| at + 1);
+            let is_header = source[line_start..deep.offset].trim().starts_with('[');
+            // A `key = value` belongs to the table of the last header above it; a header is
+            // a path of its own.
+            let table = if is_header {
+                KeyPath::root()
+            } else {
+                source[..line_start]
+                    .rmatch_indices('\n')
+                    .map(|(at, _)| at + 1)
+                    .chain([0])
+                    .filter(|start| *start < line_start)
+                    .find_map(|start| header_path(source, start))
+                    .unwrap_or_default()
+            };
+            let path = table.key(&deep.first);
+            Finding::error(
+                file,
+                &format!("{}…", shortened(&path)),
+                Some(deep.line),
+                format!(
+                    "this dotted key (`{}.{}.…`) has {} parts, more than the {NESTING_LIMIT} levels of nesting careline reads",
+                    deep.first, deep.first_after, deep.parts
+                ),
+                hint,
+            )
+        }
+        None => Finding::error(
+            file,
+            "",
+            None,
+            format!("keys or values are nested more than {NESTING_LIMIT} levels deep"),
+            hint,
+        ),
+    }
+}
+
+/// The first few parts of a key path, so a path 80 levels deep does not fill the screen.
+fn shortened(path: &KeyPath) -> String {
+    const SHOWN: usize = 3;
+    let mut short = KeyPath::root();
+    for segment in path.segments().iter().take(SHOWN) {
+        short = match segment {
+            Segment::Key(key) => short.key(key),
+            Segment::Index(index) => short.index(*index),
+        };
+    }
+    if path.segments().len() > SHOWN {
+        format!("{short}…")
+    } else {
+        short.to_string()
+    }
+}
+
+/// A dotted key with too many parts: where it starts and its first parts.
+#[derive(Debug, PartialEq, Eq)]
+struct DeepKey {
+    line: usize,
+    offset: usize,
+    parts: usize,
+    first: String,
+    first_after: String,
+}
+
+/// The first run of at least `limit` dotted key parts (`a.b."c".d ...`) outside strings and
+/// comments. Values such as `1.5` are runs too, but never long ones.
+fn deep_dotted_key(source: &str, limit: usize) -> Option<DeepKey> {
+    let bytes = source.as_bytes();
+    let mut at = 0;
+    let mut line = 1;
+    // The current run: where it started, its parts so far, and whether a `.` came last.
+    let mut run: Option<(usize, usize, usize, String, String)> = None;
+    let mut after_dot = false;
+    while let Some(&byte) = bytes.get(at) {
+        let segment: Option<(usize, usize)> = match byte {
+            b'\n' => {
+                line += 1;
+                run = None;
+                at += 1;
+                None
+            }
+            b' ' | b'\t' | b'\r' => {
+                at += 1;
+                None
+            }
+            b'#' => {
+                while bytes.get(at).is_some_and(|&b| b != b'\n') {
+                    at += 1;
+                }
+                None
+            }
+            b'.' => {
+                at += 1;
+                if run.is_some() && !after_dot {
+                    after_dot = true;
+                } else {
+                    run = None;
+                }
+                None
+            }
+            b'"' | b'\'' => {
+                let start = at;
+                let triple = bytes.get(at..at + 3) == Some(&[byte; 3][..]);
+                at += if triple { 3 } else { 1 };
+                loop {
+                    match bytes.get(at) {
+                        None => break,
+                        Some(b'\\') if byte == b'"' => at += 2,
+                        Some(b'\n') => {
+                            line += 1;
+                            at += 1;
+                        }
+                        Some(&b) if b == byte => {
+                            if !triple {
+                                at += 1;
+                                break;
+                            }
+                            if bytes.get(at..at + 3) == Some(&[byte; 3][..]) {
+                                at += 3;
+                                break;
+                            }
+                            at += 1;
+                        }
+                        Some(_) => at += 1,
+                    }
+                }
+                Some((start, at.min(bytes.len())))
+            }
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' => {
+                let start = at;
+                while bytes
+                    .get(at)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+                {
+                    at += 1;
+                }
+                Some((start, at))
+            }
+            _ => {
+                run = None;
+                at += 1;
+                None
+            }
+        };
+        let Some((start, end)) = segment else {
+            continue;
+        };
+        let text = source.get(start..end).unwrap_or("").to_owned();
+        match (&mut run, after_dot) {
+            (Some((_, _, parts, _, second)), true) => {
+                *parts += 1;
+                if *parts == 2 {
+                    *second = text;
+                }
+            }
+            _ => run = Some((line, start, 1, text, String::new())),
+        }
+        after_dot = false;
+        if let Some((line, offset, parts, first, first_after)) = &run
+            && *parts >= limit
+        {
+            // Count the rest of this key's parts, then report it.
+            let mut deep = DeepKey {
+                line: *line,
+                offset: *offset,
+                parts: *parts,
+                first: first.trim_matches(['"', '\'']).to_owned(),
+                first_after: first_after.trim_matches(['"', '\'']).to_owned(),
+            };
+            deep.parts += source
+                .get(at..)
+                .unwrap_or("")
+                .split(['=', ']', '\n'])
+                .next()
+                .unwrap_or("")
+                .matches('.')
+                .count();
+            return Some(deep);
+        }
+    }
+    None
 }
 
 /// toml reports the second occurrence of a key; name the full path and say what it means.

@@ -8,12 +8,16 @@
 //! Behaviour a caller relies on:
 //! - a key pressed during a prompt interrupts it at once (barge-in: `clear`, then act);
 //! - timeouts start when the prompt has finished playing (its mark came back), not when sent;
+//! - entering a menu plays its `intro` (a welcome, an emergency notice) then its `prompt` (the
+//!   choices); after that only the choices are replayed;
 //! - a menu gives `max_retries` tries (no input or an invalid key each use one), re-prompting in
-//!   between, then goes to its `on_failure` (default: the operator);
-//! - the repeat key replays the prompt; `0` reaches the operator from any menu;
+//!   between with an apology and the choices, then goes to its `on_failure` (default: the
+//!   operator);
+//! - the repeat key replays the choices (not the intro); `0` reaches the operator from any menu;
 //! - keys typed ahead (during a `say`, or several at once) are kept for the next node.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ pub use queue::{CallbackOutcome, HandOff, LeaveReason, QueueEvent, number_prompt
 
 use super::flow::{Flow, is_key};
 use super::prompts;
+use crate::config::limits;
 use crate::config::{CollectNode, Identifier, MenuNode, Node, ResetMethod};
 
 /// Identifies one `Play` action, so a late "finished" for an interrupted prompt is ignored.
@@ -159,6 +164,35 @@ enum Step {
 /// Keys kept for later are bounded: a stuck key must not grow a call's memory.
 const TYPE_AHEAD_LIMIT: usize = 32;
 
+/// Keys typed before the node that reads them: a caller may key a date of birth ahead, so
+/// like [`Digits`] they show only their count in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct TypeAhead(VecDeque<char>);
+
+impl TypeAhead {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push_back(&mut self, key: char) {
+        self.0.push_back(key);
+    }
+
+    fn pop_front(&mut self) -> Option<char> {
+        self.0.pop_front()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl fmt::Debug for TypeAhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TypeAhead(<{} redacted>)", self.0.len())
+    }
+}
+
 /// Guards against a configuration whose nodes loop without playing anything.
 const MAX_SILENT_HOPS: usize = 64;
 
@@ -177,7 +211,7 @@ pub struct Call {
     /// The timer the current step waits for.
     timer: Option<TimerId>,
     next_timer: u64,
-    type_ahead: VecDeque<char>,
+    type_ahead: TypeAhead,
     /// What each collect node gathered, by node name.
     collected: Vec<(Arc<str>, Digits)>,
     /// Set once the caller passed a verify node in this call.
@@ -206,7 +240,7 @@ impl Call {
             next_playback: 0,
             timer: None,
             next_timer: 0,
-            type_ahead: VecDeque::new(),
+            type_ahead: TypeAhead::default(),
             collected: Vec::new(),
             patient: None,
             verification_failed: false,
@@ -392,7 +426,7 @@ impl Call {
             return;
         }
         entry.push(key);
-        if entry.len() >= collect.max_digits as usize {
+        if entry.len() >= limits::COLLECT_MAX_DIGITS.clamp_u32(collect.max_digits) as usize {
             self.swallow_pound = true;
             return self.finish_collect(collect, now, out);
         }
@@ -404,7 +438,7 @@ impl Call {
         let Step::Collect { entry } = &mut self.step else {
             return;
         };
-        if entry.len() < collect.min_digits as usize {
+        if entry.len() < limits::COLLECT_MIN_DIGITS.clamp_u32(collect.min_digits) as usize {
             entry.clear();
             return self.retry_or_fail(
                 prompts::INVALID_ENTRY,
@@ -502,7 +536,7 @@ impl Call {
         now: Timestamp,
         out: &mut Vec<Action>,
     ) {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         // Keys typed after a wrong one were meant for a menu the caller never reached.
         self.type_ahead.clear();
         if self.failures >= self.flow.max_retries {
@@ -539,13 +573,13 @@ impl Call {
             match node {
                 Node::Menu(menu) => {
                     self.step = Step::Menu;
-                    return self.enter_with_type_ahead(&menu.prompt, now, out);
+                    return self.enter_with_type_ahead(&menu.intro, &menu.prompt, now, out);
                 }
                 Node::Collect(collect) => {
                     self.step = Step::Collect {
                         entry: Digits::default(),
                     };
-                    return self.enter_with_type_ahead(&collect.prompt, now, out);
+                    return self.enter_with_type_ahead(&[], &collect.prompt, now, out);
                 }
                 Node::Say(say) => {
                     self.step = Step::Announce {
@@ -595,6 +629,7 @@ impl Call {
     /// Keys typed before the node's prompt began act at once, without playing it.
     fn enter_with_type_ahead(
         &mut self,
+        intro: &[String],
         node_prompts: &[String],
         now: Timestamp,
         out: &mut Vec<Action>,
@@ -611,10 +646,14 @@ impl Call {
             }
             return;
         }
-        self.prompt(node_prompts, None, out);
+        let mut list: Vec<Arc<str>> = Vec::with_capacity(intro.len() + node_prompts.len());
+        list.extend(intro.iter().map(|id| Arc::from(id.as_str())));
+        list.extend(node_prompts.iter().map(|id| Arc::from(id.as_str())));
+        self.play(list, out);
     }
 
-    /// Play an optional apology then the node's prompts; the step waits for the end.
+    /// Play an optional apology then the node's prompts (a menu's choices, without its intro);
+    /// the step waits for the end.
     fn prompt(&mut self, node_prompts: &[String], apology: Option<&str>, out: &mut Vec<Action>) {
         let mut list: Vec<Arc<str>> = Vec::with_capacity(node_prompts.len() + 1);
         if let Some(apology) = apology {
@@ -635,14 +674,14 @@ impl Call {
 
     /// A new playback the step now waits for; an older one finishing is stale from here on.
     fn start_playback(&mut self) -> PlaybackId {
-        self.next_playback += 1;
+        self.next_playback = self.next_playback.wrapping_add(1);
         let playback = PlaybackId(self.next_playback);
         self.playing = Some(playback);
         playback
     }
 
     fn arm_timer(&mut self, after: Duration, out: &mut Vec<Action>) {
-        self.next_timer += 1;
+        self.next_timer = self.next_timer.wrapping_add(1);
         let timer = TimerId(self.next_timer);
         self.timer = Some(timer);
         out.push(Action::StartTimer { timer, after });

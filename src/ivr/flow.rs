@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::limits;
 use crate::config::{Config, Node, QueueConfig};
 use crate::routing::schedule::Schedule;
 
@@ -65,14 +66,17 @@ impl Flow {
                 .collect(),
             entry: Arc::from(config.ivr.entry.as_str()),
             operator: Arc::from(config.ivr.operator.as_str()),
-            first_digit_timeout: Duration::from_secs(config.ivr.first_digit_timeout_secs),
-            inter_digit_timeout: Duration::from_secs(config.ivr.inter_digit_timeout_secs),
-            max_retries: config.ivr.max_retries.max(1),
+            // Clamped to the ranges `careline check` enforces, so that a configuration that
+            // skipped the check still cannot hand the session a timer that overflows its clock.
+            first_digit_timeout: limits::FIRST_DIGIT_TIMEOUT_SECS
+                .secs(config.ivr.first_digit_timeout_secs),
+            inter_digit_timeout: limits::INTER_DIGIT_TIMEOUT_SECS
+                .secs(config.ivr.inter_digit_timeout_secs),
+            max_retries: limits::MAX_RETRIES.clamp_u32(config.ivr.max_retries).max(1),
             repeat_key,
-            verify_max_attempts: config
-                .identity
-                .as_ref()
-                .map_or(3, |identity| identity.max_attempts.max(1)),
+            verify_max_attempts: config.identity.as_ref().map_or(3, |identity| {
+                limits::IDENTITY_MAX_ATTEMPTS.clamp_u32(identity.max_attempts)
+            }),
             default_language: Arc::from(config.prompts.default_language.as_str()),
             schedules,
             queues: config

@@ -22,7 +22,8 @@ max_retries = 3
 
 [nodes.main]
 type = "menu"
-prompt = ["welcome", "main_menu"]
+intro = ["welcome"]
+prompt = ["main_menu"]
 options = { "1" = "account", "2" = "info", "3" = "devices", "9" = "spanish" }
 on_failure = "failed"
 
@@ -89,7 +90,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let config: Config = toml::from_str(FLOW).expect("test flow parses");
+        Harness::from_source(FLOW)
+    }
+
+    fn from_source(source: &str) -> Harness {
+        let config: Config = toml::from_str(source).expect("test flow parses");
         let flow = Flow::from_config(&config).expect("test flow compiles");
         Harness {
             call: Call::new(Arc::new(flow)),
@@ -180,6 +185,21 @@ fn the_first_digit_timeout_starts_only_when_the_prompt_has_played() {
 }
 
 #[test]
+fn a_timeout_too_large_for_any_clock_is_held_to_its_documented_limit() {
+    // `careline check` refuses this value; a flow built without the check must still never
+    // hand the session a duration that overflows `Instant + Duration`.
+    let mut call = Harness::from_source(&FLOW.replace(
+        "first_digit_timeout_secs = 7",
+        "first_digit_timeout_secs = 18446744073709551615",
+    ));
+    call.start();
+    call.finish_prompt();
+    let after = call.timer.map(|(_, after)| after).expect("timer armed");
+    assert_eq!(after, Duration::from_secs(60));
+    assert!(std::time::Instant::now().checked_add(after).is_some());
+}
+
+#[test]
 fn a_key_during_the_prompt_clears_it_and_acts_at_once() {
     let mut call = Harness::new();
     call.start();
@@ -208,10 +228,7 @@ fn silence_reprompts_then_goes_to_on_failure_after_max_retries() {
     call.take_played();
     call.finish_prompt();
     call.wait_out();
-    assert_eq!(
-        call.take_played(),
-        ["en/no_input", "en/welcome", "en/main_menu"]
-    );
+    assert_eq!(call.take_played(), ["en/no_input", "en/main_menu"]);
     call.finish_prompt();
     call.wait_out();
     assert_eq!(
@@ -229,16 +246,48 @@ fn silence_reprompts_then_goes_to_on_failure_after_max_retries() {
 }
 
 #[test]
-fn an_invalid_key_says_so_and_repeats_the_menu() {
+fn caller_pressing_a_wrong_key_hears_the_choices_not_the_welcome() {
     let mut call = Harness::new();
     call.start();
     call.take_played();
     call.press("7");
-    assert_eq!(
-        call.take_played(),
-        ["en/invalid_choice", "en/welcome", "en/main_menu"]
-    );
+    assert_eq!(call.take_played(), ["en/invalid_choice", "en/main_menu"]);
     assert_eq!(call.call.node(), "main");
+}
+
+#[test]
+fn a_silent_caller_hears_the_choices_again_not_the_welcome() {
+    let mut call = Harness::new();
+    call.start();
+    call.take_played();
+    call.finish_prompt();
+    call.wait_out();
+    assert_eq!(call.take_played(), ["en/no_input", "en/main_menu"]);
+}
+
+#[test]
+fn a_caller_coming_back_to_a_menu_hears_its_intro_again() {
+    let mut call = Harness::new();
+    call.start();
+    call.press("2");
+    call.take_played();
+    call.finish_prompt();
+    assert_eq!(call.call.node(), "main");
+    assert_eq!(call.take_played(), ["en/welcome", "en/main_menu"]);
+}
+
+#[test]
+fn a_key_typed_ahead_of_a_menu_skips_its_intro_too() {
+    let mut call = Harness::new();
+    call.start();
+    call.press("2");
+    // "9" typed during the info announcement acts as soon as the main menu is entered.
+    call.press("9");
+    call.take_played();
+    call.finish_prompt();
+    let played = call.take_played();
+    assert!(!played.contains(&"en/welcome".to_owned()), "{played:?}");
+    assert_eq!(call.call.language(), "es");
 }
 
 #[test]
@@ -249,7 +298,11 @@ fn caller_pressing_star_hears_the_menu_again_without_using_a_try() {
     call.press("7");
     call.take_played();
     call.press("*");
-    assert_eq!(call.take_played(), ["en/welcome", "en/main_menu"]);
+    assert_eq!(
+        call.take_played(),
+        ["en/main_menu"],
+        "the repeat key replays the choices, not the welcome"
+    );
     call.press("*");
     assert_eq!(call.call.node(), "main", "star never counts as a failure");
     call.press("7");
@@ -401,6 +454,18 @@ fn keys_after_hang_up_do_nothing() {
     call.start();
     call.send(Event::HungUp);
     assert!(call.send(Event::Digit('1')).is_empty());
+}
+
+#[test]
+fn keys_typed_ahead_never_show_in_debug_output() {
+    let mut call = Harness::new();
+    call.start();
+    call.press("2");
+    // Typed during the `info` announcement: kept for the next menu, not yet acted on.
+    call.press("0312");
+    let shown = format!("{:?}", call.call);
+    assert!(shown.contains("TypeAhead(<4 redacted>)"), "{shown}");
+    assert!(!shown.contains("'0'") && !shown.contains("'3'"), "{shown}");
 }
 
 #[test]

@@ -7,6 +7,12 @@
 //! whole 60 ms chunks and base64-encoded in one piece. Because a chunk is 480 bytes, a multiple
 //! of 3, every chunk's base64 is a padding-free 640-character slice of the whole, so sending a
 //! chunk costs neither a resample, an encode nor a copy.
+//!
+//! A prompt file may be at most [`MAX_FILE_BYTES`] (32 MiB) and play for at most
+//! [`MAX_DURATION`] (10 minutes): a file over either limit is refused, naming the file, before
+//! its audio is decoded, so one huge or damaged file cannot stall start-up or exhaust memory.
+//! `careline check` decodes every prompt with this same loader, so a file `check` accepts is one
+//! `serve` can play.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -49,6 +55,13 @@ const SILENCE_THRESHOLD: i16 = 64;
 /// Input block the FFT resampler aims for; rubato rounds it to fit the rate ratio exactly.
 const RESAMPLER_CHUNK: usize = 1024;
 
+/// The largest prompt file read. 32 MiB holds 10 minutes of 16-bit mono at 22.05 kHz, or three
+/// minutes of CD-quality stereo hold music; decoding one needs at most four times its size.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The longest prompt: hold music loops, and no announcement lasts ten minutes.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 60);
+
 /// Sample rates accepted from a WAV header. Outside this a file is almost certainly damaged, and
 /// an absurd rate would make the resampler plan an absurd FFT.
 const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
@@ -66,7 +79,7 @@ pub struct PromptAudio {
 impl PromptAudio {
     /// Read a WAV file: see the module docs for what is accepted and what is done to it.
     pub fn from_wav_file(path: &Path) -> Result<PromptAudio, PromptError> {
-        let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        let unreadable = |source: io::Error| match source.kind() {
             io::ErrorKind::NotFound => PromptError::Missing {
                 path: path.to_path_buf(),
             },
@@ -74,17 +87,25 @@ impl PromptAudio {
                 path: path.to_path_buf(),
                 source,
             },
-        })?;
-        PromptAudio::from_wav_bytes(&bytes, path)
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        // Refuse an oversized file by its size, before reading any of it.
+        let size = file.metadata().map_err(unreadable)?.len();
+        if size > MAX_FILE_BYTES {
+            return Err(PromptError::TooLarge {
+                path: path.to_path_buf(),
+                bytes: size,
+            });
+        }
+        PromptAudio::from_wav_reader(file, path)
     }
 
-    /// Read WAV data from `reader`; `name` is the file it came from, used only in errors.
-    pub fn from_wav_reader<R: Read>(
-        mut reader: R,
-        name: &Path,
-    ) -> Result<PromptAudio, PromptError> {
+    /// Read WAV data from `reader`; `name` is the file it came from, used only in errors. At
+    /// most [`MAX_FILE_BYTES`] are read.
+    pub fn from_wav_reader<R: Read>(reader: R, name: &Path) -> Result<PromptAudio, PromptError> {
         let mut bytes = Vec::new();
         reader
+            .take(MAX_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|source| PromptError::Unreadable {
                 path: name.to_path_buf(),
@@ -95,6 +116,12 @@ impl PromptAudio {
 
     /// A whole WAV file in memory; `name` is used only in errors.
     pub fn from_wav_bytes(bytes: &[u8], name: &Path) -> Result<PromptAudio, PromptError> {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(PromptError::TooLarge {
+                path: name.to_path_buf(),
+                bytes: bytes.len() as u64,
+            });
+        }
         let (mono, sample_rate) = read_mono(bytes, name)?;
         if mono.is_empty() {
             return Err(PromptError::Empty {
@@ -254,6 +281,18 @@ pub enum PromptError {
 
     #[error("prompt file {} contains no audio: record it again or run scripts/make-prompts", .path.display())]
     Empty { path: PathBuf },
+
+    #[error(
+        "prompt file {} is {} MiB, more than the {} MiB a prompt may be: shorten it, or save it as mono or at a lower sample rate",
+        .path.display(), .bytes.div_ceil(1024 * 1024), MAX_FILE_BYTES / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+
+    #[error(
+        "prompt file {} plays for {} seconds, more than the {} a prompt may last: shorten it (hold music loops by itself)",
+        .path.display(), .seconds, MAX_DURATION.as_secs()
+    )]
+    TooLong { path: PathBuf, seconds: u64 },
 }
 
 impl PromptError {
@@ -264,7 +303,9 @@ impl PromptError {
             | PromptError::Unreadable { path, .. }
             | PromptError::NotWav { path, .. }
             | PromptError::UnsupportedFormat { path, .. }
-            | PromptError::Empty { path } => path,
+            | PromptError::Empty { path }
+            | PromptError::TooLarge { path, .. }
+            | PromptError::TooLong { path, .. } => path,
         }
     }
 }
@@ -308,6 +349,18 @@ fn read_mono(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, u32), PromptError> 
     let channels = usize::from(spec.channels);
     if channels == 0 {
         return Err(not_wav("the header declares zero channels"));
+    }
+    // Samples per channel over the rate, from the header: refused before anything is decoded.
+    let frames = u64::from(wav.duration());
+    if frames
+        > MAX_DURATION
+            .as_secs()
+            .saturating_mul(u64::from(spec.sample_rate))
+    {
+        return Err(PromptError::TooLong {
+            path: path.to_path_buf(),
+            seconds: frames / u64::from(spec.sample_rate),
+        });
     }
     let sample_count = wav.len() as usize;
     if sample_count == 0 {
@@ -430,7 +483,8 @@ fn without_long_silence(samples: &[f32]) -> &[f32] {
 }
 
 /// Decode `paths` on up to one thread per core; results come back in the order of `paths`.
-fn load_in_parallel(paths: &[&Path]) -> Vec<Result<PromptAudio, PromptError>> {
+/// What `serve` loads and `careline check` validates with.
+pub fn load_in_parallel(paths: &[&Path]) -> Vec<Result<PromptAudio, PromptError>> {
     let workers = thread::available_parallelism()
         .map_or(1, usize::from)
         .min(paths.len());

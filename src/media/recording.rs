@@ -257,7 +257,7 @@ impl VoicemailRecorder {
                 });
             }
         }
-        self.samples += take as u64;
+        self.samples = self.samples.saturating_add(take as u64);
         Ok(())
     }
 
@@ -268,7 +268,7 @@ impl VoicemailRecorder {
 
     /// Length of the audio recorded so far.
     pub fn recorded(&self) -> Duration {
-        Duration::from_millis(self.samples * 1000 / u64::from(SAMPLE_RATE))
+        Duration::from_millis(self.samples.saturating_mul(1000) / u64::from(SAMPLE_RATE))
     }
 
     /// Close the audio, move it to `<id>.wav` and write the sidecar `<id>.json`. Called when

@@ -15,6 +15,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{Action, Call, Digits, Step};
+use crate::config::limits;
 use crate::config::{CallbackNode, Node, QueueNode, TransferNode, VoicemailNode};
 use crate::ivr::prompts;
 
@@ -196,7 +197,7 @@ impl Call {
         self.step = Step::Queued(Queueing {
             queue: queue.clone(),
             stage: QueueStage::Joining,
-            deadline: add(now, Duration::from_secs(config.max_wait_secs)),
+            deadline: add(now, limits::QUEUE_MAX_WAIT_SECS.secs(config.max_wait_secs)),
             next_announcement: now,
         });
         out.push(Action::Enqueue {
@@ -368,8 +369,8 @@ impl Call {
     fn announce_every(&self) -> Duration {
         let secs = self
             .queue_config()
-            .map_or(45, |config| config.announce_every_secs.max(10));
-        Duration::from_secs(secs)
+            .map_or(45, |config| config.announce_every_secs);
+        limits::QUEUE_ANNOUNCE_EVERY_SECS.secs(secs)
     }
 
     fn hold_prompt(&self) -> Arc<str> {
@@ -443,7 +444,7 @@ impl Call {
         };
         let hand_off = HandOff::Transfer {
             number: Arc::from(node.number.as_str()),
-            timeout: Duration::from_secs(node.timeout_secs),
+            timeout: limits::TRANSFER_TIMEOUT_SECS.secs(node.timeout_secs),
             on_failure: node.on_failure.as_deref().map(Arc::from),
         };
         self.step = Step::Ended;
@@ -473,7 +474,7 @@ impl Call {
         if self.step != (Step::Voicemail { recording: false }) {
             return;
         }
-        let max = Duration::from_secs(node.max_secs.max(1));
+        let max = limits::VOICEMAIL_MAX_SECS.secs(node.max_secs);
         self.step = Step::Voicemail { recording: true };
         out.push(Action::StartRecording { max });
         self.arm_timer(max, out);
@@ -690,7 +691,7 @@ impl Call {
     /// A wrong or missing answer: ask again, or after `max_retries` give up on the callback —
     /// back to waiting when asked from a queue, else on to the operator.
     fn callback_failed(&mut self, apology: &'static str, now: Timestamp, out: &mut Vec<Action>) {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         if self.failures < self.flow.max_retries {
             return self.callback_prompt(vec![Arc::from(apology)], out);
         }

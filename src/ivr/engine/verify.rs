@@ -190,7 +190,7 @@ impl Call {
         now: Timestamp,
         out: &mut Vec<Action>,
     ) {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         if self.failures >= self.flow.max_retries {
             return self.goto(on_failure, now, out);
         }
@@ -234,7 +234,7 @@ impl Call {
             }
             Stage::Second(second) => {
                 verifying.stage = Stage::Checking;
-                let attempt = verifying.failed_attempts + 1;
+                let attempt = verifying.failed_attempts.saturating_add(1);
                 let dob = std::mem::take(&mut verifying.dob);
                 out.push(Action::Verify {
                     node: self.node.clone(),
@@ -267,7 +267,7 @@ impl Call {
                 self.announce_then(&[prompts::VERIFIED], &node.on_success, out);
             }
             VerifyOutcome::NotVerified => {
-                verifying.failed_attempts += 1;
+                verifying.failed_attempts = verifying.failed_attempts.saturating_add(1);
                 if verifying.failed_attempts >= self.flow.verify_max_attempts {
                     self.verification_failed = true;
                     return self.announce_then(&[prompts::VERIFY_FAILED], &node.on_failure, out);

@@ -463,7 +463,7 @@ fn the_shipped_prompts_cover_the_example_config_the_engine_and_the_catalog() {
         .map(str::to_owned)
         .collect();
     for node in config.nodes.values() {
-        ids.extend(node.prompts().iter().cloned());
+        ids.extend(node.prompts().cloned());
         if let crate::config::Node::Language(switch) = node {
             languages.insert(switch.language.clone());
         }
@@ -513,4 +513,84 @@ fn the_shipped_prompts_cover_the_example_config_the_engine_and_the_catalog() {
             );
         }
     }
+}
+
+/// A WAV header for `data_len` bytes of 16-bit PCM at `rate` with `channels`, and no data.
+fn wav_header(rate: u32, channels: u16, data_len: u32) -> Vec<u8> {
+    let block_align = channels * 2;
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(&(36 + data_len).to_le_bytes());
+    header.extend_from_slice(b"WAVEfmt ");
+    header.extend_from_slice(&16u32.to_le_bytes());
+    header.extend_from_slice(&1u16.to_le_bytes());
+    header.extend_from_slice(&channels.to_le_bytes());
+    header.extend_from_slice(&rate.to_le_bytes());
+    header.extend_from_slice(&(rate * u32::from(block_align)).to_le_bytes());
+    header.extend_from_slice(&block_align.to_le_bytes());
+    header.extend_from_slice(&16u16.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&data_len.to_le_bytes());
+    header
+}
+
+#[test]
+fn a_huge_prompt_file_is_refused_by_its_size_before_it_is_read() {
+    // A valid header and a gigabyte of (sparse) audio: refused without reading or decoding it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huge.wav");
+    let data_len: u32 = 1 << 30;
+    std::fs::write(&path, wav_header(48_000, 2, data_len)).expect("header");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_len(44 + u64::from(data_len))
+        .expect("sparse gigabyte");
+
+    let error = PromptAudio::from_wav_file(&path).expect_err("too large");
+
+    assert!(
+        matches!(error, PromptError::TooLarge { bytes, .. } if bytes == 44 + u64::from(data_len)),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("32 MiB"), "{message}");
+}
+
+#[test]
+fn a_prompt_just_over_the_size_limit_is_refused_even_from_memory() {
+    let data_len = u32::try_from(MAX_FILE_BYTES).expect("fits") - 40;
+    let mut bytes = wav_header(48_000, 2, data_len);
+    bytes.resize(44 + data_len as usize, 0);
+    let error = PromptAudio::from_wav_bytes(&bytes, Path::new("big.wav")).expect_err("too large");
+    assert!(matches!(error, PromptError::TooLarge { .. }), "{error:?}");
+}
+
+#[test]
+fn a_prompt_longer_than_ten_minutes_is_refused_naming_the_file() {
+    // Eleven minutes of 8 kHz mono: small enough in bytes, too long to be a prompt.
+    let data_len = 11 * 60 * 8_000 * 2;
+    let mut bytes = wav_header(8_000, 1, data_len);
+    bytes.resize(44 + data_len as usize, 0);
+    let error = PromptAudio::from_wav_bytes(&bytes, Path::new("prompts/en/long_hold.wav"))
+        .expect_err("too long");
+    assert!(
+        matches!(error, PromptError::TooLong { seconds: 660, .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("prompts/en/long_hold.wav"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_ten_minute_prompt_is_still_accepted() {
+    let data_len = 10 * 60 * 8_000 * 2;
+    let mut bytes = wav_header(8_000, 1, data_len);
+    bytes.resize(44 + data_len as usize, 0);
+    let audio = PromptAudio::from_wav_bytes(&bytes, Path::new("ten_minutes.wav")).expect("fits");
+    assert_eq!(audio.duration(), MAX_DURATION);
 }
