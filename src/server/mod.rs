@@ -357,6 +357,12 @@ pub async fn serve(
         tracker.wait().await;
     }
     force_close.cancel();
+    if shared {
+        // The balancer's health checks see `draining` and stop sending here before the
+        // connections close: a redirect of one of this node's calls, already on its way over
+        // a kept-alive connection, is still answered.
+        tokio::time::sleep(DRAIN_LINGER).await;
+    }
     http_done.cancel();
     match http.await {
         Ok(result) => result?,
@@ -373,6 +379,10 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// How long a drained node keeps answering HTTP after its streams are gone: a few of the
+/// balancer's health checks (`deploy/haproxy.cfg` checks every 500 ms).
+const DRAIN_LINGER: Duration = Duration::from_millis(1500);
 
 /// Renew this node's leases on the streams it carries until `stop`.
 async fn renew_stream_leases(node: CallServices, stop: CancellationToken) {
