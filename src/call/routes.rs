@@ -331,7 +331,7 @@ pub async fn dial_status(
     Ok(twiml_response(xml))
 }
 
-/// `GET /healthz`: liveness and store reachability.
+/// `GET /healthz`: liveness, store reachability and which Redis master the store uses.
 /// The process answers (200) whatever the store does: calls in the menus work without it. A
 /// store that does not answer makes the status `degraded`, so a monitor can tell callers who
 /// need a queue are hearing the apology path.
@@ -344,6 +344,9 @@ pub async fn healthz(State(state): State<CallServices>) -> impl IntoResponse {
         "status": if store_reachable { "ok" } else { "degraded" },
         "store": state.store.kind(),
         "store_reachable": store_reachable,
+        // The Redis master in use (host:port, never credentials): after a Sentinel failover,
+        // the promoted one.
+        "store_master": state.store.master_address(),
         "calls": state.calls.len(),
         "streams": state.tracker.len(),
     }))

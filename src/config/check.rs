@@ -151,6 +151,7 @@ pub fn check(loaded: &LoadedConfig) -> Report {
         findings: Vec::new(),
     };
     checker.server();
+    checker.store(loaded);
     checker.ivr();
     checker.nodes();
     checker.queues();
@@ -299,6 +300,14 @@ impl Checker<'_> {
                 format!("`{}` is not an http:// or https:// URL", server.public_url),
                 "give the base URL Twilio reaches this server at, e.g. \"https://ivr.example.org\"",
             );
+        }
+    }
+
+    /// `[store]`: one Redis form, Sentinel addresses, TLS settings (`super::store_forms`).
+    fn store(&mut self, loaded: &LoadedConfig) {
+        for problem in super::store_forms::problems(&self.config.store, |path| loaded.resolve(path))
+        {
+            self.error(&problem.at, problem.message, problem.hint);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod check;
 pub mod locate;
 pub mod model;
 mod parse_errors;
+pub mod store_forms;
 pub mod system_prompts;
 
 use std::path::{Path, PathBuf};

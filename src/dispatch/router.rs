@@ -190,9 +190,9 @@ struct LoopState {
     epoch: Option<String>,
     /// The store failed in an earlier round and has not answered a whole round since.
     store_failing: bool,
-    /// The agents' statuses as last read from the store, and when: after the store loses its
-    /// data, agents come back with these rather than all `offline`.
-    statuses: HashMap<String, AgentStatus>,
+    /// The agents' statuses (with when each was set) as last read from the store, and when:
+    /// after the store loses its data, agents come back with these rather than all `offline`.
+    statuses: HashMap<String, (AgentStatus, i64)>,
     statuses_read: Option<Instant>,
 }
 
@@ -615,6 +615,9 @@ impl Router {
     /// next round starts over.
     async fn dispatch_round(&self, state: &mut LoopState) -> Result<(), StoreError> {
         let now = (self.clock)();
+        // First: on a store that lost data (restarted, or a replica promoted by a failover),
+        // nothing is reserved before this node's agents and calls are back in it.
+        self.check_epoch(state, now).await?;
         let mut first_error = None;
         let policy = self.policy();
         for queue in policy.queue_names() {
@@ -649,7 +652,6 @@ impl Router {
             }
         }
         self.release_expired_pending().await?;
-        self.check_epoch(state, now).await?;
         self.snapshot_statuses(state).await?;
         self.refresh_waiters().await?;
         first_error.map_or(Ok(()), Err)
@@ -761,23 +763,40 @@ impl Router {
         }
     }
 
-    /// A new data epoch means the store lost its data (or this is the first round): register
-    /// the agents and put every waiting call back, with its original enqueue time.
+    /// A new data epoch means the store may have lost data (or this is the first round):
+    /// register the agents, give back the statuses the store lost, and put every waiting call
+    /// back, with its original enqueue time.
     async fn check_epoch(&self, state: &mut LoopState, now: Timestamp) -> Result<(), StoreError> {
         let epoch = self.store.data_epoch().await?;
         if state.epoch.as_deref() == Some(epoch.as_str()) {
             return Ok(());
         }
         let agent_ids = self.policy().agent_ids();
+        // What the store still knows: after a failover, usually everything but the last
+        // few writes; after an empty restart, nothing.
+        let kept: HashMap<String, (AgentStatus, i64)> = if state.epoch.is_some() {
+            self.store
+                .agents()
+                .await?
+                .into_iter()
+                .map(|agent| (agent.id, (agent.status, agent.status_changed_ms)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         if !agent_ids.is_empty() {
             self.store
                 .register_agents(&agent_ids, now.as_millisecond())
                 .await?;
         }
         if state.epoch.is_some() {
-            // The store lost its data: agents who were at their desks still are.
-            for (agent_id, status) in &state.statuses {
-                if *status != AgentStatus::Offline && agent_ids.contains(agent_id) {
+            // Agents who were at their desks still are: a status the store lost (the agent
+            // is gone, or has an older status than this node last read) is set again.
+            for (agent_id, (status, changed_ms)) in &state.statuses {
+                let lost = kept
+                    .get(agent_id)
+                    .is_none_or(|(kept, kept_ms)| kept != status && kept_ms < changed_ms);
+                if lost && *status != AgentStatus::Offline && agent_ids.contains(agent_id) {
                     self.store
                         .set_agent_status(agent_id, *status, now.as_millisecond())
                         .await?;
@@ -796,7 +815,7 @@ impl Router {
             tracing::warn!(
                 calls = count,
                 agents = agent_ids.len(),
-                "the store lost its data (Redis restarted empty?): agents registered and this node's waiting calls put back"
+                "the store's data changed hands (Redis restarted, or a failover promoted a replica): agents registered again, lost statuses restored and this node's waiting calls put back"
             );
         }
         state.epoch = Some(epoch);
@@ -816,7 +835,7 @@ impl Router {
         let agents = self.store.agents().await?;
         state.statuses = agents
             .into_iter()
-            .map(|agent| (agent.id, agent.status))
+            .map(|agent| (agent.id, (agent.status, agent.status_changed_ms)))
             .collect();
         state.statuses_read = Some(Instant::now());
         Ok(())

@@ -3,7 +3,9 @@
 //!
 //! One [`Store`] trait, two implementations: [`memory::MemoryStore`] (embedded, one node) and
 //! [`redis::RedisStore`] (several careline nodes sharing one Redis; Lua scripts make every
-//! multi-key change atomic). Both pass the same conformance suite (`conformance`), so the
+//! multi-key change atomic), reached as [`redis_access::RedisAccess`] says: one URL, or the
+//! master that Redis Sentinels name, followed through failovers (`redis_link`, `sentinel`),
+//! with credentials from the environment and optional TLS. Both pass the same conformance suite (`conformance`), so the
 //! server never knows which one it has. [`test_redis::TestRedis`] starts a throwaway
 //! `redis-server` for tests and benchmarks. [`stats`] says what the statistics count and what
 //! the figures mean. The Redis key schema is in `docs/redis.md`.
@@ -13,6 +15,9 @@
 
 pub mod memory;
 pub mod redis;
+pub mod redis_access;
+mod redis_link;
+pub mod sentinel;
 pub mod stats;
 pub mod test_redis;
 
@@ -237,6 +242,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The server this node's data goes to now, `host:port` without credentials (the Redis
+    /// master; `None` for the embedded store, or while Sentinels name no master).
+    fn master_address(&self) -> Option<String> {
+        None
+    }
 
     /// An id of the data the store holds, the same on every node. It changes when the store
     /// lost its data (Redis restarted empty): a node that sees a new epoch registers its agents
