@@ -358,9 +358,11 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
         .await
         .expect("register");
 
-    // Twelve callers, alternately on each node, queue while nobody is available; then three
-    // agents take calls 400 ms long.
+    // Twelve callers, alternately on each node, queue while nobody is available. Two agents
+    // take the first two calls, long ones that last through the failover; the third agent is
+    // on a break until the master has died. Later calls take 300 ms.
     let calls = 12;
+    let on_the_phone = 2;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut callers = tokio::task::JoinSet::new();
     for n in 0..calls {
@@ -370,15 +372,14 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
             .join(call.clone(), Timestamp::now())
             .await
             .expect("join");
-        callers.spawn(caller(
-            node,
-            call,
-            offers,
-            ledger.clone(),
-            Duration::from_millis(400),
-        ));
+        let talk = if n < on_the_phone {
+            Duration::from_secs(8)
+        } else {
+            Duration::from_millis(300)
+        };
+        callers.spawn(caller(node, call, offers, ledger.clone(), talk));
     }
-    for id in &ids {
+    for id in &ids[..on_the_phone] {
         stores[0]
             .set_agent_status(
                 id,
@@ -395,19 +396,32 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
         let calls = store.waiting("portal").await.ok()?;
         Some(calls.into_iter().map(|call| call.call_sid).collect())
     };
-    let before = eventually(
-        "every agent is on a call and nine callers wait",
-        async || {
-            let waiting = waiting_sids(&stores[0]).await?;
-            (waiting.len() == calls - agents).then_some(waiting)
-        },
-    )
+    let before = eventually("two agents are on calls and ten callers wait", async || {
+        let waiting = waiting_sids(&stores[0]).await?;
+        let answered = stores[0].agents().await.ok()?.iter().all(|agent| {
+            agent.status != AgentStatus::Available
+                || matches!(
+                    agent.activity,
+                    careline::store::AgentActivity::OnCall { .. }
+                )
+        });
+        (answered && waiting.len() == calls - on_the_phone).then_some(waiting)
+    })
     .await;
-    let expected: Vec<String> = (agents..calls).map(|n| format!("CA{n:02}")).collect();
+    let expected: Vec<String> = (on_the_phone..calls).map(|n| format!("CA{n:02}")).collect();
+    let talking = ledger
+        .lock()
+        .expect("ledger")
+        .agents_in_hand
+        .iter()
+        .find(|(_, call)| call.as_str() == "CA00")
+        .map(|(agent, _)| agent.clone())
+        .expect("CA00 is with an agent");
     assert_eq!(before, expected, "the queue is in arrival order");
 
-    // The replica must be able to lose a write, as asynchronous replication can: the last
-    // caller's join is taken out of it right after the master dies, before its promotion.
+    // The replica must be able to lose writes, as asynchronous replication can: right after
+    // the master dies, before its promotion, the last caller's join and the answer of the
+    // first call (its agent back to idle and available) are taken out of it.
     replica
         .cli(&["CONFIG", "SET", "replica-read-only", "no"])
         .expect("replica writable");
@@ -430,6 +444,31 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
         ])
         .expect("the replica forgets the last join");
     assert_eq!(forgotten, "1", "the replica had the last caller");
+    let unanswer = "local agent = cjson.decode(redis.call('HGET', KEYS[1], ARGV[1])) \
+         agent.state = 'idle' agent.call_sid = '' agent.since_ms = 0 \
+         redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(agent)) return agent.status";
+    let status = replica
+        .cli(&["EVAL", unanswer, "1", "{ha:routing}:agents", &talking])
+        .expect("the replica forgets the answer");
+    assert_eq!(status, "available");
+    // The third agent comes back from break as soon as the store answers again.
+    let back = {
+        let (store, nodes, agent) = (stores[1].clone(), nodes.clone(), ids[2].clone());
+        tokio::spawn(async move {
+            until_done!(
+                "back from break",
+                store.set_agent_status(
+                    &agent,
+                    AgentStatus::Available,
+                    Timestamp::now().as_millisecond()
+                )
+            );
+            for node in &nodes {
+                node.wake();
+            }
+            Instant::now()
+        })
+    };
 
     let promoted_at = eventually("a Sentinel names the replica as master", async || {
         (named_master(&sentinels[0]).as_deref() == Some(replica.address().as_str()))
@@ -442,6 +481,26 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
         waiting.contains(&last).then(Instant::now)
     })
     .await;
+    // The agent whose answer the new master lacked is on that call again.
+    let record = eventually("the lost answer is put back", async || {
+        let record = stores[1].agent(&talking).await.ok()??;
+        matches!(
+            record.activity,
+            careline::store::AgentActivity::OnCall { .. }
+        )
+        .then_some(record)
+    })
+    .await;
+    assert_eq!(
+        record.activity,
+        careline::store::AgentActivity::OnCall {
+            call_sid: "CA00".to_owned(),
+            since_ms: match record.activity {
+                careline::store::AgentActivity::OnCall { since_ms, .. } => since_ms,
+                _ => 0,
+            }
+        }
+    );
     {
         let offered = || -> HashSet<String> {
             ledger
@@ -539,15 +598,19 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
     .await;
     assert_eq!(relayed, ());
 
+    let answering_again = back.await.expect("the agent came back");
     let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis();
     println!(
-        "failover figures: master killed → replica promoted by the Sentinels {} ms; → first \
-         reservation on the new master {} ms; → the caller the new master lacked re-registered \
-         {} ms (promotion → re-registered {} ms)",
+        "failover figures (from the master's SIGKILL): replica promoted by the Sentinels \
+         {} ms; store answers again (a status change goes through) {} ms; the caller and the \
+         answer the new master lacked put back {} ms; first reservation on the new master {} ms \
+         (promotion → first reservation {} ms, of which {} ms settling after the new epoch)",
         ms(killed, promoted_at),
-        ms(killed, first_after),
+        ms(killed, answering_again),
         ms(killed, reregistered_at),
-        ms(promoted_at, reregistered_at),
+        ms(killed, first_after),
+        ms(promoted_at, first_after),
+        careline::dispatch::router::SETTLE_AFTER_NEW_EPOCH.as_millis(),
     );
     shutdown.cancel();
 }

@@ -22,6 +22,11 @@
 //!   the reservation is held [`PENDING_HOLD`] for that stream and released (the call removed,
 //!   the agent freed) if none comes.
 //! - **Handle times** per queue, for the estimated wait ([`HandleTimes`]).
+//! - **Offers and calls in progress** it handed out, by agent, until their outcome: should the
+//!   store lose them (a failover promoting a replica that missed the last writes), they are
+//!   put back ([`Store::restore_offer`]) before anything is reserved, and every node waits
+//!   [`SETTLE_AFTER_NEW_EPOCH`] before reserving, so that an agent ringing or talking on one
+//!   node is not offered a second call by another that noticed the change first.
 //!
 //! Waiters are also re-enqueued now and then ([`REFRESH_EVERY`]): a call whose next stream joined
 //! on this node while another node held the call as pending is taken out of the store when that
@@ -60,6 +65,11 @@ pub const ROUND_EVERY: Duration = Duration::from_secs(1);
 /// with this.) The cost is a store exchange per queue per round, only on nodes with callers
 /// waiting.
 pub const BUSY_ROUND_EVERY: Duration = Duration::from_millis(100);
+/// After the store's data epoch changed, how long a node reserves nothing: long enough for
+/// every other node to notice the change and put back the offers it handed out (a node finds
+/// the new master within the Sentinel pause, at most 1 s, and checks the epoch at its next
+/// round, at most [`ROUND_EVERY`] later).
+pub const SETTLE_AFTER_NEW_EPOCH: Duration = Duration::from_secs(2);
 /// How long a reservation for a call with no waiter here is kept for the call's next stream.
 pub const PENDING_HOLD: Duration = Duration::from_secs(10);
 /// How often each waiter's call is put in the store again (see the module documentation).
@@ -169,6 +179,15 @@ struct Calls {
     waiters: HashMap<String, Waiter>,
     /// By call id.
     pending: HashMap<String, Pending>,
+    /// By agent id: offers this node made (delivered or held) and calls it saw answered, until
+    /// their outcome. What goes back in the store if the store loses it.
+    engaged: HashMap<String, Engaged>,
+}
+
+struct Engaged {
+    call: QueuedCall,
+    since_ms: i64,
+    answered: bool,
 }
 
 struct Waiter {
@@ -194,6 +213,8 @@ struct LoopState {
     /// after the store loses its data, agents come back with these rather than all `offline`.
     statuses: HashMap<String, (AgentStatus, i64)>,
     statuses_read: Option<Instant>,
+    /// No reservation before this: the data epoch changed a moment ago.
+    settle_until: Option<Instant>,
 }
 
 impl Router {
@@ -402,7 +423,14 @@ impl Router {
     /// that cannot be reached now is retried by the loop: the call stays under this node with no
     /// waiter, so it is reserved and released like any call nobody is waiting for.
     pub async fn leave(&self, call_sid: &str, reason: LeaveReason) {
-        self.calls().waiters.remove(call_sid);
+        {
+            let mut calls = self.calls();
+            calls.waiters.remove(call_sid);
+            // A hang-up while ringing frees the agent; an answered call ends by its outcome.
+            calls
+                .engaged
+                .retain(|_, engaged| engaged.answered || engaged.call.call_sid != call_sid);
+        }
         match self.store.remove_call(call_sid).await {
             Ok(removed) => {
                 self.calls().pending.remove(call_sid);
@@ -441,6 +469,18 @@ impl Router {
         self.wake();
     }
 
+    /// The offer of `call_sid` to `agent_id` has its outcome: nothing to put back any more.
+    fn disengage(&self, agent_id: &str, call_sid: &str) {
+        let mut calls = self.calls();
+        if calls
+            .engaged
+            .get(agent_id)
+            .is_some_and(|engaged| engaged.call.call_sid == call_sid)
+        {
+            calls.engaged.remove(agent_id);
+        }
+    }
+
     /// Something changed (an agent became available, a call joined): a round runs at once.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -456,6 +496,12 @@ impl Router {
         self.store
             .offer_answered(agent_id, call_sid, now.as_millisecond())
             .await?;
+        if let Some(engaged) = self.calls().engaged.get_mut(agent_id)
+            && engaged.call.call_sid == call_sid
+        {
+            engaged.answered = true;
+            engaged.since_ms = now.as_millisecond();
+        }
         self.publish(EventKind::Call, Change::Answered, |event| {
             event.agent(agent_id).call(call_sid)
         });
@@ -474,6 +520,7 @@ impl Router {
             .store
             .offer_missed(agent_id, call, MAX_MISSED_OFFERS, now.as_millisecond())
             .await?;
+        self.disengage(agent_id, &call.call_sid);
         self.publish(EventKind::Call, Change::Missed, |event| {
             event
                 .queue(&call.queue)
@@ -514,6 +561,7 @@ impl Router {
                 now_ms,
             )
             .await?;
+        self.disengage(agent_id, call_sid);
         self.publish(EventKind::Call, Change::Finished, |event| {
             event.queue(queue).agent(agent_id).call(call_sid)
         });
@@ -535,6 +583,7 @@ impl Router {
             store_failing: false,
             statuses: HashMap::new(),
             statuses_read: None,
+            settle_until: None,
         };
         // Another node freeing an agent or queuing a call wakes this one at once, instead of at
         // its next timed round (one Redis round trip rather than up to a round's period).
@@ -620,7 +669,10 @@ impl Router {
         self.check_epoch(state, now).await?;
         let mut first_error = None;
         let policy = self.policy();
-        for queue in policy.queue_names() {
+        let settling = state
+            .settle_until
+            .is_some_and(|until| Instant::now() < until);
+        for queue in policy.queue_names().filter(|_| !settling) {
             let candidates = policy.candidates(queue, now);
             if candidates.is_empty() {
                 continue;
@@ -670,6 +722,14 @@ impl Router {
         });
         let mut calls = self.calls();
         let call_sid = reservation.call.call_sid.clone();
+        calls.engaged.insert(
+            reservation.agent_id.clone(),
+            Engaged {
+                call: reservation.call.clone(),
+                since_ms: reservation.reserved_at_ms,
+                answered: false,
+            },
+        );
         let reservation = match calls.waiters.remove(&call_sid) {
             Some(waiter) => match waiter.deliver.send(reservation) {
                 Ok(()) => {
@@ -727,6 +787,7 @@ impl Router {
     async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
         let call_sid = &reservation.call.call_sid;
         self.store.remove_call(call_sid).await?;
+        self.disengage(&reservation.agent_id, call_sid);
         self.publish(EventKind::Call, Change::Released, |event| {
             event
                 .queue(&reservation.call.queue)
@@ -752,6 +813,10 @@ impl Router {
     async fn release_all_pending(&self) {
         let held: Vec<Pending> = self.calls().pending.drain().map(|(_, p)| p).collect();
         for pending in held {
+            self.disengage(
+                &pending.reservation.agent_id,
+                &pending.reservation.call.call_sid,
+            );
             if let Err(error) = self
                 .store
                 .remove_call(&pending.reservation.call.call_sid)
@@ -803,6 +868,10 @@ impl Router {
                 }
             }
         }
+        if state.epoch.is_some() {
+            self.restore_offers(now).await?;
+            state.settle_until = Some(Instant::now() + SETTLE_AFTER_NEW_EPOCH);
+        }
         let waiting: Vec<QueuedCall> = self
             .calls()
             .waiters
@@ -821,6 +890,40 @@ impl Router {
         state.epoch = Some(epoch);
         // The agents are back (as the store now has them): match them at once.
         self.wake();
+        Ok(())
+    }
+
+    /// Put back in the store the offers and calls in progress this node handed out, which the
+    /// store may have lost: their agents must not be offered another call.
+    async fn restore_offers(&self, now: Timestamp) -> Result<(), StoreError> {
+        let engaged: Vec<(String, QueuedCall, bool, i64)> = self
+            .calls()
+            .engaged
+            .iter()
+            .map(|(agent, engaged)| {
+                (
+                    agent.clone(),
+                    engaged.call.clone(),
+                    engaged.answered,
+                    engaged.since_ms,
+                )
+            })
+            .collect();
+        for (agent_id, call, answered, since_ms) in engaged {
+            let held = self
+                .store
+                .restore_offer(
+                    &agent_id,
+                    &call,
+                    answered,
+                    since_ms.min(now.as_millisecond()),
+                )
+                .await?;
+            if !held {
+                tracing::warn!(agent = %agent_id, call_sid = %call.call_sid,
+                    "after the store's data changed hands, an agent this node offered a call holds another one");
+            }
+        }
         Ok(())
     }
 

@@ -346,6 +346,21 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
+    /// After the store lost data (a new [`Store::data_epoch`]: a failover promoted a replica
+    /// that missed the last writes, or Redis restarted), put back an offer (`answered` false)
+    /// or a call in progress (`answered` true) that this node handed out: the agent holds
+    /// `call` again, reserved for it since `since_ms` (the call is stored as reserved, out of
+    /// its queue) or on it (the call leaves the store). An agent who now holds another call
+    /// is left as they are: returns whether the agent holds `call`. Status, idle time and the
+    /// count of calls today are untouched.
+    async fn restore_offer(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        answered: bool,
+        since_ms: i64,
+    ) -> Result<bool, StoreError>;
+
     // --- statistics (counters per queue and per call; see `stats` and docs/redis.md) ---
 
     /// Count `event` for `queue` in the UTC day and the 15-minute interval of `now_ms`.

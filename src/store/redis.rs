@@ -126,6 +126,7 @@ struct Scripts {
     offer_answered: Script,
     offer_missed: Script,
     call_finished: Script,
+    restore_offer: Script,
     set_agent_status: Script,
     register_agents: Script,
     data_epoch: Script,
@@ -149,6 +150,7 @@ impl Scripts {
             offer_answered: routing_script!("offer_answered.lua"),
             offer_missed: routing_script!("offer_missed.lua"),
             call_finished: routing_script!("call_finished.lua"),
+            restore_offer: routing_script!("restore_offer.lua"),
             set_agent_status: routing_script!("set_agent_status.lua"),
             register_agents: Script::new(include_str!("lua/register_agents.lua")),
             data_epoch: Script::new(include_str!("lua/data_epoch.lua")),
@@ -1000,6 +1002,43 @@ impl Store for RedisStore {
             .arg(day_of(now_ms));
         self.run(&invocation).await?;
         Ok(())
+    }
+
+    async fn restore_offer(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        answered: bool,
+        since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let stored = serde_json::to_string(&StoredCall {
+            call_sid: call.call_sid.clone(),
+            queue: call.queue.clone(),
+            node: call.node.clone(),
+            enqueued_at_ms: call.enqueued_at_ms,
+            priority: call.priority,
+            verification_failed: call.verification_failed,
+            rank: rank(call),
+        })
+        .map_err(|error| corrupt(&self.keys.calls, format!("a call: {error}")))?;
+        let mut invocation = self.scripts.restore_offer.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .arg(agent_id)
+            .arg(&call.call_sid)
+            .arg(if answered { "on_call" } else { "reserved" })
+            .arg(since_ms)
+            .arg(stored);
+        // Safe to repeat: a second run finds the agent holding the call and changes nothing.
+        let held = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.agents,
+            "a restored offer",
+        )?;
+        Ok(held == 1)
     }
 
     async fn record_queue_stat(
