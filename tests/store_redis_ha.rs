@@ -24,7 +24,9 @@ use careline::config::Config;
 use careline::dispatch::router::Router;
 use careline::store::redis::RedisStore;
 use careline::store::redis_access::{Credentials, HostPort, RedisAccess};
-use careline::store::test_redis::{TestCertificates, TestRedis, TestRedisOptions};
+use careline::store::test_redis::{
+    TestCertificates, TestRedis, TestRedisOptions, TestSentinelOptions,
+};
 use careline::store::{AgentStatus, QueuedCall, Reservation, Store, StoreError};
 use careline::telemetry::{Change, ChangeEvent, EventBus, EventKind};
 use jiff::Timestamp;
@@ -290,7 +292,10 @@ async fn after_the_master_dies_the_sentinels_promote_the_replica_and_every_calle
     })
     .await;
     let sentinels: Vec<TestRedis> = (0..3)
-        .map(|_| TestRedis::sentinel("careline", master.port(), 2, None, None).expect("a sentinel"))
+        .map(|_| {
+            TestRedis::sentinel("careline", master.port(), 2, TestSentinelOptions::default())
+                .expect("a sentinel")
+        })
         .collect();
     // A failover needs the Sentinels to know the replica and each other (they meet through
     // the master every two seconds).
@@ -720,9 +725,17 @@ async fn sentinels_and_the_master_they_name_take_the_same_credentials_by_default
     })) else {
         return;
     };
-    let sentinel =
-        TestRedis::sentinel("careline", master.port(), 1, Some(password), Some(password))
-            .expect("a sentinel with a password");
+    let sentinel = TestRedis::sentinel(
+        "careline",
+        master.port(),
+        1,
+        TestSentinelOptions {
+            master_password: Some(password.to_owned()),
+            password: Some(password.to_owned()),
+            tls: None,
+        },
+    )
+    .expect("a sentinel with a password");
     let address: HostPort = sentinel.address().parse().expect("host:port");
 
     let with_password = RedisAccess::sentinels(vec![address.clone()], "careline")
@@ -915,6 +928,66 @@ async fn over_tls_careline_trusts_the_private_ca_it_is_given_and_refuses_another
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn over_tls_the_sentinels_and_the_master_they_name_are_reached_with_the_private_ca() {
+    let _logs = logs();
+    let certificates = tempfile::tempdir().expect("a temporary directory");
+    let tls = match TestCertificates::generate(certificates.path()) {
+        Ok(tls) => tls,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("skipped: {error}");
+            return;
+        }
+        Err(error) => panic!("test certificates: {error}"),
+    };
+    let Some(master) = started(TestRedis::start_with(TestRedisOptions {
+        tls: Some(tls.clone()),
+        ..TestRedisOptions::default()
+    })) else {
+        return;
+    };
+    let master_tls_port = master.tls_port().expect("a TLS port");
+    let sentinel = TestRedis::sentinel(
+        "careline",
+        master_tls_port,
+        1,
+        TestSentinelOptions {
+            tls: Some(tls.clone()),
+            ..TestSentinelOptions::default()
+        },
+    )
+    .expect("a TLS sentinel");
+    let address: HostPort = sentinel
+        .tls_address()
+        .expect("a TLS port")
+        .parse()
+        .expect("host:port");
+
+    let access = RedisAccess::sentinels(vec![address.clone()], "careline")
+        .with_sentinel_tls(true)
+        .with_tls_ca_file(&tls.ca)
+        .expect("the CA file reads");
+    let store = RedisStore::open(&access, "careline")
+        .await
+        .expect("the master through a TLS Sentinel, over TLS");
+    assert_eq!(
+        store.master_address(),
+        master.tls_address(),
+        "the master's TLS port, as the Sentinel names it"
+    );
+    store.ping().await.expect("ping over TLS");
+
+    let untrusted = RedisAccess::sentinels(vec![address], "careline")
+        .with_sentinel_tls(true)
+        .with_tls_ca_file(&tls.other_ca)
+        .expect("the other CA file reads");
+    let refused = match RedisStore::open(&untrusted, "careline").await {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("careline trusted a Sentinel its CA did not sign"),
+    };
+    assert!(refused.contains("certificate"), "{refused}");
 }
 
 #[test]

@@ -50,6 +50,18 @@ pub struct TestRedisOptions {
     pub replica_of: Option<u16>,
 }
 
+/// How a test Sentinel is set up beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct TestSentinelOptions {
+    /// What the Sentinel authenticates to the master and replicas with (`auth-pass`).
+    pub master_password: Option<String>,
+    /// What the Sentinel's own clients must give (`requirepass`).
+    pub password: Option<String>,
+    /// Also serve TLS on a port of its own, and reach the master over TLS (then the master's
+    /// port given is its TLS port).
+    pub tls: Option<TestCertificates>,
+}
+
 /// A test CA, a server certificate it signed (for `127.0.0.1` and `localhost`) and a second,
 /// unrelated CA, as PEM files.
 #[derive(Clone, Debug)]
@@ -163,14 +175,11 @@ impl TestRedis {
     /// Start a Sentinel of our own on a free port, watching the test master on `master_port`
     /// as `master_name`, with `quorum` Sentinels needed to agree that it is down. A master
     /// that does not answer for a second is down; a failover may be retried after three.
-    /// `master_password` is what the Sentinel authenticates to the master and replicas with;
-    /// `own_password`, what its own clients must give (`requirepass`).
     pub fn sentinel(
         master_name: &str,
         master_port: u16,
         quorum: u32,
-        master_password: Option<&str>,
-        own_password: Option<&str>,
+        options: TestSentinelOptions,
     ) -> io::Result<TestRedis> {
         let mut conf = format!(
             "sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}\n\
@@ -178,17 +187,18 @@ impl TestRedis {
              sentinel failover-timeout {master_name} 3000\n\
              sentinel parallel-syncs {master_name} 1\n"
         );
-        if let Some(password) = master_password {
+        if let Some(password) = &options.master_password {
             conf.push_str(&format!("sentinel auth-pass {master_name} {password}\n"));
         }
-        if let Some(password) = own_password {
+        if let Some(password) = &options.password {
             conf.push_str(&format!("requirepass {password}\n"));
         }
-        let options = TestRedisOptions {
-            password: own_password.map(str::to_owned),
+        let server_options = TestRedisOptions {
+            password: options.password,
+            tls: options.tls,
             ..TestRedisOptions::default()
         };
-        TestRedis::start_server(options, Some(conf))
+        TestRedis::start_server(server_options, Some(conf))
     }
 
     fn start_server(options: TestRedisOptions, sentinel: Option<String>) -> io::Result<TestRedis> {
@@ -197,27 +207,36 @@ impl TestRedis {
         for _ in 0..5 {
             let dir = fresh_dir()?;
             let port = free_port()?;
+            let tls_port = match options.tls {
+                Some(_) => Some(free_port()?),
+                None => None,
+            };
             let sentinel_conf = match &sentinel {
                 Some(monitor) => {
                     let conf = dir.join("sentinel.conf");
-                    std::fs::write(
-                        &conf,
-                        format!(
-                            "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n{monitor}",
-                            dir.display(),
-                            dir.join("redis.log").display()
-                        ),
-                    )?;
+                    let mut text = format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nlogfile {}\n",
+                        dir.display(),
+                        dir.join("redis.log").display()
+                    );
+                    if let (Some(tls), Some(tls_port)) = (&options.tls, tls_port) {
+                        text.push_str(&format!(
+                            "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                             tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+                            tls.server_cert.display(),
+                            tls.server_key.display(),
+                            tls.ca.display()
+                        ));
+                    }
+                    text.push_str(monitor);
+                    std::fs::write(&conf, text)?;
                     Some(conf)
                 }
                 None => None,
             };
             let mut redis = TestRedis {
                 port,
-                tls_port: match options.tls {
-                    Some(_) => Some(free_port()?),
-                    None => None,
-                },
+                tls_port,
                 dir,
                 server: None,
                 options: options.clone(),
@@ -246,6 +265,15 @@ impl TestRedis {
     /// `127.0.0.1:PORT`, as Sentinels and `[store] sentinels` write it.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:TLS-PORT`, when the server serves TLS.
+    pub fn tls_address(&self) -> Option<String> {
+        self.tls_port.map(|port| format!("127.0.0.1:{port}"))
+    }
+
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     /// Send one command with `redis-cli` (authenticated as the `default` user when the server
