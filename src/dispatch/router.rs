@@ -14,9 +14,10 @@
 //!
 //! - **Waiters**: one per joined call, until its reservation is delivered (one reservation per
 //!   join) or the call leaves. They are also the record of what to put back in the store should
-//!   it lose its data: the store's data epoch is checked every round, and a new epoch (Redis
-//!   restarted empty) means registering the agents again and re-enqueueing every waiter with its
-//!   original enqueue time, so callers get their old places back.
+//!   it lose its data: the store's data epoch is checked at the start of every round, and a new
+//!   epoch (Redis restarted, or a failover promoted a replica) means registering the agents
+//!   again and re-enqueueing every waiter with its original enqueue time, so callers get their
+//!   old places back.
 //! - **Pending reservations**: a reservation for a call with no waiter here. After an unanswered
 //!   offer the call is back at the front of its queue before its next media stream has joined;
 //!   the reservation is held [`PENDING_HOLD`] for that stream and released (the call removed,

@@ -250,8 +250,10 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// An id of the data the store holds, the same on every node. It changes when the store
-    /// lost its data (Redis restarted empty): a node that sees a new epoch registers its agents
-    /// again and re-enqueues the calls it is carrying, with their original enqueue times.
+    /// may have lost data (Redis restarted, or a failover promoted a replica that may lack the
+    /// last writes): a node that sees a new epoch registers its agents again, puts back the
+    /// offers it handed out and re-enqueues the calls it is carrying, with their original
+    /// enqueue times.
     async fn data_epoch(&self) -> Result<String, StoreError>;
 
     // --- queues ---
