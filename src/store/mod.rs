@@ -222,7 +222,10 @@ pub fn callback_order(a: &CallbackRequest, b: &CallbackRequest) -> std::cmp::Ord
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached: callers who need it get the closed/apology path.
-    #[error("the store is unreachable: {0} (check that Redis is running and [store] url)")]
+    #[error(
+        "the store is unreachable: {0} (check that Redis is running and [store] url, or \
+         sentinels and master_name)"
+    )]
     Unavailable(String),
     /// The store answered with something careline did not write.
     #[error("the store holds unexpected data at {key}: {detail}")]

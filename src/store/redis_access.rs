@@ -41,9 +41,12 @@ impl Credentials {
         }
     }
 
-    /// The credentials two environment variables hold: `None` without a password.
+    /// The credentials two environment variables hold: `None` without a password (unset or
+    /// empty).
     fn from_env(username_var: &str, password_var: &str) -> Option<Credentials> {
-        let password = std::env::var(password_var).ok()?;
+        let password = std::env::var(password_var)
+            .ok()
+            .filter(|password| !password.is_empty())?;
         let username = std::env::var(username_var).ok();
         Some(Credentials::new(username.as_deref(), &password))
     }
