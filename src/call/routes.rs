@@ -461,7 +461,7 @@ async fn end_call(state: &CallServices, call_sid: &str) {
     }
 }
 
-/// `GET /healthz`: liveness and store reachability.
+/// `GET /healthz`: liveness, store reachability and which Redis master the store uses.
 /// The process answers (200) whatever the store does: calls in the menus work without it. A
 /// store that does not answer makes the status `degraded`, so a monitor can tell callers who
 /// need a queue are hearing the apology path. A draining node answers 503 `draining`, so a
@@ -489,6 +489,9 @@ pub async fn healthz(State(state): State<CallServices>) -> Response {
             "node": state.calls.node_id(),
             "store": state.store.kind(),
             "store_reachable": store_reachable,
+            // The Redis master in use (host:port, never credentials): after a Sentinel
+            // failover, the promoted one.
+            "store_master": state.store.master_address(),
             "streams": state.calls.streams_here(),
             "sessions": state.tracker.len(),
         })),

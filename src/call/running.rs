@@ -40,7 +40,7 @@ impl FixedSettings {
         FixedSettings {
             listen: config.server.listen.clone(),
             public_url: config.server.public_url.clone(),
-            store: format!("{:?}/{}", config.store.url, config.store.key_prefix),
+            store: format!("{:?}", config.store),
             identity: format!("{:?}{:?}", config.identity, config.password_reset),
         }
     }

@@ -154,6 +154,7 @@ pub fn check(loaded: &LoadedConfig) -> Report {
         findings: Vec::new(),
     };
     checker.server();
+    checker.store(loaded);
     checker.ivr();
     checker.nodes();
     checker.queues();
@@ -327,6 +328,14 @@ impl Checker<'_> {
             server.shutdown_grace_secs,
             &limits::SHUTDOWN_GRACE_SECS,
         );
+    }
+
+    /// `[store]`: one Redis form, Sentinel addresses, TLS settings (`super::store_forms`).
+    fn store(&mut self, loaded: &LoadedConfig) {
+        for problem in super::store_forms::problems(&self.config.store, |path| loaded.resolve(path))
+        {
+            self.error(&problem.at, problem.message, problem.hint);
+        }
     }
 
     fn ivr(&mut self) {

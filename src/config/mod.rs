@@ -10,6 +10,7 @@ pub mod limits;
 pub mod locate;
 pub mod model;
 mod parse_errors;
+pub mod store_forms;
 pub mod system_prompts;
 
 use std::path::{Path, PathBuf};

@@ -59,11 +59,23 @@ fn default_drain_secs() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Absent: the embedded in-memory store (one node).
+    /// Absent (and no `sentinels`): the embedded in-memory store (one node).
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// `host:port` of each Redis Sentinel, instead of `url`.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under.
+    #[serde(default)]
+    pub master_name: Option<String>,
+    /// TLS to the Sentinels and to the master they name.
+    #[serde(default)]
+    pub sentinels_tls: bool,
+    /// PEM file of a private CA for `rediss://` and TLS Sentinels; relative to the config file.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -71,6 +83,10 @@ impl Default for StoreConfig {
         StoreConfig {
             url: None,
             key_prefix: default_key_prefix(),
+            sentinels: Vec::new(),
+            master_name: None,
+            sentinels_tls: false,
+            tls_ca: None,
         }
     }
 }

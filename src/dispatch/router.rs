@@ -14,14 +14,20 @@
 //!
 //! - **Waiters**: one per joined call, until its reservation is delivered (one reservation per
 //!   join) or the call leaves. They are also the record of what to put back in the store should
-//!   it lose its data: the store's data epoch is checked every round, and a new epoch (Redis
-//!   restarted empty) means registering the agents again and re-enqueueing every waiter with its
-//!   original enqueue time, so callers get their old places back.
+//!   it lose its data: the store's data epoch is checked at the start of every round, and a new
+//!   epoch (Redis restarted, or a failover promoted a replica) means registering the agents
+//!   again and re-enqueueing every waiter with its original enqueue time, so callers get their
+//!   old places back.
 //! - **Pending reservations**: a reservation for a call with no waiter here. After an unanswered
 //!   offer the call is back at the front of its queue before its next media stream has joined;
 //!   the reservation is held [`PENDING_HOLD`] for that stream and released (the call removed,
 //!   the agent freed) if none comes.
 //! - **Handle times** per queue, for the estimated wait ([`HandleTimes`]).
+//! - **Offers and calls in progress** it handed out, by agent, until their outcome: should the
+//!   store lose them (a failover promoting a replica that missed the last writes), they are
+//!   put back ([`Store::restore_offer`]) before anything is reserved, and every node waits
+//!   [`SETTLE_AFTER_NEW_EPOCH`] before reserving, so that an agent ringing or talking on one
+//!   node is not offered a second call by another that noticed the change first.
 //!
 //! Waiters are also re-enqueued now and then ([`REFRESH_EVERY`]): a call whose next stream joined
 //! on this node while another node held the call as pending is taken out of the store when that
@@ -43,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use super::eligibility::QueuePolicy;
 use crate::config::Config;
 use crate::routing::estimate::HandleTimes;
+use crate::store::call_record::{CONNECTED_DEADLINE_MS, RING_GRACE_MS};
 use crate::store::stats::QueueStatEvent;
 use crate::store::{
     AgentStatus, CallStep, Enqueued, MissedOffer, QueuedCall, Reservation, Store, StoreError,
@@ -62,6 +69,11 @@ pub const ROUND_EVERY: Duration = Duration::from_secs(1);
 /// with this.) The cost is a store exchange per queue per round, only on nodes with callers
 /// waiting.
 pub const BUSY_ROUND_EVERY: Duration = Duration::from_millis(100);
+/// After the store's data epoch changed, how long a node reserves nothing: long enough for
+/// every other node to notice the change and put back the offers it handed out (a node finds
+/// the new master within the Sentinel pause, at most 1 s, and checks the epoch at its next
+/// round, at most [`ROUND_EVERY`] later).
+pub const SETTLE_AFTER_NEW_EPOCH: Duration = Duration::from_secs(2);
 /// How long a reservation for a call with no waiter here is kept for the call's next stream.
 pub const PENDING_HOLD: Duration = Duration::from_secs(10);
 /// How often, and how many times, a failed join is taken out of a store that did not answer.
@@ -80,7 +92,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// made available, or a call queued or put back. `false` once the event bus is gone.
 async fn remote_change(
     elsewhere: &mut Option<tokio::sync::broadcast::Receiver<ChangeEvent>>,
-) -> bool {
+) -> RemoteChange {
     let Some(receiver) = elsewhere else {
         return std::future::pending().await;
     };
@@ -98,14 +110,25 @@ async fn remote_change(
                         | Change::Abandoned
                         | Change::Joined
                 ) {
-                    return true;
+                    return RemoteChange::Event(event);
                 }
             }
             // Missed some: one round covers whatever they were.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                return RemoteChange::Missed;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return RemoteChange::Gone,
         }
     }
+}
+
+/// What [`remote_change`] saw.
+enum RemoteChange {
+    Event(ChangeEvent),
+    /// Some events were missed.
+    Missed,
+    /// The event bus is gone.
+    Gone,
 }
 
 /// How often the router notes the agents' statuses, to restore them if the store loses its data.
@@ -184,6 +207,15 @@ struct Calls {
     waiters: HashMap<String, Waiter>,
     /// By call id.
     pending: HashMap<String, Pending>,
+    /// By agent id: offers this node made (delivered or held) and calls it saw answered, until
+    /// their outcome. What goes back in the store if the store loses it.
+    engaged: HashMap<String, Engaged>,
+}
+
+struct Engaged {
+    call: QueuedCall,
+    since_ms: i64,
+    answered: bool,
 }
 
 struct Waiter {
@@ -205,14 +237,16 @@ struct LoopState {
     epoch: Option<String>,
     /// The store failed in an earlier round and has not answered a whole round since.
     store_failing: bool,
-    /// The agents' statuses as last read from the store, and when: after the store loses its
-    /// data, agents come back with these rather than all `offline`.
-    statuses: HashMap<String, AgentStatus>,
+    /// The agents' statuses (with when each was set) as last read from the store, and when:
+    /// after the store loses its data, agents come back with these rather than all `offline`.
+    statuses: HashMap<String, (AgentStatus, i64)>,
     statuses_read: Option<Instant>,
     /// When the next look for expired call records may run: every [`EXPIRY_EVERY`], and not
     /// until the nodes have renewed their leases after the store failed (a record whose
     /// renewals an outage held up is not a lost call).
     expiry_after: Instant,
+    /// No reservation before this: the data epoch changed a moment ago.
+    settle_until: Option<Instant>,
 }
 
 impl Router {
@@ -437,7 +471,14 @@ impl Router {
     /// that cannot be reached now is retried by the loop: the call stays under this node with no
     /// waiter, so it is reserved and released like any call nobody is waiting for.
     pub async fn leave(&self, call_sid: &str, reason: LeaveReason) {
-        self.calls().waiters.remove(call_sid);
+        {
+            let mut calls = self.calls();
+            calls.waiters.remove(call_sid);
+            // A hang-up while ringing frees the agent; an answered call ends by its outcome.
+            calls
+                .engaged
+                .retain(|_, engaged| engaged.answered || engaged.call.call_sid != call_sid);
+        }
         match self.store.remove_call(call_sid).await {
             Ok(removed) => {
                 self.calls().pending.remove(call_sid);
@@ -511,6 +552,18 @@ impl Router {
         tracing::warn!(%call_sid, "a failed join could not be withdrawn; the record's deadline releases it");
     }
 
+    /// The offer of `call_sid` to `agent_id` has its outcome: nothing to put back any more.
+    fn disengage(&self, agent_id: &str, call_sid: &str) {
+        let mut calls = self.calls();
+        if calls
+            .engaged
+            .get(agent_id)
+            .is_some_and(|engaged| engaged.call.call_sid == call_sid)
+        {
+            calls.engaged.remove(agent_id);
+        }
+    }
+
     /// Something changed (an agent became available, a call joined): a round runs at once.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -526,6 +579,12 @@ impl Router {
         self.store
             .offer_answered(agent_id, call_sid, now.as_millisecond())
             .await?;
+        if let Some(engaged) = self.calls().engaged.get_mut(agent_id)
+            && engaged.call.call_sid == call_sid
+        {
+            engaged.answered = true;
+            engaged.since_ms = now.as_millisecond();
+        }
         self.publish(EventKind::Call, Change::Answered, |event| {
             event.agent(agent_id).call(call_sid)
         });
@@ -544,6 +603,7 @@ impl Router {
             .store
             .offer_missed(agent_id, call, MAX_MISSED_OFFERS, now.as_millisecond())
             .await?;
+        self.disengage(agent_id, &call.call_sid);
         self.publish(EventKind::Call, Change::Missed, |event| {
             event
                 .queue(&call.queue)
@@ -584,6 +644,7 @@ impl Router {
                 now_ms,
             )
             .await?;
+        self.disengage(agent_id, call_sid);
         self.publish(EventKind::Call, Change::Finished, |event| {
             event.queue(queue).agent(agent_id).call(call_sid)
         });
@@ -606,6 +667,7 @@ impl Router {
             statuses: HashMap::new(),
             statuses_read: None,
             expiry_after: Instant::now(),
+            settle_until: None,
         };
         // Another node freeing an agent or queuing a call wakes this one at once, instead of at
         // its next timed round (one Redis round trip rather than up to a round's period).
@@ -624,10 +686,18 @@ impl Router {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(next_round) => {}
-                changed = remote_change(&mut elsewhere) => {
-                    if !changed {
-                        elsewhere = None;
+                change = remote_change(&mut elsewhere) => match change {
+                    // Any node answers a call's dial status: an offer this node made may have
+                    // its outcome on another, and is then nothing to put back any more.
+                    RemoteChange::Event(event) => {
+                        if matches!(event.change, Change::Finished | Change::Missed | Change::Released)
+                            && let (Some(agent), Some(call)) = (&event.agent, &event.call)
+                        {
+                            self.disengage(agent, call);
+                        }
                     }
+                    RemoteChange::Missed => {}
+                    RemoteChange::Gone => elsewhere = None,
                 }
             }
             // A round is never cut short: a reservation the store made must reach its waiter.
@@ -690,9 +760,15 @@ impl Router {
     /// next round starts over.
     async fn dispatch_round(&self, state: &mut LoopState) -> Result<(), StoreError> {
         let now = (self.clock)();
+        // First: on a store that lost data (restarted, or a replica promoted by a failover),
+        // nothing is reserved before this node's agents and calls are back in it.
+        self.check_epoch(state, now).await?;
         let mut first_error = None;
         let policy = self.policy();
-        for queue in policy.queue_names() {
+        let settling = state
+            .settle_until
+            .is_some_and(|until| Instant::now() < until);
+        for queue in policy.queue_names().filter(|_| !settling) {
             let candidates = policy.candidates(queue, now);
             if candidates.is_empty() {
                 continue;
@@ -724,7 +800,6 @@ impl Router {
             }
         }
         self.release_expired_pending().await?;
-        self.check_epoch(state, now).await?;
         self.snapshot_statuses(state).await?;
         self.expire_lost_calls(state, now).await?;
         self.refresh_waiters().await?;
@@ -749,6 +824,14 @@ impl Router {
     fn hand_over(&self, reservation: Reservation) {
         let mut calls = self.calls();
         let call_sid = reservation.call.call_sid.clone();
+        calls.engaged.insert(
+            reservation.agent_id.clone(),
+            Engaged {
+                call: reservation.call.clone(),
+                since_ms: reservation.reserved_at_ms,
+                answered: false,
+            },
+        );
         let reservation = match calls.waiters.remove(&call_sid) {
             Some(waiter) => match waiter.deliver.send(reservation) {
                 Ok(()) => {
@@ -805,11 +888,12 @@ impl Router {
 
     async fn release(&self, reservation: &Reservation) -> Result<(), StoreError> {
         let call_sid = &reservation.call.call_sid;
-        if !self
+        let released = self
             .store
             .remove_call_of_node(call_sid, &self.node_id)
-            .await?
-        {
+            .await?;
+        self.disengage(&reservation.agent_id, call_sid);
+        if !released {
             tracing::debug!(%call_sid, "a held reservation's call moved to another node; left to it");
             return Ok(());
         }
@@ -838,6 +922,10 @@ impl Router {
     async fn release_all_pending(&self) {
         let held: Vec<Pending> = self.calls().pending.drain().map(|(_, p)| p).collect();
         for pending in held {
+            self.disengage(
+                &pending.reservation.agent_id,
+                &pending.reservation.call.call_sid,
+            );
             if let Err(error) = self
                 .store
                 .remove_call_of_node(&pending.reservation.call.call_sid, &self.node_id)
@@ -849,28 +937,49 @@ impl Router {
         }
     }
 
-    /// A new data epoch means the store lost its data (or this is the first round): register
-    /// the agents and put every waiting call back, with its original enqueue time.
+    /// A new data epoch means the store may have lost data (or this is the first round):
+    /// register the agents, give back the statuses the store lost, and put every waiting call
+    /// back, with its original enqueue time.
     async fn check_epoch(&self, state: &mut LoopState, now: Timestamp) -> Result<(), StoreError> {
         let epoch = self.store.data_epoch().await?;
         if state.epoch.as_deref() == Some(epoch.as_str()) {
             return Ok(());
         }
         let agent_ids = self.policy().agent_ids();
+        // What the store still knows: after a failover, usually everything but the last
+        // few writes; after an empty restart, nothing.
+        let kept: HashMap<String, (AgentStatus, i64)> = if state.epoch.is_some() {
+            self.store
+                .agents()
+                .await?
+                .into_iter()
+                .map(|agent| (agent.id, (agent.status, agent.status_changed_ms)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         if !agent_ids.is_empty() {
             self.store
                 .register_agents(&agent_ids, now.as_millisecond())
                 .await?;
         }
         if state.epoch.is_some() {
-            // The store lost its data: agents who were at their desks still are.
-            for (agent_id, status) in &state.statuses {
-                if *status != AgentStatus::Offline && agent_ids.contains(agent_id) {
+            // Agents who were at their desks still are: a status the store lost (the agent
+            // is gone, or has an older status than this node last read) is set again.
+            for (agent_id, (status, changed_ms)) in &state.statuses {
+                let lost = kept
+                    .get(agent_id)
+                    .is_none_or(|(kept, kept_ms)| kept != status && kept_ms < changed_ms);
+                if lost && *status != AgentStatus::Offline && agent_ids.contains(agent_id) {
                     self.store
                         .set_agent_status(agent_id, *status, now.as_millisecond())
                         .await?;
                 }
             }
+        }
+        if state.epoch.is_some() {
+            self.restore_offers(now).await?;
+            state.settle_until = Some(Instant::now() + SETTLE_AFTER_NEW_EPOCH);
         }
         let waiting: Vec<QueuedCall> = self
             .calls()
@@ -884,7 +993,7 @@ impl Router {
             tracing::warn!(
                 calls = count,
                 agents = agent_ids.len(),
-                "the store lost its data (Redis restarted empty?): agents registered and this node's waiting calls put back"
+                "the store's data changed hands (Redis restarted, or a failover promoted a replica): agents registered again, lost statuses restored and this node's waiting calls put back"
             );
         }
         state.epoch = Some(epoch);
@@ -921,6 +1030,9 @@ impl Router {
                 continue;
             }
             self.forget(call_sid);
+            if let Some(agent) = record.held_agent() {
+                self.disengage(agent, call_sid);
+            }
             let released = self.store.remove_call(call_sid).await?;
             let talking_agent = match &record.dial {
                 Some(CallStep::Agent { agent_id, .. }) if record.answered_at_ms != 0 => {
@@ -952,6 +1064,51 @@ impl Router {
         Ok(())
     }
 
+    /// Put back in the store the offers and calls in progress this node handed out, which the
+    /// store may have lost: their agents must not be offered another call.
+    async fn restore_offers(&self, now: Timestamp) -> Result<(), StoreError> {
+        let now_ms = now.as_millisecond();
+        // An offer or a call whose outcome never reached this node (the node that served it
+        // was lost too) is not put back forever: no longer than any ring, or any call.
+        self.calls().engaged.retain(|_, engaged| {
+            let bound = if engaged.answered {
+                CONNECTED_DEADLINE_MS
+            } else {
+                RING_GRACE_MS
+            };
+            now_ms.saturating_sub(engaged.since_ms) <= bound
+        });
+        let engaged: Vec<(String, QueuedCall, bool, i64)> = self
+            .calls()
+            .engaged
+            .iter()
+            .map(|(agent, engaged)| {
+                (
+                    agent.clone(),
+                    engaged.call.clone(),
+                    engaged.answered,
+                    engaged.since_ms,
+                )
+            })
+            .collect();
+        for (agent_id, call, answered, since_ms) in engaged {
+            let held = self
+                .store
+                .restore_offer(
+                    &agent_id,
+                    &call,
+                    answered,
+                    since_ms.min(now.as_millisecond()),
+                )
+                .await?;
+            if !held {
+                tracing::warn!(agent = %agent_id, call_sid = %call.call_sid,
+                    "after the store's data changed hands, an agent this node offered a call holds another one");
+            }
+        }
+        Ok(())
+    }
+
     /// Remember the agents' statuses every [`STATUS_SNAPSHOT_EVERY`], for [`Router::check_epoch`].
     async fn snapshot_statuses(&self, state: &mut LoopState) -> Result<(), StoreError> {
         if state
@@ -963,7 +1120,7 @@ impl Router {
         let agents = self.store.agents().await?;
         state.statuses = agents
             .into_iter()
-            .map(|agent| (agent.id, agent.status))
+            .map(|agent| (agent.id, (agent.status, agent.status_changed_ms)))
             .collect();
         state.statuses_read = Some(Instant::now());
         Ok(())

@@ -36,6 +36,7 @@ use crate::ivr::flow::FlowError;
 use crate::media::prompt::PromptError;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
+use crate::store::redis_access::{HostPort, RedisAccess};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{EventBus, Metrics};
 use crate::twilio::signature::{PublicUrlError, websocket_base};
@@ -121,7 +122,8 @@ impl AppState {
     pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
         let config = &loaded.config;
         let metrics = Arc::new(Metrics::new());
-        let store = open_store(config).await?;
+        let redis = redis_access(loaded)?;
+        let store = open_store(redis.as_ref(), &config.store.key_prefix).await?;
         register_agents(store.as_ref(), &config.agents).await;
         let webhook_secret = match WebhookSecret::from_env() {
             Ok(secret) => Some(secret),
@@ -157,8 +159,8 @@ impl AppState {
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
         let node_id = node_id();
-        let events = Arc::new(match store_url(config) {
-            Some(url) => EventBus::shared(node_id.clone(), &url, &config.store.key_prefix)?,
+        let events = Arc::new(match &redis {
+            Some(access) => EventBus::shared_on(node_id.clone(), access, &config.store.key_prefix),
             None => EventBus::local(node_id.clone()),
         });
         let router = Router::with_events(
@@ -213,28 +215,61 @@ fn node_id() -> String {
     format!("{host}-{}-{random:08x}", std::process::id())
 }
 
-/// The Redis `CARELINE_REDIS_URL` or `[store] url` names, if any.
-fn store_url(config: &crate::config::Config) -> Option<String> {
-    std::env::var("CARELINE_REDIS_URL")
+/// How to reach Redis: `CARELINE_REDIS_URL`, else `[store] url`, else `[store] sentinels` with
+/// `master_name`; credentials from the environment, `[store] tls_ca` read now. `None`: the
+/// embedded store.
+pub fn redis_access(loaded: &LoadedConfig) -> Result<Option<RedisAccess>, StoreError> {
+    let store = &loaded.config.store;
+    let env_url = std::env::var("CARELINE_REDIS_URL")
         .ok()
-        .filter(|url| !url.is_empty())
-        .or_else(|| config.store.url.clone())
+        .filter(|url| !url.is_empty());
+    let access = match (env_url.or_else(|| store.url.clone()), &store.master_name) {
+        (Some(url), _) => RedisAccess::url(&url),
+        (None, Some(master_name)) if !store.sentinels.is_empty() => {
+            let sentinels = store
+                .sentinels
+                .iter()
+                .map(|entry| {
+                    entry.parse::<HostPort>().map_err(|error| {
+                        StoreError::Config(format!("sentinels: `{entry}` {error}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RedisAccess::sentinels(sentinels, master_name).with_sentinel_tls(store.sentinels_tls)
+        }
+        (None, _) if !store.sentinels.is_empty() => {
+            return Err(StoreError::Config(
+                "sentinels is set without master_name (the name the Sentinels monitor the \
+                 master under)"
+                    .to_owned(),
+            ));
+        }
+        (None, _) => return Ok(None),
+    };
+    let access = access.with_env_credentials();
+    Ok(Some(match &store.tls_ca {
+        Some(path) => access.with_tls_ca_file(&loaded.resolve(path))?,
+        None => access,
+    }))
 }
 
-/// The store `[store] url` (or `CARELINE_REDIS_URL`) names; the embedded one without a URL.
-pub async fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match store_url(config) {
-        Some(url) => match RedisStore::connect(&url, &config.store.key_prefix).await {
-            Ok(store) => Arc::new(store),
-            // Start anyway: calls in the IVR do not need Redis, and those that do reach a
-            // person until it answers; the store reconnects by itself.
-            Err(StoreError::Unavailable(reason)) => {
-                tracing::error!(%reason, "Redis is unreachable at start-up; carrying on without it until it answers");
-                Arc::new(RedisStore::connect_lazy(&url, &config.store.key_prefix)?)
-            }
-            Err(error) => return Err(error),
-        },
-        None => Arc::new(MemoryStore::new()),
+/// The store `access` reaches; the embedded one without it.
+pub async fn open_store(
+    access: Option<&RedisAccess>,
+    key_prefix: &str,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let Some(access) = access else {
+        return Ok(Arc::new(MemoryStore::new()));
+    };
+    Ok(match RedisStore::open(access, key_prefix).await {
+        Ok(store) => Arc::new(store),
+        // Start anyway: calls in the IVR do not need Redis, and those that do reach a
+        // person until it answers; the store reconnects by itself.
+        Err(StoreError::Unavailable(reason)) => {
+            tracing::error!(%reason, "Redis is unreachable at start-up; carrying on without it until it answers");
+            Arc::new(RedisStore::open_lazy(access, key_prefix).await?)
+        }
+        Err(error) => return Err(error),
     })
 }
 

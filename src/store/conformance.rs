@@ -1200,6 +1200,113 @@ pub async fn the_data_epoch_holds_while_the_data_does(store: &dyn Store) {
     store.ping().await.expect("ping");
 }
 
+/// After data loss the store has the agent idle and the call waiting, as if the offer never
+/// happened; the node that made it puts it back.
+pub async fn a_restored_offer_holds_the_agent_and_takes_the_call_out_of_its_queue(
+    store: &dyn Store,
+) {
+    available_agents(store, &[("a1", T0 - 20 * SECOND), ("a2", T0 - 10 * SECOND)]).await;
+    let ringing = portal_call("CA1", T0);
+    enqueue_all(store, &[ringing.clone(), portal_call("CA2", T0 + 1)]).await;
+
+    let held = store
+        .restore_offer("a1", &ringing, false, T0 + 5 * SECOND)
+        .await
+        .expect("restore");
+    assert!(held);
+    let agent = store.agent("a1").await.expect("agent").expect("known");
+    assert_eq!(
+        agent.activity,
+        AgentActivity::Reserved {
+            call_sid: "CA1".to_owned(),
+            since_ms: T0 + 5 * SECOND
+        }
+    );
+    assert_eq!(waiting_sids(store, "portal").await, ["CA2"]);
+    // Nobody else is offered to a1, and a1 is offered nothing else.
+    let next = store
+        .reserve(
+            "portal",
+            NODE_A,
+            &ids(&["a1", "a2"]),
+            Strategy::LongestIdle,
+            T0 + 6 * SECOND,
+        )
+        .await
+        .expect("reserve")
+        .expect("a2 is free");
+    assert_eq!(
+        (next.call.call_sid.as_str(), next.agent_id.as_str()),
+        ("CA2", "a2")
+    );
+    // Doing it again changes nothing; the offer's outcome applies as to any offer.
+    assert!(
+        store
+            .restore_offer("a1", &ringing, false, T0 + 7 * SECOND)
+            .await
+            .expect("again")
+    );
+    store
+        .offer_answered("a1", "CA1", T0 + 8 * SECOND)
+        .await
+        .expect("answered");
+    let agent = store.agent("a1").await.expect("agent").expect("known");
+    assert!(
+        matches!(agent.activity, AgentActivity::OnCall { ref call_sid, .. } if call_sid == "CA1")
+    );
+}
+
+pub async fn a_restored_call_in_progress_keeps_the_agent_on_it(store: &dyn Store) {
+    available_agents(store, &[("a1", T0 - 20 * SECOND), ("a2", T0 - 10 * SECOND)]).await;
+    let talking = portal_call("CA1", T0);
+    enqueue_all(store, std::slice::from_ref(&talking)).await;
+    assert!(
+        store
+            .restore_offer("a1", &talking, true, T0 + 5 * SECOND)
+            .await
+            .expect("restore")
+    );
+    assert!(waiting_sids(store, "portal").await.is_empty());
+    let agent = store.agent("a1").await.expect("agent").expect("known");
+    assert_eq!(
+        agent.activity,
+        AgentActivity::OnCall {
+            call_sid: "CA1".to_owned(),
+            since_ms: T0 + 5 * SECOND
+        }
+    );
+    // A reservation restored after the answer is known changes nothing.
+    assert!(
+        store
+            .restore_offer("a1", &talking, false, T0)
+            .await
+            .expect("restore")
+    );
+    assert!(matches!(
+        store
+            .agent("a1")
+            .await
+            .expect("agent")
+            .expect("known")
+            .activity,
+        AgentActivity::OnCall { .. }
+    ));
+    // An agent holding another call keeps it.
+    let other = portal_call("CA2", T0 + 1);
+    enqueue_all(store, std::slice::from_ref(&other)).await;
+    assert!(
+        !store
+            .restore_offer("a1", &other, false, T0)
+            .await
+            .expect("restore")
+    );
+    assert_eq!(waiting_sids(store, "portal").await, ["CA2"]);
+    assert!(matches!(
+        store.restore_offer("nobody", &other, false, T0).await,
+        Err(StoreError::UnknownAgent(_))
+    ));
+}
+
 // --- statistics ---
 
 const MINUTE: i64 = 60 * SECOND;
@@ -2059,6 +2166,8 @@ conformance!(
     a_range_over_several_days_has_a_bucket_for_each_day,
     call_outcomes_are_counted_apart_from_queues,
     the_data_epoch_holds_while_the_data_does,
+    a_restored_offer_holds_the_agent_and_takes_the_call_out_of_its_queue,
+    a_restored_call_in_progress_keeps_the_agent_on_it,
     verification_failures_count_in_a_sliding_window,
     failures_at_the_same_instant_all_count,
     failures_are_counted_per_record_and_cleared_by_an_agent,

@@ -454,6 +454,65 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn restore_offer(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        answered: bool,
+        since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let agent = state.agent_mut(agent_id)?;
+        let holding = match &agent.activity {
+            AgentActivity::Reserved { call_sid, .. } | AgentActivity::OnCall { call_sid, .. } => {
+                Some(call_sid.clone())
+            }
+            AgentActivity::Idle | AgentActivity::WrapUp { .. } => None,
+        };
+        if holding.as_ref().is_some_and(|held| *held != call.call_sid) {
+            return Ok(false);
+        }
+        if !answered && matches!(agent.activity, AgentActivity::OnCall { .. }) {
+            // The store already knows the answer.
+            return Ok(true);
+        }
+        let already = matches!(
+            (&agent.activity, answered),
+            (AgentActivity::OnCall { .. }, true) | (AgentActivity::Reserved { .. }, false)
+        );
+        if !already {
+            agent.activity = if answered {
+                AgentActivity::OnCall {
+                    call_sid: call.call_sid.clone(),
+                    since_ms,
+                }
+            } else {
+                AgentActivity::Reserved {
+                    call_sid: call.call_sid.clone(),
+                    since_ms,
+                }
+            };
+        }
+        if answered {
+            state.forget_call(&call.call_sid);
+        } else {
+            let known = state
+                .calls
+                .entry(call.call_sid.clone())
+                .or_insert_with(|| KnownCall {
+                    call: call.clone(),
+                    reserved_by: None,
+                });
+            known.reserved_by = Some(agent_id.to_owned());
+            let place = Place::of(&known.call);
+            let queue = known.call.queue.clone();
+            if let Some(places) = state.queues.get_mut(&queue) {
+                places.remove(&place);
+            }
+        }
+        Ok(true)
+    }
+
     async fn offer_missed(
         &self,
         agent_id: &str,

@@ -3,7 +3,9 @@
 //!
 //! One [`Store`] trait, two implementations: [`memory::MemoryStore`] (embedded, one node) and
 //! [`redis::RedisStore`] (several careline nodes sharing one Redis; Lua scripts make every
-//! multi-key change atomic). Both pass the same conformance suite (`conformance`), so the
+//! multi-key change atomic), reached as [`redis_access::RedisAccess`] says: one URL, or the
+//! master that Redis Sentinels name, followed through failovers (`redis_link`, `sentinel`),
+//! with credentials from the environment and optional TLS. Both pass the same conformance suite (`conformance`), so the
 //! server never knows which one it has. [`test_redis::TestRedis`] starts a throwaway
 //! `redis-server` for tests and benchmarks. [`stats`] says what the statistics count and what
 //! the figures mean. The Redis key schema is in `docs/redis.md`.
@@ -14,6 +16,9 @@
 pub mod call_record;
 pub mod memory;
 pub mod redis;
+pub mod redis_access;
+mod redis_link;
+pub mod sentinel;
 pub mod stats;
 pub mod test_redis;
 
@@ -218,7 +223,10 @@ pub fn callback_order(a: &CallbackRequest, b: &CallbackRequest) -> std::cmp::Ord
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached: callers who need it get the closed/apology path.
-    #[error("the store is unreachable: {0} (check that Redis is running and [store] url)")]
+    #[error(
+        "the store is unreachable: {0} (check that Redis is running and [store] url, or \
+         sentinels and master_name)"
+    )]
     Unavailable(String),
     /// The store answered with something careline did not write.
     #[error("the store holds unexpected data at {key}: {detail}")]
@@ -239,9 +247,17 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The server this node's data goes to now, `host:port` without credentials (the Redis
+    /// master; `None` for the embedded store, or while Sentinels name no master).
+    fn master_address(&self) -> Option<String> {
+        None
+    }
+
     /// An id of the data the store holds, the same on every node. It changes when the store
-    /// lost its data (Redis restarted empty): a node that sees a new epoch registers its agents
-    /// again and re-enqueues the calls it is carrying, with their original enqueue times.
+    /// may have lost data (Redis restarted, or a failover promoted a replica that may lack the
+    /// last writes): a node that sees a new epoch registers its agents again, puts back the
+    /// offers it handed out and re-enqueues the calls it is carrying, with their original
+    /// enqueue times.
     async fn data_epoch(&self) -> Result<String, StoreError>;
 
     // --- queues ---
@@ -385,6 +401,21 @@ pub trait Store: Send + Sync + 'static {
         call_sids: &[String],
         lease_until_ms: i64,
     ) -> Result<usize, StoreError>;
+
+    /// After the store lost data (a new [`Store::data_epoch`]: a failover promoted a replica
+    /// that missed the last writes, or Redis restarted), put back an offer (`answered` false)
+    /// or a call in progress (`answered` true) that this node handed out: the agent holds
+    /// `call` again, reserved for it since `since_ms` (the call is stored as reserved, out of
+    /// its queue) or on it (the call leaves the store). An agent who now holds another call
+    /// is left as they are: returns whether the agent holds `call`. Status, idle time and the
+    /// count of calls today are untouched.
+    async fn restore_offer(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        answered: bool,
+        since_ms: i64,
+    ) -> Result<bool, StoreError>;
 
     // --- statistics (counters per queue and per call; see `stats` and docs/redis.md) ---
 

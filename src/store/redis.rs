@@ -5,20 +5,26 @@
 //! reservation exactly-once across nodes. The key schema, each script's keys and arguments, and
 //! why the keys are grouped as they are, are in `docs/redis.md`.
 //!
-//! The connection is a [`ConnectionManager`]: it reconnects on its own after Redis restarts.
-//! Every operation has a deadline; an unreachable or silent Redis is [`StoreError::Unavailable`]
-//! within it, so a caller who needs a queue hears the apology instead of dead air.
+//! The connection is a [`Link`]: to the one server `[store] url` names (reconnecting on its own
+//! after Redis restarts), or to the master the Sentinels name, followed through a failover
+//! (`super::redis_link`). Every operation has a deadline; an unreachable or silent Redis is
+//! [`StoreError::Unavailable`] within it, so a caller who needs a queue hears the apology
+//! instead of dead air. How to reach Redis (URL or Sentinels, credentials from the environment,
+//! TLS) is a [`RedisAccess`].
 
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, RedisResult, Script, ScriptInvocation, Value};
+use redis::aio::ConnectionManager;
+use redis::{RedisError, RedisResult, Script, ScriptInvocation, Value};
 use serde::{Deserialize, Serialize};
 
 use super::call_record::LEASE_GRACE_MS;
 use super::memory::{candidate_order, priority_rank, time_rank};
+use super::redis_access::{RedisAccess, RedisTarget};
+use super::redis_link::{Link, RESPONSE_TIMEOUT};
+use super::sentinel::{self, Who};
 use super::stats::{CallField, QueueField};
 use super::{
     AgentActivity, AgentRecord, AgentStatus, CallCounters, CallOutcomeStat, CallRecord,
@@ -27,19 +33,12 @@ use super::{
     StoreError, Strategy, callback_order, day_of,
 };
 
-/// A connection attempt that takes longer than this has failed.
-const CONNECTION_TIMEOUT: Duration = Duration::from_millis(500);
-/// A command whose answer takes longer than this has failed (the library's default, 500 ms, is
-/// tight for a loaded Redis; scripts here run in microseconds).
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Reconnection attempts after a lost connection, before an operation fails.
-const RECONNECT_ATTEMPTS: usize = 2;
 /// Whatever happens inside, an operation answers within this.
 const OPERATION_DEADLINE: Duration = Duration::from_millis(2500);
 
-/// The [`Store`] for several nodes: `[store] url` set.
+/// The [`Store`] for several nodes: `[store] url` or `[store] sentinels` set.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    link: Link,
     keys: Keys,
     scripts: Scripts,
 }
@@ -136,6 +135,7 @@ struct Scripts {
     offer_answered: Script,
     offer_missed: Script,
     call_finished: Script,
+    restore_offer: Script,
     set_agent_status: Script,
     register_agents: Script,
     data_epoch: Script,
@@ -162,6 +162,7 @@ impl Scripts {
             offer_answered: routing_script!("offer_answered.lua"),
             offer_missed: routing_script!("offer_missed.lua"),
             call_finished: routing_script!("call_finished.lua"),
+            restore_offer: routing_script!("restore_offer.lua"),
             set_agent_status: routing_script!("set_agent_status.lua"),
             register_agents: Script::new(include_str!("lua/register_agents.lua")),
             data_epoch: Script::new(include_str!("lua/data_epoch.lua")),
@@ -370,8 +371,18 @@ fn store_error(error: RedisError) -> StoreError {
             }
             "UNKNOWN_AGENT" => return StoreError::UnknownAgent(detail.to_owned()),
             "WRONGTYPE" => return corrupt("(a careline key)", format!("WRONGTYPE {detail}")),
+            "READONLY" => {
+                return StoreError::Unavailable(
+                    "the Redis server is a replica now, not the master (failover)".to_owned(),
+                );
+            }
             _ => {}
         }
+    }
+    if let Some(StoreError::Config(problem)) = sentinel::auth_problem(&error, "Redis", Who::Master)
+    {
+        // Credentials changed under a running node: unreachable until they are put right.
+        return StoreError::Unavailable(problem);
     }
     if error.is_timeout() {
         return StoreError::Unavailable(format!(
@@ -380,7 +391,10 @@ fn store_error(error: RedisError) -> StoreError {
         ));
     }
     if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-        return StoreError::Unavailable(format!("cannot reach Redis: {error}"));
+        return StoreError::Unavailable(format!(
+            "cannot reach Redis: {}",
+            sentinel::describe(&error)
+        ));
     }
     match error.kind() {
         redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
@@ -462,27 +476,28 @@ impl RedisStore {
     /// Connect to the Redis at `url`, keeping careline's keys under `key_prefix`. Fails when
     /// Redis cannot be reached now.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = client(url, key_prefix)?;
-        let connecting = ConnectionManager::new_with_config(client, manager_config());
-        let connection = match tokio::time::timeout(OPERATION_DEADLINE, connecting).await {
-            Ok(result) => result.map_err(store_error)?,
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "no connection to Redis within {} ms",
-                    OPERATION_DEADLINE.as_millis()
-                )));
-            }
-        };
-        Ok(RedisStore::with_connection(connection, key_prefix))
+        RedisStore::open(&RedisAccess::url(url), key_prefix).await
     }
 
     /// Like [`RedisStore::connect`], but connects on first use: a node can start while Redis is
     /// down, and its operations fail with [`StoreError::Unavailable`] until Redis is back.
     pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = client(url, key_prefix)?;
-        let connection = ConnectionManager::new_lazy_with_config(client, manager_config())
-            .map_err(store_error)?;
-        Ok(RedisStore::with_connection(connection, key_prefix))
+        check_key_prefix(key_prefix)?;
+        let access = RedisAccess::url(url);
+        let RedisTarget::Url(url) = access.target() else {
+            return Err(StoreError::Config("a URL is needed".to_owned()));
+        };
+        let client = access.url_client(url)?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, super::redis_link::manager_config())
+                .map_err(store_error)?;
+        Ok(RedisStore::with_link(
+            Link::Fixed {
+                connection,
+                address: access.url_address(),
+            },
+            key_prefix,
+        ))
     }
 
     /// `remove_call.lua`: the call out of every queue, any agent reserved for it freed; only
@@ -502,28 +517,91 @@ impl RedisStore {
         }
     }
 
-    fn with_connection(connection: ConnectionManager, key_prefix: &str) -> RedisStore {
+    /// Connect to the master `access` names (a URL, or Sentinels), keeping careline's keys
+    /// under `key_prefix`, and check that it answers with the credentials given. Fails with
+    /// [`StoreError::Unavailable`] when Redis cannot be reached now, and with
+    /// [`StoreError::Config`] (naming the variable to set) when it refuses the credentials.
+    pub async fn open(access: &RedisAccess, key_prefix: &str) -> Result<RedisStore, StoreError> {
+        check_key_prefix(key_prefix)?;
+        let opening = async {
+            let store = RedisStore::with_link(Link::open(access, false).await?, key_prefix);
+            store.check_access().await?;
+            Ok(store)
+        };
+        match tokio::time::timeout(OPERATION_DEADLINE, opening).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no connection to Redis within {} ms",
+                OPERATION_DEADLINE.as_millis()
+            ))),
+        }
+    }
+
+    /// Like [`RedisStore::open`], but connects on first use.
+    pub async fn open_lazy(
+        access: &RedisAccess,
+        key_prefix: &str,
+    ) -> Result<RedisStore, StoreError> {
+        check_key_prefix(key_prefix)?;
+        Ok(RedisStore::with_link(
+            Link::open(access, true).await?,
+            key_prefix,
+        ))
+    }
+
+    fn with_link(link: Link, key_prefix: &str) -> RedisStore {
         RedisStore {
-            connection,
+            link,
             keys: Keys::new(key_prefix),
             scripts: Scripts::new(),
         }
     }
 
-    /// One Redis exchange within the operation deadline; the outer error is the deadline.
+    /// One `PING` whose refusal for want of (or with wrong) credentials is a configuration
+    /// problem naming the variables to set, not an outage.
+    async fn check_access(&self) -> Result<(), StoreError> {
+        let leased = self.link.connection().await?;
+        let mut connection = leased.connection.clone();
+        let answer = redis::cmd("PING")
+            .query_async::<Value>(&mut connection)
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.link.failed(&leased, &error);
+                let server = self
+                    .link
+                    .master_address()
+                    .map_or_else(|| "Redis".to_owned(), |at| format!("Redis at {at}"));
+                Err(sentinel::auth_problem(&error, &server, Who::Master)
+                    .unwrap_or_else(|| store_error(error)))
+            }
+        }
+    }
+
+    /// One Redis exchange within the operation deadline; the outer error is the deadline, or
+    /// no master to run it on (Sentinels that name none yet).
     async fn exchange<F, Fut>(&self, attempt: F) -> Result<RedisResult<Value>, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<Value>>,
     {
-        tokio::time::timeout(OPERATION_DEADLINE, attempt(self.connection.clone()))
+        let exchange = async {
+            let leased = self.link.connection().await?;
+            let result = attempt(leased.connection.clone()).await;
+            if let Err(error) = &result {
+                self.link.failed(&leased, error);
+            }
+            Ok(result)
+        };
+        tokio::time::timeout(OPERATION_DEADLINE, exchange)
             .await
             .map_err(|_| {
                 StoreError::Unavailable(format!(
                     "Redis did not answer within {} ms",
                     OPERATION_DEADLINE.as_millis()
                 ))
-            })
+            })?
     }
 
     async fn script_once(
@@ -536,21 +614,32 @@ impl RedisStore {
         .await
     }
 
-    /// Run a script once: for changes that must not happen twice if an answer was lost.
+    /// Run a script once: for changes that must not happen twice if an answer was lost. Only
+    /// a `-READONLY` answer (a demoted master: the script wrote nothing) is tried again, on the
+    /// master the Sentinels name now.
     async fn run(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
-        self.script_once(invocation).await?.map_err(store_error)
-    }
-
-    /// Run a script that is safe to repeat, once more if the connection had dropped: the first
-    /// command after a Redis restart finds the old connection dead and starts the reconnect.
-    async fn run_idempotent(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
         match self.script_once(invocation).await? {
-            Err(error) if error.is_connection_dropped() => self.run(invocation).await,
+            Err(error) if is_read_only(&error) => {
+                self.script_once(invocation).await?.map_err(store_error)
+            }
             result => result.map_err(store_error),
         }
     }
 
-    /// Run a plain command (each is safe to repeat), once more if the connection had dropped.
+    /// Run a script that is safe to repeat, once more if the connection had dropped (the first
+    /// command after a Redis restart finds the old connection dead and starts the reconnect)
+    /// or the master had moved.
+    async fn run_idempotent(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        match self.script_once(invocation).await? {
+            Err(error) if worth_another_try(&error) => {
+                self.script_once(invocation).await?.map_err(store_error)
+            }
+            result => result.map_err(store_error),
+        }
+    }
+
+    /// Run a plain command (each is safe to repeat), once more if the connection had dropped
+    /// or the master had moved.
     async fn command(&self, command: &redis::Cmd) -> Result<Value, StoreError> {
         let once = || {
             self.exchange(|mut connection| async move {
@@ -558,36 +647,30 @@ impl RedisStore {
             })
         };
         match once().await? {
-            Err(error) if error.is_connection_dropped() => once().await?.map_err(store_error),
+            Err(error) if worth_another_try(&error) => once().await?.map_err(store_error),
             result => result.map_err(store_error),
         }
     }
 }
 
-pub(crate) fn client(url: &str, key_prefix: &str) -> Result<Client, StoreError> {
+/// A demoted master's answer to a write.
+fn is_read_only(error: &RedisError) -> bool {
+    error.code() == Some("READONLY")
+}
+
+/// Errors after which an operation that is safe to repeat is tried once more.
+fn worth_another_try(error: &RedisError) -> bool {
+    error.is_connection_dropped() || is_read_only(error)
+}
+
+fn check_key_prefix(key_prefix: &str) -> Result<(), StoreError> {
     if key_prefix.contains(['{', '}']) {
         return Err(StoreError::Config(format!(
             "key_prefix `{key_prefix}` contains `{{` or `}}`, which would break the Redis Cluster \
              hash tags careline puts around it; use letters, digits, `-`, `_` or `:`"
         )));
     }
-    // The URL may carry a password: it is never repeated in a message.
-    Client::open(url).map_err(|error| {
-        StoreError::Config(format!(
-            "url (or CARELINE_REDIS_URL) is not a Redis URL ({}); expected \
-             redis://[:password@]host[:port][/db]",
-            error.category()
-        ))
-    })
-}
-
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_ATTEMPTS)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(400))
+    Ok(())
 }
 
 /// A counter read back from a stats hash: absent is zero, anything but a non-negative integer
@@ -704,6 +787,12 @@ impl RedisStore {
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn master_address(&self) -> Option<String> {
+        self.link
+            .master_address()
+            .map(|address| address.to_string())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -1101,6 +1190,43 @@ impl Store for RedisStore {
             "a renewal count",
         )?;
         Ok(usize::try_from(renewed).unwrap_or(0))
+    }
+
+    async fn restore_offer(
+        &self,
+        agent_id: &str,
+        call: &QueuedCall,
+        answered: bool,
+        since_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let stored = serde_json::to_string(&StoredCall {
+            call_sid: call.call_sid.clone(),
+            queue: call.queue.clone(),
+            node: call.node.clone(),
+            enqueued_at_ms: call.enqueued_at_ms,
+            priority: call.priority,
+            verification_failed: call.verification_failed,
+            rank: rank(call),
+        })
+        .map_err(|error| corrupt(&self.keys.calls, format!("a call: {error}")))?;
+        let mut invocation = self.scripts.restore_offer.prepare_invoke();
+        invocation
+            .key(&self.keys.waiting)
+            .key(&self.keys.calls)
+            .key(&self.keys.reserved)
+            .key(&self.keys.agents)
+            .arg(agent_id)
+            .arg(&call.call_sid)
+            .arg(if answered { "on_call" } else { "reserved" })
+            .arg(since_ms)
+            .arg(stored);
+        // Safe to repeat: a second run finds the agent holding the call and changes nothing.
+        let held = integer(
+            self.run_idempotent(&invocation).await?,
+            &self.keys.agents,
+            "a restored offer",
+        )?;
+        Ok(held == 1)
     }
 
     async fn record_queue_stat(

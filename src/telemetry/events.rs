@@ -10,8 +10,9 @@
 //! Redis channel `{key_prefix}:events` with the publishing node's id, and every node relays the
 //! events of the *other* nodes to its own subscribers ([`EventBus::run`]). The relay reconnects
 //! with backoff while Redis is down and never stops the server; events published meanwhile are
-//! lost, which dashboards survive because they also refresh on a timer. With the memory store
-//! (one node) events stay local.
+//! lost, which dashboards survive because they also refresh on a timer. With Sentinels, each
+//! reconnection asks them for the master afresh, so the relay follows a failover. With the
+//! memory store (one node) events stay local.
 //!
 //! A subscriber too slow to keep up skips the events it missed and is sent a `resync` event
 //! instead, telling it to refetch everything.
@@ -25,6 +26,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::StoreError;
+use crate::store::redis_access::RedisAccess;
+use crate::store::sentinel::connect_to_master;
 
 /// Events a subscriber may fall behind by before it skips to a `resync`.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
@@ -127,7 +130,7 @@ struct RelayedEvent {
 
 /// Where the events of the other nodes come from: the Redis channel of the store.
 struct RedisRelay {
-    client: redis::Client,
+    access: RedisAccess,
     /// `{key_prefix}:events`.
     channel: String,
     outgoing: mpsc::Sender<ChangeEvent>,
@@ -158,17 +161,27 @@ impl EventBus {
     /// Events shared with every node on the Redis at `url` (as `[store] url`), on the channel
     /// `{key_prefix}:events`. Nothing connects until [`EventBus::run`].
     pub fn shared(node_id: String, url: &str, key_prefix: &str) -> Result<EventBus, StoreError> {
-        let client = crate::store::redis::client(url, key_prefix)?;
+        let access = RedisAccess::url(url);
+        if let crate::store::redis_access::RedisTarget::Url(url) = access.target() {
+            // A URL careline cannot use is a start-up error, not a relay that never connects.
+            access.url_client(url)?;
+        }
+        Ok(EventBus::shared_on(node_id, &access, key_prefix))
+    }
+
+    /// Events shared with every node on the Redis `access` reaches (a URL or Sentinels), on
+    /// the channel `{key_prefix}:events`. Nothing connects until [`EventBus::run`].
+    pub fn shared_on(node_id: String, access: &RedisAccess, key_prefix: &str) -> EventBus {
         let (outgoing, receiver) = mpsc::channel(OUTGOING_BUFFER);
-        Ok(EventBus::build(
+        EventBus::build(
             node_id,
             Some(RedisRelay {
-                client,
+                access: access.clone(),
                 channel: format!("{key_prefix}:events"),
                 outgoing,
                 outgoing_receiver: Mutex::new(Some(receiver)),
             }),
-        ))
+        )
     }
 
     fn build(node_id: String, redis: Option<RedisRelay>) -> EventBus {
@@ -263,7 +276,14 @@ impl EventBus {
     ) {
         let mut connection: Option<redis::aio::MultiplexedConnection> = None;
         let mut failing = false;
+        // While Redis is unreachable, connection attempts are spaced out (events meanwhile stay
+        // on this node), so a burst of events does not become a burst of Sentinel queries.
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut pause = RECONNECT_FIRST;
         while let Some(event) = outgoing.recv().await {
+            if connection.is_none() && retry_at.is_some_and(|at| tokio::time::Instant::now() < at) {
+                continue;
+            }
             let payload = match serde_json::to_string(&RelayedEvent {
                 node: self.node_id.clone(),
                 event,
@@ -278,10 +298,16 @@ impl EventBus {
             match result {
                 Ok(()) if failing => {
                     failing = false;
+                    retry_at = None;
+                    pause = RECONNECT_FIRST;
                     tracing::info!("events: publishing to Redis again");
                 }
                 Ok(()) => {}
                 Err(reason) => {
+                    if connection.is_none() {
+                        retry_at = Some(tokio::time::Instant::now() + pause);
+                        pause = (pause * 2).min(RECONNECT_LONGEST);
+                    }
                     connection = None;
                     if !failing {
                         failing = true;
@@ -322,7 +348,11 @@ impl EventBus {
             was_subscribed,
             reason,
         };
-        let connecting = tokio::time::timeout(REDIS_DEADLINE, redis.client.get_async_pubsub());
+        let client = match connect_to_master(&redis.access, REDIS_DEADLINE).await {
+            Ok((client, _checked)) => client,
+            Err(error) => return lost(false, error.to_string()),
+        };
+        let connecting = tokio::time::timeout(REDIS_DEADLINE, client.get_async_pubsub());
         let pubsub = match connecting.await {
             Ok(Ok(pubsub)) => pubsub,
             Ok(Err(error)) => return lost(false, error.to_string()),
@@ -386,14 +416,10 @@ async fn publish_once(
 ) -> Result<(), String> {
     let mut live = match connection.take() {
         Some(live) => live,
-        None => {
-            let connecting = redis.client.get_multiplexed_async_connection();
-            match tokio::time::timeout(REDIS_DEADLINE, connecting).await {
-                Ok(Ok(live)) => live,
-                Ok(Err(error)) => return Err(error.to_string()),
-                Err(_) => return Err("no connection within the deadline".to_owned()),
-            }
-        }
+        None => match connect_to_master(&redis.access, REDIS_DEADLINE).await {
+            Ok((_, live)) => live,
+            Err(error) => return Err(error.to_string()),
+        },
     };
     let mut command = redis::cmd("PUBLISH");
     command.arg(&redis.channel).arg(payload);
