@@ -483,6 +483,22 @@ async fn data_careline_did_not_write_is_reported_not_trusted() {
         .expect("HSET");
     let done = store.complete_callback("cb2", T0).await;
     assert!(matches!(done, Err(StoreError::Corrupt { .. })), "{done:?}");
+
+    // Nor a call record: it holds the caller's number.
+    let _: () = redis
+        .hset(
+            "{careline:routing}:records",
+            "CA9",
+            r#"{"call_sid":"CA9","from":13125550147,"phase":"menus"}"#,
+        )
+        .await
+        .expect("HSET");
+    let record = store.call_record("CA9").await;
+    let Err(StoreError::Corrupt { key, detail }) = record else {
+        panic!("a call record without its fields is corrupt, got {record:?}");
+    };
+    assert_eq!(key, "{careline:routing}:records");
+    assert!(!detail.contains("5550147"), "{detail}");
 }
 
 #[tokio::test]

@@ -461,9 +461,20 @@ fn queued_call(value: Value, key: &str) -> Result<QueuedCall, StoreError> {
     })
 }
 
+/// A call record from its JSON. A parse error names where, never the value: a record holds
+/// the caller's number.
 fn call_record(value: Value, key: &str) -> Result<CallRecord, StoreError> {
     let raw = text(value, key, "a call record")?;
-    json(&raw, key, "a call record")
+    serde_json::from_str(&raw).map_err(|error| {
+        corrupt(
+            key,
+            format!(
+                "a call record is not one careline wrote ({:?} error at column {})",
+                error.classify(),
+                error.column()
+            ),
+        )
+    })
 }
 
 fn agent_record(id: String, value: Value, key: &str) -> Result<AgentRecord, StoreError> {
