@@ -172,6 +172,7 @@ impl Desk {
             enqueued_at_ms: self.now_ms(),
             priority: 0,
             verification_failed: false,
+            callback_id: None,
         };
         self.join(&call).await
     }

@@ -302,6 +302,7 @@ pub fn queued_call(call_sid: &str, queue: &str, node: &str, enqueued_at_ms: i64)
         enqueued_at_ms,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 
