@@ -25,6 +25,7 @@ use crate::admin::access::AccessPolicy;
 use crate::admin::patients::PortalSecret;
 use crate::admin::{
     access, agents, dashboard, events, history, metrics, patients, queues, recordings, reload,
+    workspace,
 };
 use crate::call::registry::CallRegistry;
 use crate::call::running::{BuildError, Running, RunningConfig};
@@ -280,6 +281,18 @@ pub fn router(state: AppState) -> axum::Router {
         .route(
             "/api/v1/voicemails/{file}",
             get(recordings::voicemail_audio),
+        )
+        .route(
+            "/api/v1/voicemails/{file}/handled",
+            post(recordings::mark_voicemail_handled),
+        )
+        .route("/agent", get(workspace::page))
+        .route("/agent/workspace.js", get(workspace::script))
+        .route("/agent/workspace.css", get(workspace::style))
+        .route("/api/v1/me", get(workspace::me))
+        .route(
+            "/api/v1/agents/{agent_id}/workspace",
+            get(workspace::workspace),
         )
         .route("/api/v1/callbacks", get(recordings::list_callbacks))
         .route(

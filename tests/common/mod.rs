@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod browser;
 pub mod cluster;
 pub mod desk;
 pub mod http;
