@@ -97,6 +97,7 @@ async fn desk() -> Desk {
         router: router.clone(),
         events,
         metrics,
+        twilio_account: None,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(router.run(shutdown.clone()));
