@@ -140,6 +140,7 @@ fn call(queue: usize, n: usize, enqueued_at_ms: i64) -> QueuedCall {
         enqueued_at_ms,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn services(store: Arc<dyn Store>) -> CallServices {
         public_base: Arc::from("https://ivr.example.org"),
         websocket_base: Arc::from("wss://ivr.example.org"),
         twilio_auth_token: None,
+        twilio_account: None,
         tracker: TaskTracker::new(),
         force_close: CancellationToken::new(),
         drain: CancellationToken::new(),

@@ -67,6 +67,7 @@ fn call(n: u64) -> QueuedCall {
         enqueued_at_ms: 1_767_268_800_000 + n as i64,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn waiting_call(queue: &str, n: u64) -> QueuedCall {
         enqueued_at_ms: T0 + n as i64,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 

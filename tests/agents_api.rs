@@ -420,3 +420,42 @@ async fn every_node_on_one_redis_shows_the_same_roster_even_after_redis_lost_its
     assert_eq!(status, StatusCode::OK);
     assert_eq!(changed["status"], "break");
 }
+
+#[tokio::test]
+async fn an_agents_workspace_is_theirs_or_a_supervisors_and_names_their_call() {
+    let server = desk().await;
+    let path = "/api/v1/agents/anguyen/workspace";
+    assert_eq!(get(&server, path, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&server, path, Some(VIEWER)).await.0,
+        StatusCode::FORBIDDEN,
+        "a wallboard token never sees a patient"
+    );
+    assert_eq!(
+        get(&server, "/api/v1/agents/bsmith/workspace", Some(ANGUYEN))
+            .await
+            .0,
+        StatusCode::FORBIDDEN,
+        "nor does another agent"
+    );
+    let (status, mine) = get(&server, path, Some(ANGUYEN)).await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["agent"]["id"], "anguyen");
+    assert_eq!(mine["call"], Value::Null);
+    let (status, theirs) = get(&server, path, Some(SUPERVISOR)).await;
+    assert_eq!(status, StatusCode::OK, "{theirs}");
+    assert_eq!(
+        get(&server, "/api/v1/agents/nobody/workspace", Some(SUPERVISOR))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&server, "/api/v1/me", Some(ANGUYEN)).await.1,
+        json!({"role": "agent", "agent_id": "anguyen"})
+    );
+    assert_eq!(
+        get(&server, "/api/v1/me", Some(VIEWER)).await.1,
+        json!({"role": "viewer"})
+    );
+}

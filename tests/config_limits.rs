@@ -80,6 +80,12 @@ lockout_window_hours = 24
 code_digits = 8
 code_ttl_secs = 600
 
+[callbacks]
+caller_id = "+13125550100"
+retry_after_secs = 900
+max_attempts = 4
+api_base = "http://127.0.0.1:9999"
+
 [[agents]]
 id = "anguyen"
 name = "Anh Nguyen"
@@ -130,6 +136,12 @@ const KEYS: &[(&str, &str, bool)] = &[
     ),
     ("password_reset.code_digits", "code_digits = 8", true),
     ("password_reset.code_ttl_secs", "code_ttl_secs = 600", false),
+    (
+        "callbacks.retry_after_secs",
+        "retry_after_secs = 900",
+        false,
+    ),
+    ("callbacks.max_attempts", "max_attempts = 4", true),
 ];
 
 #[test]
@@ -186,6 +198,26 @@ fn a_value_below_its_range_is_an_error_too() {
             .findings
             .iter()
             .all(|f| f.severity == Severity::Error),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_callback_caller_id_or_api_base_that_twilio_cannot_use_is_an_error() {
+    let source = EVERY_LIMIT
+        .replace(
+            "caller_id = \"+13125550100\"",
+            "caller_id = \"312-555-0100\"",
+        )
+        .replace(
+            "api_base = \"http://127.0.0.1:9999\"",
+            "api_base = \"127.0.0.1:9999\"",
+        );
+    let (_dir, report) = check_source(&source);
+    let paths: Vec<&str> = report.errors().map(|f| f.key_path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["callbacks.caller_id", "callbacks.api_base"],
         "{report}"
     );
 }

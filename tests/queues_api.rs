@@ -393,13 +393,15 @@ async fn history_by_day_lists_every_day_with_its_figures_and_a_total() {
                 "start": utc(day), "end": utc(day + DAY),
                 "offered": 2, "answered": 1, "abandoned": 1, "handled": 1, "callbacks": 0,
                 "service_level": 0.5, "asa_secs": 15.0, "abandon_rate": 0.5,
-                "ivr_containment": 1.0 / 3.0, "verification_pass_rate": 1.0
+                "ivr_containment": 1.0 / 3.0, "verification_pass_rate": 1.0,
+                "callback_attempts": 0, "callbacks_connected": 0, "callbacks_failed": 0
             },
             {
                 "start": utc(day + DAY), "end": utc(day + 2 * DAY),
                 "offered": 1, "answered": 0, "abandoned": 0, "handled": 1, "callbacks": 1,
                 "service_level": null, "asa_secs": null, "abandon_rate": 0.0,
-                "ivr_containment": null, "verification_pass_rate": null
+                "ivr_containment": null, "verification_pass_rate": null,
+                "callback_attempts": 0, "callbacks_connected": 0, "callbacks_failed": 0
             }
         ])
     );

@@ -207,6 +207,7 @@ fn callback(id: &str, number: &str, place_ms: i64, due_at_ms: i64) -> CallbackRe
         due_at_ms,
         status: CallbackStatus::Pending,
         completed_at_ms: None,
+        ..CallbackRequest::default()
     }
 }
 

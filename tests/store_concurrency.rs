@@ -64,6 +64,7 @@ async fn callers_arrive(node: Arc<Node>, shared: Arc<Shared>) {
             enqueued_at_ms: shared.now(),
             priority: i32::from(n % 5 == 0),
             verification_failed: false,
+            callback_id: None,
         };
         node.store.enqueue(&call).await.expect("enqueue");
         if n % 10 == 0 {

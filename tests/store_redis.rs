@@ -30,6 +30,7 @@ fn callback(id: &str) -> CallbackRequest {
         due_at_ms: T0,
         status: CallbackStatus::Pending,
         completed_at_ms: None,
+        ..CallbackRequest::default()
     }
 }
 

@@ -138,6 +138,7 @@ fn portal_call(sid: &str, enqueued_at_ms: i64) -> QueuedCall {
         enqueued_at_ms,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 

@@ -299,6 +299,11 @@ pub struct Figures {
     /// Answered plus callbacks: offered calls a person took or that left with a callback.
     pub handled: u64,
     pub callbacks: u64,
+    /// Callback calls careline placed, those that reached the patient and an agent, and
+    /// those given up.
+    pub callback_attempts: u64,
+    pub callbacks_connected: u64,
+    pub callbacks_failed: u64,
     pub service_level: Option<f64>,
     pub asa_secs: Option<f64>,
     pub abandon_rate: Option<f64>,
@@ -314,6 +319,9 @@ impl Figures {
             abandoned: queue.abandoned,
             handled: queue.handled(),
             callbacks: queue.callbacks,
+            callback_attempts: queue.callback_attempts,
+            callbacks_connected: queue.callbacks_connected,
+            callbacks_failed: queue.callbacks_failed,
             service_level: queue.service_level(),
             asa_secs: queue.asa_secs(),
             abandon_rate: queue.abandon_rate(),

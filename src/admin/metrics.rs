@@ -141,6 +141,16 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         counters.calls_expired,
     );
     out.counter(
+        "careline_callbacks_placed_total",
+        "Callback calls careline asked Twilio to place, and Twilio took.",
+        counters.callbacks_placed,
+    );
+    out.counter(
+        "careline_callback_rest_errors_total",
+        "Callback calls Twilio's REST API refused or did not answer in time (each is retried).",
+        counters.callback_rest_errors,
+    );
+    out.counter(
         "careline_store_errors_total",
         "Store operations that failed (Redis unreachable, slow, or holding unexpected data).",
         counters.store_errors,

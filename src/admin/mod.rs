@@ -1,7 +1,7 @@
 //! The people's side of careline over HTTP: who may use it ([`access`]), the live state of
 //! agents, calls and queues, statistics over time, change events for dashboards, `/metrics`,
 //! voicemails and callback requests, patients' lockouts and reset codes, configuration reload,
-//! and the wallboard page.
+//! the wallboard page and the agent workspace page.
 //!
 //! Handlers read the node through [`crate::call::CallServices`] and check the caller's role with
 //! [`access::AccessPolicy`]; each response carries nothing about a patient beyond what its
@@ -17,3 +17,4 @@ pub mod patients;
 pub mod queues;
 pub mod recordings;
 pub mod reload;
+pub mod workspace;

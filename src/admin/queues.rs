@@ -192,10 +192,12 @@ pub struct QueueDepth {
 impl QueueDepth {
     /// The depth of a queue whose waiting calls are `calls`. The longest wait is the earliest
     /// enqueue time's, which need not be the head's (priorities reorder the line).
+    /// Callback requests waiting for an agent are nobody on the line, so they are not counted.
     pub fn of(calls: &[QueuedCall], now_ms: i64) -> QueueDepth {
-        let earliest = calls.iter().map(|call| call.enqueued_at_ms).min();
+        let on_the_line = || calls.iter().filter(|call| call.callback_id.is_none());
+        let earliest = on_the_line().map(|call| call.enqueued_at_ms).min();
         QueueDepth {
-            waiting: calls.len(),
+            waiting: on_the_line().count(),
             longest_wait_secs: earliest.map_or(0, |at| (now_ms - at).max(0) / 1000),
         }
     }
@@ -235,6 +237,14 @@ pub struct TodayView {
     pub answered: u64,
     pub abandoned: u64,
     pub callbacks: u64,
+    /// Callback calls careline placed today, those that reached the patient and an agent,
+    /// and those given up.
+    #[serde(default)]
+    pub callback_attempts: u64,
+    #[serde(default)]
+    pub callbacks_connected: u64,
+    #[serde(default)]
+    pub callbacks_failed: u64,
     /// Answered within 20 s ÷ (answered + abandoned after 5 s); `null` with neither.
     pub service_level: Option<f64>,
     /// Average wait of answered calls; `null` when none was answered.
@@ -315,6 +325,9 @@ pub async fn queue_board(
                 answered: reading.today.answered,
                 abandoned: reading.today.abandoned,
                 callbacks: reading.today.callbacks,
+                callback_attempts: reading.today.callback_attempts,
+                callbacks_connected: reading.today.callbacks_connected,
+                callbacks_failed: reading.today.callbacks_failed,
                 service_level: reading.today.service_level(),
                 asa_secs: reading.today.asa_secs(),
                 abandon_rate: reading.today.abandon_rate(),
@@ -527,6 +540,7 @@ mod tests {
             enqueued_at_ms,
             priority,
             verification_failed: false,
+            callback_id: None,
         };
         let line = [
             call("urgent", NOW_MS - 10_000, 5),

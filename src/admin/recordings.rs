@@ -1,9 +1,10 @@
 //! The admin routes for what callers left behind: voicemails (listed from `[recordings] dir`,
-//! audio fetched by id) and callback requests (listed from the store, marked done).
+//! audio fetched by id, marked handled) and callback requests (listed from the store with every
+//! attempt careline made, marked done).
 //!
 //! Anyone with a token may list; only supervisors and agents, who return the calls, hear a
-//! voicemail or see a callback's full number: viewers (a wallboard) see it masked. A number is
-//! never logged.
+//! voicemail, mark it handled, or see a callback's full number and verified patient: viewers (a
+//! wallboard) see the number masked and no patient. A number is never logged.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -17,7 +18,7 @@ use super::access::Role;
 use crate::call::CallServices;
 use crate::call::registry::mask_caller_id;
 use crate::media::recording::{self, RecordingError, Voicemail};
-use crate::store::{CallbackRequest, CallbackStatus, StoreError};
+use crate::store::{CallbackAttempt, CallbackRequest, CallbackStatus, StoreError};
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
@@ -114,7 +115,7 @@ pub async fn voicemail_audio(
 
 /// One callback request as `GET /api/v1/callbacks` shows it.
 #[derive(Serialize)]
-struct CallbackView<'a> {
+pub struct CallbackView<'a> {
     id: &'a str,
     queue: &'a str,
     /// In full for supervisors and agents; all but the last two digits hidden for viewers.
@@ -125,12 +126,25 @@ struct CallbackView<'a> {
     due_at_ms: i64,
     status: CallbackStatus,
     completed_at_ms: Option<i64>,
+    /// The language the call back speaks (the caller's).
+    language: &'a str,
+    /// What the IVR established before the request: `verified`, `failed` or `not_attempted`.
+    identity: &'static str,
+    /// The verified patient, for supervisors and agents only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient_ref: Option<&'a str>,
+    /// careline is placing the call right now (an agent is reserved for it).
+    in_progress: bool,
+    /// Every attempt careline made, oldest first, with how it ended.
+    attempts: &'a [CallbackAttempt],
 }
 
-fn callback_view<'a>(request: &'a CallbackRequest, role: &Role) -> CallbackView<'a> {
-    let number = match role {
-        Role::Supervisor | Role::Agent(_) => request.number.clone(),
-        Role::Viewer => mask_caller_id(&request.number),
+pub fn callback_view<'a>(request: &'a CallbackRequest, role: &Role) -> CallbackView<'a> {
+    let staff = matches!(role, Role::Supervisor | Role::Agent(_));
+    let number = if staff {
+        request.number.clone()
+    } else {
+        mask_caller_id(&request.number)
     };
     CallbackView {
         id: &request.id,
@@ -142,6 +156,14 @@ fn callback_view<'a>(request: &'a CallbackRequest, role: &Role) -> CallbackView<
         due_at_ms: request.due_at_ms,
         status: request.status,
         completed_at_ms: request.completed_at_ms,
+        language: &request.language,
+        identity: super::workspace::identity_label(
+            request.patient_ref.as_deref(),
+            request.verification_failed,
+        ),
+        patient_ref: request.patient_ref.as_deref().filter(|_| staff),
+        in_progress: request.attempt_in_progress().is_some(),
+        attempts: &request.attempts,
     }
 }
 
@@ -182,6 +204,46 @@ pub async fn list_callbacks(
     }
 }
 
+/// `POST /api/v1/voicemails/{id}/handled`: a supervisor or agent dealt with the message.
+pub async fn mark_voicemail_handled(
+    State(state): State<CallServices>,
+    State(access): State<AccessPolicy>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let role = match access.staff(&headers) {
+        Ok(role) => role,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let dir = state.recordings_dir().clone();
+    let by = format!("{role:?}");
+    let marked = tokio::task::spawn_blocking(move || {
+        recording::mark_handled(&dir, &id, &by, jiff::Timestamp::now())
+    })
+    .await;
+    match marked {
+        Ok(Ok(Some(voicemail))) => {
+            tracing::info!(by = ?role, voicemail = %voicemail.id, "voicemail marked handled");
+            Json(voicemail).into_response()
+        }
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no such voicemail"),
+        Ok(Err(recording_error)) => {
+            tracing::warn!(error = %recording_error, "a voicemail could not be marked handled");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the voicemail could not be marked; see the server log",
+            )
+        }
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "marking a voicemail failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the voicemail could not be marked; see the server log",
+            )
+        }
+    }
+}
+
 /// `POST /api/v1/callbacks/{id}/done`: a supervisor or agent returned the call.
 pub async fn complete_callback(
     State(state): State<CallServices>,
@@ -197,6 +259,14 @@ pub async fn complete_callback(
     match state.store.complete_callback(&id, now_ms).await {
         Ok(true) => {
             tracing::info!(by = ?role, callback = %id, "callback marked done");
+            // A dialer waiting for an agent for it stops: it waits in no queue any more.
+            state
+                .router
+                .leave(
+                    &crate::store::callback::queue_call_sid(&id),
+                    crate::dispatch::router::LeaveReason::Callback,
+                )
+                .await;
             Json(json!({ "id": id, "status": CallbackStatus::Done })).into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such callback request"),

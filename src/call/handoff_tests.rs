@@ -97,6 +97,7 @@ async fn desk() -> Desk {
         router: router.clone(),
         events,
         metrics,
+        twilio_account: None,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(router.run(shutdown.clone()));
@@ -172,6 +173,7 @@ impl Desk {
             enqueued_at_ms: self.now_ms(),
             priority: 0,
             verification_failed: false,
+            callback_id: None,
         };
         self.join(&call).await
     }

@@ -6,7 +6,13 @@
 //!
 //! [`CallServices`] is what a call reaches on this node: the running configuration, the store,
 //! the dispatcher, identity services, the change events and counters.
+//!
+//! The calls careline places itself to return callback requests are here too: [`callback`]
+//! waits for an agent for each due request and asks Twilio's REST API to place the call, and
+//! [`callback_routes`] answers that call's webhooks.
 
+pub mod callback;
+pub mod callback_routes;
 pub mod keypad;
 pub mod player;
 pub mod record_notes;
@@ -59,6 +65,9 @@ pub struct CallServices {
     pub events: Arc<EventBus>,
     /// This node's Prometheus counters (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The Twilio account callbacks are placed from (`TWILIO_ACCOUNT_SID` and its secret);
+    /// `None`: callback requests wait for agents to return them by hand.
+    pub twilio_account: Option<Arc<crate::twilio::rest::TwilioAccount>>,
 }
 
 impl CallServices {

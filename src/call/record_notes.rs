@@ -1,5 +1,6 @@
 //! What a call's session tells the call's record while it carries the stream — the node the
-//! call is at, the queue it waits in, a failed verification, how the stream ended — written
+//! call is at (and so the path it took), the queue it waits in, the verified patient or a failed
+//! verification, how the stream ended — written
 //! in the order it happened by one task per call, so the session never waits on the store
 //! except where the order with another node matters (before a join, before closing).
 //!
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::registry::CallRegistry;
+use crate::identity::PatientRef;
 use crate::store::{CallStep, QueuedCall};
 
 /// One thing the record must learn.
@@ -23,6 +25,8 @@ pub enum Note {
     Queued(Option<QueuedCall>, Option<oneshot::Sender<()>>),
     /// The caller failed identity verification.
     VerificationFailed,
+    /// The caller passed identity verification as this patient.
+    Verified(PatientRef),
     /// The stream ended: what careline decided (`None`: resume where it was).
     End(Option<CallStep>, Option<oneshot::Sender<()>>),
 }
@@ -77,8 +81,15 @@ impl RecordNotes {
 async fn write(calls: &CallRegistry, call_sid: &str, note: Note) {
     let (written, done) = match note {
         Note::AtNode(node) => (
+            calls.note(call_sid, |record| record.moved_to(&node)).await,
+            None,
+        ),
+        Note::Verified(patient) => (
             calls
-                .note(call_sid, |record| record.at_node.clone_from(&node))
+                .note(call_sid, |record| {
+                    record.patient_ref = Some(patient.as_str().to_owned());
+                    record.verification_failed = false;
+                })
                 .await,
             None,
         ),

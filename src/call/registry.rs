@@ -637,6 +637,7 @@ mod tests {
             enqueued_at_ms: 1_000,
             priority: 0,
             verification_failed: true,
+            callback_id: None,
         };
         node_a
             .note("CA1", |record| {

@@ -36,12 +36,12 @@ impl IntoResponse for TwilioRequestError {
 }
 
 /// A form-encoded Twilio webhook, signature checked.
-struct TwilioForm {
+pub(super) struct TwilioForm {
     params: Vec<(String, String)>,
 }
 
 impl TwilioForm {
-    fn parse(
+    pub(super) fn parse(
         state: &CallServices,
         uri: &Uri,
         headers: &HeaderMap,
@@ -61,7 +61,7 @@ impl TwilioForm {
         Ok(TwilioForm { params })
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(key, _)| key == name)
@@ -92,7 +92,7 @@ fn check_signature(
     }
 }
 
-fn twiml_response(xml: String) -> Response {
+pub(super) fn twiml_response(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
@@ -252,7 +252,7 @@ pub async fn next(
 }
 
 /// How to ring an agent of the running roster.
-fn dial_target(state: &CallServices, agent_id: &str) -> Option<twiml::DialTarget> {
+pub(super) fn dial_target(state: &CallServices, agent_id: &str) -> Option<twiml::DialTarget> {
     let roster = state.roster();
     let agent = roster.agents.iter().find(|agent| agent.id == agent_id)?;
     if let Some(number) = &agent.dial {

@@ -22,6 +22,8 @@ pub struct Running {
     pub dtmf: DtmfMode,
     /// `[recordings] dir`, resolved.
     pub recordings_dir: Arc<Path>,
+    /// `[callbacks]`: careline places callback calls itself when set.
+    pub callbacks: Option<crate::config::CallbacksConfig>,
     /// What needs a restart to change, as this process started with it.
     fixed: FixedSettings,
 }
@@ -101,6 +103,7 @@ impl Running {
             roster: Arc::new(Roster::from_config(config)),
             dtmf: config.ivr.dtmf,
             recordings_dir: Arc::from(recordings_dir),
+            callbacks: config.callbacks.clone(),
             fixed: FixedSettings::of(config),
         }
     }
@@ -129,6 +132,7 @@ impl Running {
                 roster: Arc::new(Roster::from_config(config)),
                 dtmf: config.ivr.dtmf,
                 recordings_dir: Arc::from(loaded.resolve(recordings_dir)),
+                callbacks: config.callbacks.clone(),
                 fixed: FixedSettings::of(config),
             },
             prompt_load_time,

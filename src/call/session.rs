@@ -190,6 +190,7 @@ where
         next: CallStep::Hangup,
         notes,
         noted_node: String::new(),
+        noted_patient: false,
         caller_id_masked: super::registry::mask_caller_id(&start.from),
         recorder: None,
         recorded_audio: Vec::new(),
@@ -453,6 +454,8 @@ struct CallStream {
     notes: RecordNotes,
     /// The IVR node last written to the record.
     noted_node: String,
+    /// The verified patient has been written to the call's record (for the agent's screen).
+    noted_patient: bool,
     /// The caller ID, all but its last two digits hidden (for voicemails).
     caller_id_masked: String,
     /// A voicemail being recorded from the caller's audio.
@@ -585,6 +588,12 @@ impl CallStream {
         if self.call.node() != self.noted_node {
             self.noted_node = self.call.node().to_owned();
             self.notes.send(Note::AtNode(self.noted_node.clone()));
+        }
+        if !self.noted_patient
+            && let Some(patient) = self.call.patient()
+        {
+            self.noted_patient = true;
+            self.notes.send(Note::Verified(patient.clone()));
         }
     }
 
@@ -795,9 +804,11 @@ impl CallStream {
                 .and_then(|schedule| schedule.next_open(now))
                 .map_or(now_ms, |at| at.as_millisecond())
         };
+        // A caller who asked from a queue keeps their place; anyone else is placed when the
+        // request falls due (now, or when the queue opens), behind those already waiting then.
         let place_ms = match &self.queued {
             Some(call) if keeps_place => call.enqueued_at_ms,
-            _ => now_ms,
+            _ => due_at_ms,
         };
         let request = CallbackRequest {
             id: format!("{}-{now_ms}", self.call_sid),
@@ -809,6 +820,13 @@ impl CallStream {
             due_at_ms,
             status: CallbackStatus::Pending,
             completed_at_ms: None,
+            language: self.call.language().to_owned(),
+            patient_ref: self
+                .call
+                .patient()
+                .map(|patient| patient.as_str().to_owned()),
+            verification_failed: self.call.verification_failed(),
+            ..CallbackRequest::default()
         };
         let store = self.context.store.clone();
         let router = self.context.router.clone();
@@ -856,6 +874,7 @@ impl CallStream {
                 enqueued_at_ms: jiff::Timestamp::now().as_millisecond(),
                 priority,
                 verification_failed,
+                callback_id: None,
             },
         };
         if call.verification_failed {

@@ -4,7 +4,9 @@
 //! [`place_call`] is what `careline call` and the end-to-end tests use. Failures before the call
 //! is answered (careline unreachable, a refused or unreadable voice webhook) are errors; anything
 //! careline gets wrong after that is recorded in the [`CallReport`] and ends the call the way
-//! Twilio would.
+//! Twilio would. [`answer_outbound_call`] is the other direction: the patient answering a call
+//! careline asked Twilio's REST API to place (a callback), from its `Url` to its
+//! `StatusCallback`, `<Gather>` and `<Play>` included.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 use super::audio::{InboundAudio, KeySignalling};
 use super::error::CallerError;
 use super::playback::MarkEcho;
-use super::script::{DigitScript, Keypad, KeypadAction, Step};
+use super::script::{DigitScript, GatherInput, Keypad, KeypadAction, Step};
 use super::stream::{Heard, MediaStreamClient, StreamIds, random_sid};
 use super::transcript::{
     CallEnd, CallReport, DialStatus, PromptMark, StreamClose, TranscriptEntry,
@@ -183,6 +185,53 @@ pub async fn place_call(options: CallOptions) -> Result<CallReport, CallerError>
     Ok(call.into_report())
 }
 
+/// A call careline placed through Twilio's REST API, as Twilio runs it once the far end picks
+/// up: the `Url` and `StatusCallback` careline gave, and who answered.
+#[derive(Debug, Clone)]
+pub struct OutboundAnswer {
+    pub url: String,
+    pub status_callback: Option<String>,
+    /// Twilio's `AnsweredBy`: `human`, `machine_start`, `fax`, `unknown`...
+    pub answered_by: String,
+}
+
+/// Answer a call careline placed (see [`OutboundAnswer`]): fetch its TwiML with `AnsweredBy`,
+/// carry it out (a `<Gather>` takes the script's next step as its keys), then report the end
+/// to the `StatusCallback`. `options.base_url` is only used to resolve relative URLs; `from`
+/// and `to` are the desk's and the patient's numbers as Twilio would send them.
+pub async fn answer_outbound_call(
+    options: CallOptions,
+    answer: OutboundAnswer,
+) -> Result<CallReport, CallerError> {
+    let http = reqwest::Client::builder()
+        .timeout(WEBHOOK_TIMEOUT)
+        .build()
+        .map_err(|source| CallerError::Http {
+            url: answer.url.clone(),
+            source,
+        })?;
+    let parse = |url: &str| {
+        Url::parse(url).map_err(|error| CallerError::InvalidUrl {
+            url: url.to_owned(),
+            reason: error.to_string(),
+        })
+    };
+    let answer_url = parse(&answer.url)?;
+    let status_url = answer.status_callback.as_deref().map(parse).transpose()?;
+    let mut call = Call::new(options, http);
+    call.outbound = true;
+    let mut params = call.call_params("in-progress");
+    params.push(("AnsweredBy".to_owned(), answer.answered_by.clone()));
+    let verbs = call
+        .request_twiml(&answer_url, Method::Post, params)
+        .await?;
+    call.carry_out(answer_url, verbs).await;
+    if let Some(url) = status_url {
+        call.post_status_to(url).await;
+    }
+    Ok(call.into_report())
+}
+
 /// What a stream's end means for the TwiML.
 enum StreamOutcome {
     /// careline closed it, or its connection broke: Twilio runs what follows `</Connect>`.
@@ -203,6 +252,8 @@ struct Call {
     /// Since when the caller has heard nothing from careline; `None` while audio plays or a
     /// dialed party is on the line.
     silent_since: Option<Instant>,
+    /// careline placed the call (a callback): Twilio says `Direction=outbound-api`.
+    outbound: bool,
     report: CallReport,
 }
 
@@ -233,6 +284,7 @@ impl Call {
             keypad,
             dials_done: 0,
             silent_since: Some(started),
+            outbound: false,
             report,
         }
     }
@@ -291,7 +343,14 @@ impl Call {
             ("CallStatus", call_status),
             ("Called", options.to.as_str()),
             ("Caller", options.from.as_str()),
-            ("Direction", "inbound"),
+            (
+                "Direction",
+                if self.outbound {
+                    "outbound-api"
+                } else {
+                    "inbound"
+                },
+            ),
             ("From", options.from.as_str()),
             ("To", options.to.as_str()),
         ]
@@ -503,7 +562,47 @@ impl Call {
                     tokio::time::sleep_until(until).await;
                     None
                 }
-                Verb::Record { .. } | Verb::Say { .. } | Verb::Play { .. } => None,
+                Verb::Play { url } => {
+                    self.hear(&document, &url).await;
+                    None
+                }
+                Verb::Gather {
+                    action,
+                    num_digits,
+                    plays,
+                    ..
+                } => {
+                    for url in &plays {
+                        self.hear(&document, url).await;
+                    }
+                    match self.keypad.gather() {
+                        GatherInput::HangUp => {
+                            self.note(TranscriptEntry::HungUp);
+                            self.report.ended = CallEnd::CallerHungUp;
+                            return;
+                        }
+                        // Twilio goes on to the next verb.
+                        GatherInput::Nothing => None,
+                        GatherInput::Keys(keys) => {
+                            let limit = num_digits.map_or(usize::MAX, |n| n as usize);
+                            let keys: Vec<char> = keys.into_iter().take(limit).collect();
+                            for &digit in &keys {
+                                self.note(TranscriptEntry::SentDigit {
+                                    digit,
+                                    in_entry: keys.len() > 1,
+                                });
+                            }
+                            // Without an action Twilio posts back to the document itself.
+                            let target = action.unwrap_or_else(|| document.to_string());
+                            let Some(url) = self.resolve(&document, &target) else {
+                                return;
+                            };
+                            let digits: String = keys.into_iter().collect();
+                            Some((url, Method::Post, vec![("Digits".to_owned(), digits)]))
+                        }
+                    }
+                }
+                Verb::Record { .. } | Verb::Say { .. } => None,
             };
             if let Some((url, method, extra)) = next {
                 match self.follow(url, method, extra).await {
@@ -514,6 +613,37 @@ impl Call {
                     None => return,
                 }
             }
+        }
+    }
+
+    /// Fetch a `<Play>`'s audio as Twilio does; it must be a WAV careline serves.
+    async fn hear(&mut self, document: &Url, target: &str) {
+        let Some(url) = self.resolve(document, target) else {
+            return;
+        };
+        let fetched = async {
+            let response = self
+                .http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered HTTP {}", response.status().as_u16()));
+            }
+            let bytes = response.bytes().await.map_err(|error| error.to_string())?;
+            let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+                .map_err(|error| format!("is not a WAV: {error}"))?;
+            let spec = reader.spec();
+            let frames = u64::from(reader.duration());
+            Ok(frames * 1000 / u64::from(spec.sample_rate.max(1)))
+        };
+        match fetched.await {
+            Ok(duration_ms) => self.note(TranscriptEntry::Heard {
+                url: url.to_string(),
+                duration_ms,
+            }),
+            Err(problem) => self.protocol_error(format!("<Play> {url} {problem}")),
         }
     }
 
@@ -728,13 +858,14 @@ impl Call {
 
     /// The call status callback: careline learns the call is over.
     async fn post_status(&mut self, base: &Url) {
-        let url = match self.endpoint(base, "/twilio/status") {
-            Ok(url) => url,
-            Err(error) => {
-                self.protocol_error(error.to_string());
-                return;
-            }
-        };
+        match self.endpoint(base, "/twilio/status") {
+            Ok(url) => self.post_status_to(url).await,
+            Err(error) => self.protocol_error(error.to_string()),
+        }
+    }
+
+    /// The call status callback to `url`.
+    async fn post_status_to(&mut self, url: Url) {
         let mut params = self.call_params("completed");
         params.push((
             "CallDuration".to_owned(),

@@ -1,7 +1,8 @@
 //! A Twilio-faithful test caller (`careline call`): a fake Twilio that places calls against
 //! careline the way Twilio does, for the end-to-end tests and for admins.
 //!
-//! - [`call`]: the whole call: webhooks, TwiML, streams, `<Dial>`, status callback;
+//! - [`call`]: the whole call: webhooks, TwiML, streams, `<Dial>`, `<Gather>`, status callback;
+//!   and a call careline places itself (a callback), answered as Twilio runs it;
 //! - [`stream`]: one Media Streams WebSocket from Twilio's side ([`MediaStreamClient`]);
 //! - [`playback`]: Twilio's playback buffer, simulated (marks, `clear`), sans-IO;
 //! - [`script`]: the digit script and when each key goes, sans-IO;
@@ -39,7 +40,7 @@ pub mod transcript;
 mod tests;
 
 pub use audio::{Frames, InboundAudio, KeySignalling, Silence};
-pub use call::{CallOptions, DialBehaviour, place_call};
+pub use call::{CallOptions, DialBehaviour, OutboundAnswer, answer_outbound_call, place_call};
 pub use cli::{CallArgs, run_cli};
 pub use error::CallerError;
 pub use playback::{EchoReason, MarkEcho, PlaybackBuffer};

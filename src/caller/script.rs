@@ -122,6 +122,15 @@ pub enum KeypadAction {
     HangUp,
 }
 
+/// What the caller keys at a TwiML `<Gather>` (a call with no media stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatherInput {
+    Keys(Vec<char>),
+    HangUp,
+    /// No key: the script has no step left, or its next step only waits (`w`, `pSECS`).
+    Nothing,
+}
+
 /// Sends the script's keys at the right moments (see the module docs).
 #[derive(Debug, Default)]
 pub struct Keypad {
@@ -212,6 +221,16 @@ impl Keypad {
                 None
             }
             StepAction::HangUp => Some(KeypadAction::HangUp),
+        }
+    }
+
+    /// The next step, at a `<Gather>`: its keys, a hang-up, or nothing (a step that only
+    /// waits is used up: it is how a script lets a `<Gather>` pass without a key).
+    pub fn gather(&mut self) -> GatherInput {
+        match self.steps.pop_front().map(|step| step.action) {
+            Some(StepAction::Keys(keys)) => GatherInput::Keys(keys),
+            Some(StepAction::HangUp) => GatherInput::HangUp,
+            Some(StepAction::Listen | StepAction::Pause(_)) | None => GatherInput::Nothing,
         }
     }
 

@@ -92,6 +92,8 @@ pub enum TranscriptEntry {
         target: DialTarget,
         status: DialStatus,
     },
+    /// A `<Play>` (alone or in a `<Gather>`) was fetched: a WAV this long.
+    Heard { url: String, duration_ms: u64 },
     /// The caller hung up.
     HungUp,
 }
@@ -125,6 +127,13 @@ impl fmt::Display for TranscriptEntry {
             TranscriptEntry::StreamLost => write!(f, "stream     connection lost"),
             TranscriptEntry::Dialed { target, status } => {
                 write!(f, "dialed     {target}: {}", status.as_str())
+            }
+            TranscriptEntry::Heard { url, duration_ms } => {
+                write!(
+                    f,
+                    "heard      {url} ({:.1} s)",
+                    *duration_ms as f64 / 1000.0
+                )
             }
             TranscriptEntry::HungUp => write!(f, "hung up"),
         }

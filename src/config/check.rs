@@ -161,6 +161,7 @@ pub fn check(loaded: &LoadedConfig) -> Report {
     checker.schedules();
     checker.agents();
     checker.identity();
+    checker.callbacks();
     checker.call_flow();
     checker.prompt_files(&loaded.prompts_dir());
 
@@ -743,6 +744,48 @@ impl Checker<'_> {
                 &limits::RESET_CODE_TTL_SECS,
             );
         }
+    }
+
+    /// `[callbacks]`: the caller ID Twilio must accept, the REST API's address, and the
+    /// retry counts and delays.
+    fn callbacks(&mut self) {
+        let Some(callbacks) = &self.config.callbacks else {
+            return;
+        };
+        let at = KeyPath::root().key("callbacks");
+        let digits = callbacks.caller_id.strip_prefix('+').unwrap_or("");
+        if !(8..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
+            self.error(
+                &at.key("caller_id"),
+                "caller_id is not a phone number in E.164 form",
+                "write the desk's Twilio number as + and the country code, e.g. \"+13125550100\"",
+            );
+        }
+        if let Some(base) = &callbacks.api_base {
+            let valid = match base.split_once("://") {
+                Some(("http" | "https", rest)) => {
+                    !rest.is_empty() && !rest.contains(char::is_whitespace)
+                }
+                _ => false,
+            };
+            if !valid {
+                self.error(
+                    &at.key("api_base"),
+                    "api_base is not an http:// or https:// address",
+                    "leave it out to use Twilio's own API, or give a base like \"http://127.0.0.1:9999\"",
+                );
+            }
+        }
+        self.within(
+            &at.key("retry_after_secs"),
+            callbacks.retry_after_secs,
+            &limits::CALLBACK_RETRY_AFTER_SECS,
+        );
+        self.within(
+            &at.key("max_attempts"),
+            u64::from(callbacks.max_attempts),
+            &limits::CALLBACK_MAX_ATTEMPTS,
+        );
     }
 
     /// Reachability, dead ends, routes to a person and verification before self-service.

@@ -196,6 +196,22 @@ pub const RESET_CODE_TTL_SECS: Limit = Limit::new(
     "a code must live long enough to be typed into the portal, and not much longer",
 );
 
+/// `[callbacks] retry_after_secs`: the wait before the next try of a callback.
+pub const CALLBACK_RETRY_AFTER_SECS: Limit = Limit::new(
+    1,
+    86_400,
+    "seconds",
+    "a day at most between tries; a patient not reached in a day needs a person to decide",
+);
+
+/// `[callbacks] max_attempts`: tries of the patient before a callback is given up.
+pub const CALLBACK_MAX_ATTEMPTS: Limit = Limit::new(
+    1,
+    10,
+    "tries",
+    "a patient who did not answer ten calls should not get an eleventh from a machine",
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,8 @@ pub struct Config {
     #[serde(default)]
     pub recordings: Option<RecordingsConfig>,
     #[serde(default)]
+    pub callbacks: Option<CallbacksConfig>,
+    #[serde(default)]
     pub agents: Vec<AgentConfig>,
 }
 
@@ -595,6 +597,50 @@ fn default_code_digits() -> u32 {
 
 fn default_code_ttl() -> u64 {
     600
+}
+
+/// `[callbacks]`: careline places the callback calls itself through Twilio's REST API. The
+/// account's credentials come from the environment (`TWILIO_ACCOUNT_SID` with
+/// `CARELINE_TWILIO_AUTH_TOKEN`, or an API key pair), never from here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// The desk's number, E.164: what the patient's phone shows.
+    pub caller_id: String,
+    /// After an attempt that did not reach the patient (or an agent), the next try waits this
+    /// long. 1–86400 s, default 900 ([`super::limits::CALLBACK_RETRY_AFTER_SECS`]).
+    #[serde(default = "default_callback_retry_after")]
+    pub retry_after_secs: u64,
+    /// Tries of the patient before the request is marked failed. 1–10, default 3
+    /// ([`super::limits::CALLBACK_MAX_ATTEMPTS`]).
+    #[serde(default = "default_callback_max_attempts")]
+    pub max_attempts: u32,
+    /// Twilio's REST API; tests point it at a local fake. Default `https://api.twilio.com`.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Leave the short `callback_machine` message when an answering machine picks up.
+    #[serde(default)]
+    pub machine_message: bool,
+}
+
+/// Where Twilio's REST API is, unless `[callbacks] api_base` says otherwise.
+pub const TWILIO_API_BASE: &str = "https://api.twilio.com";
+
+impl CallbacksConfig {
+    pub fn api_base(&self) -> &str {
+        self.api_base
+            .as_deref()
+            .unwrap_or(TWILIO_API_BASE)
+            .trim_end_matches('/')
+    }
+}
+
+fn default_callback_retry_after() -> u64 {
+    900
+}
+
+fn default_callback_max_attempts() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -66,6 +66,16 @@ pub const CALLBACK_SCHEDULED: &str = "callback_scheduled";
 /// "Thank you. An agent will call you back when the help desk opens. Goodbye."
 pub const CALLBACK_SCHEDULED_LATER: &str = "callback_scheduled_later";
 
+/// Played to a patient careline calls back (`<Play>` in a `<Gather>`): "This is the patient
+/// portal help desk returning your call. To be connected with an agent now, press 1."
+pub const CALLBACK_RETURNING: &str = "callback_returning";
+/// Left on an answering machine when `[callbacks] machine_message` is on: "This is the patient
+/// portal help desk returning your call. We will try again later."
+pub const CALLBACK_MACHINE: &str = "callback_machine";
+/// To a patient who pressed 1 when the agent could not be reached, or who pressed nothing:
+/// "We are sorry, we could not connect you now. We will call you back. Goodbye."
+pub const CALLBACK_SORRY: &str = "callback_sorry";
+
 /// Spoken digits, `digit_0` .. `digit_9`, for reading numbers back.
 pub const DIGITS: [&str; 10] = [
     "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7",
@@ -181,6 +191,9 @@ pub fn system_prompts() -> impl Iterator<Item = &'static str> {
         CALLBACK_ENTER_NUMBER,
         CALLBACK_SCHEDULED,
         CALLBACK_SCHEDULED_LATER,
+        CALLBACK_RETURNING,
+        CALLBACK_MACHINE,
+        CALLBACK_SORRY,
     ]
     .into_iter()
     .chain(DIGITS)

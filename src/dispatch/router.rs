@@ -1292,6 +1292,7 @@ dial = "+15550000002"
                 enqueued_at_ms: self.now().as_millisecond(),
                 priority: 0,
                 verification_failed: false,
+                callback_id: None,
             }
         }
 

@@ -98,6 +98,7 @@ async fn start_server() -> Server {
             identity: None,
             events: Arc::new(crate::telemetry::EventBus::local("load-test".to_owned())),
             metrics: Arc::default(),
+            twilio_account: None,
         },
         webhook_secret: None,
         access: crate::admin::access::AccessPolicy::default(),

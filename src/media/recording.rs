@@ -113,6 +113,12 @@ pub struct Voicemail {
     pub duration_secs: f64,
     /// The audio file in the recordings directory, `<id>.wav`.
     pub file: String,
+    /// When a supervisor or agent marked the message handled (RFC 3339), and who: a role
+    /// (`supervisor`, `agent:<id>`), never a name the caller gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_by: Option<String>,
 }
 
 /// Timestamps as RFC 3339 text in the sidecars.
@@ -305,6 +311,8 @@ impl VoicemailRecorder {
             ended_at: ended,
             duration_secs: samples as f64 / f64::from(SAMPLE_RATE),
             file,
+            handled_at: None,
+            handled_by: None,
         };
         write_sidecar(&dir, &id, &voicemail)?;
         Ok(voicemail)
@@ -363,6 +371,37 @@ pub fn list_voicemails(dir: &Path) -> Result<Vec<Voicemail>, RecordingError> {
             .then_with(|| b.id.cmp(&a.id))
     });
     Ok(voicemails)
+}
+
+/// Mark the voicemail `id` in `dir` handled by `by` at `at`: its sidecar is rewritten (through
+/// a rename, as when it was first written). Marking it again keeps the first mark. `Ok(None)`
+/// when there is no such (finished) voicemail.
+pub fn mark_handled(
+    dir: &Path,
+    id: &str,
+    by: &str,
+    at: Timestamp,
+) -> Result<Option<Voicemail>, RecordingError> {
+    let Some(id) = RecordingId::parse(id) else {
+        return Ok(None);
+    };
+    let path = dir.join(format!("{id}.json"));
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut voicemail = match read_sidecar(dir, &path) {
+        Ok(voicemail) => voicemail,
+        Err(problem) => {
+            tracing::warn!(path = %path.display(), %problem, "a voicemail that cannot be read cannot be marked handled");
+            return Ok(None);
+        }
+    };
+    if voicemail.handled_at.is_none() {
+        voicemail.handled_at = Some(at.to_string());
+        voicemail.handled_by = Some(by.to_owned());
+        write_sidecar(dir, &id, &voicemail)?;
+    }
+    Ok(Some(voicemail))
 }
 
 fn read_sidecar(dir: &Path, path: &Path) -> Result<Voicemail, String> {

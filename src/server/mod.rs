@@ -25,10 +25,11 @@ use crate::admin::access::AccessPolicy;
 use crate::admin::patients::PortalSecret;
 use crate::admin::{
     access, agents, dashboard, events, history, metrics, patients, queues, recordings, reload,
+    workspace,
 };
 use crate::call::registry::CallRegistry;
 use crate::call::running::{BuildError, Running, RunningConfig};
-use crate::call::{CallServices, routes as twilio_routes};
+use crate::call::{CallServices, callback_routes, routes as twilio_routes};
 use crate::config::{LoadedConfig, Report};
 use crate::dispatch::Router;
 use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
@@ -190,12 +191,27 @@ impl AppState {
                     router,
                     events,
                     metrics,
+                    twilio_account: twilio_account(config).map(Arc::new),
                 },
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
             },
             prompt_load_time,
         })
+    }
+}
+
+/// The Twilio account callbacks are placed from; a half-configured one is reported when
+/// `[callbacks]` needs it (callbacks then wait for agents) and ignored otherwise.
+fn twilio_account(config: &crate::config::Config) -> Option<crate::twilio::rest::TwilioAccount> {
+    match crate::twilio::rest::TwilioAccount::from_env() {
+        Ok(account) => account,
+        Err(error) => {
+            if config.callbacks.is_some() {
+                tracing::warn!(%error, "callbacks cannot be placed");
+            }
+            None
+        }
     }
 }
 
@@ -294,6 +310,17 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/twilio/next", post(twilio_routes::next))
         .route("/twilio/status", post(twilio_routes::status))
         .route("/twilio/dial-status", post(twilio_routes::dial_status))
+        .route("/twilio/callback/answer", post(callback_routes::answer))
+        .route("/twilio/callback/connect", post(callback_routes::connect))
+        .route(
+            "/twilio/callback/dial-status",
+            post(callback_routes::dial_status),
+        )
+        .route("/twilio/callback/status", post(callback_routes::status))
+        .route(
+            "/twilio/callback/prompt/{language}/{file}",
+            get(callback_routes::prompt),
+        )
         .route("/healthz", get(twilio_routes::healthz))
         .route(
             "/api/v1/patients/{patient_ref}/unlock",
@@ -315,6 +342,18 @@ pub fn router(state: AppState) -> axum::Router {
         .route(
             "/api/v1/voicemails/{file}",
             get(recordings::voicemail_audio),
+        )
+        .route(
+            "/api/v1/voicemails/{file}/handled",
+            post(recordings::mark_voicemail_handled),
+        )
+        .route("/agent", get(workspace::page))
+        .route("/agent/workspace.js", get(workspace::script))
+        .route("/agent/workspace.css", get(workspace::style))
+        .route("/api/v1/me", get(workspace::me))
+        .route(
+            "/api/v1/agents/{agent_id}/workspace",
+            get(workspace::workspace),
         )
         .route("/api/v1/callbacks", get(recordings::list_callbacks))
         .route(
@@ -352,6 +391,8 @@ pub async fn serve(
         async move { events.run(shutdown).await }
     });
     let leases = tokio::spawn(renew_stream_leases(node.clone(), force_close.clone()));
+    // Callbacks stop being placed as shutdown starts; the requests wait in the store.
+    let callbacks = tokio::spawn(crate::call::callback::run(node.clone(), shutdown.clone()));
     let app = router(state);
     // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
     let listener = listener.tap_io(|tcp| {
@@ -411,6 +452,9 @@ pub async fn serve(
     }
     if let Err(error) = leases.await {
         tracing::error!(%error, "the stream lease renewal stopped abnormally");
+    }
+    if let Err(error) = callbacks.await {
+        tracing::error!(%error, "the callback dialer stopped abnormally");
     }
     Ok(())
 }

@@ -100,10 +100,20 @@ pub struct CallRecord {
     pub streams: u32,
     /// The IVR node the call is at (empty: the flow's entry), where a lost stream resumes.
     pub at_node: String,
+    /// The IVR nodes the call went through, in order (node names only, never what was keyed):
+    /// how the caller got where they are, for the agent who takes the call. The last
+    /// [`MAX_PATH_NODES`] are kept. Left out of the JSON while empty, so Lua's cjson (which
+    /// writes an empty list back as an object) never sees one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
     /// The call as it first joined its queue, while it waits or is being connected from it.
     pub queued: Option<QueuedCall>,
     /// The caller failed identity verification: the agent must know.
     pub verification_failed: bool,
+    /// The patient the caller was verified as (an opaque reference, shown to the agent who
+    /// takes the call; `Debug` hides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_ref: Option<String>,
     /// What careline decided when it closed the stream on purpose. `None` when the stream
     /// ended otherwise (a node lost, a connection broken, a node draining): the call resumes
     /// at `at_node` on its next stream.
@@ -118,6 +128,9 @@ pub struct CallRecord {
     /// Bumped by every write; a write names the version it read.
     pub version: u64,
 }
+
+/// Most IVR nodes a call's [`CallRecord::path`] keeps (the latest).
+pub const MAX_PATH_NODES: usize = 32;
 
 /// How long after its lease runs out a stream's call waits for Twilio to come back (a
 /// `<Redirect>` after the stream's connection closed) before it counts as gone.
@@ -144,8 +157,10 @@ impl CallRecord {
             lease_until_ms: 0,
             streams: 0,
             at_node: String::new(),
+            path: Vec::new(),
             queued: None,
             verification_failed: false,
+            patient_ref: None,
             next: None,
             dial: None,
             answered_at_ms: 0,
@@ -180,6 +195,18 @@ impl CallRecord {
         }
     }
 
+    /// The call moved to IVR node `node`: it resumes there, and its path goes on to it.
+    pub fn moved_to(&mut self, node: &str) {
+        node.clone_into(&mut self.at_node);
+        if self.path.last().map(String::as_str) != Some(node) {
+            self.path.push(node.to_owned());
+            if self.path.len() > MAX_PATH_NODES {
+                let excess = self.path.len() - MAX_PATH_NODES;
+                self.path.drain(..excess);
+            }
+        }
+    }
+
     /// The agent held for this call, if any: reserved while it is being connected, or talking.
     pub fn held_agent(&self) -> Option<&str> {
         match (&self.dial, &self.next) {
@@ -210,8 +237,13 @@ impl fmt::Debug for CallRecord {
             .field("lease_until_ms", &self.lease_until_ms)
             .field("streams", &self.streams)
             .field("at_node", &self.at_node)
+            .field("path", &self.path)
             .field("queued", &self.queued)
             .field("verification_failed", &self.verification_failed)
+            .field(
+                "patient_ref",
+                &self.patient_ref.as_ref().map(|_| "<redacted>"),
+            )
             .field("next", &self.next)
             .field("dial", &self.dial)
             .field("answered_at_ms", &self.answered_at_ms)
@@ -239,4 +271,45 @@ pub enum RecordWrite {
     Written { version: u64 },
     /// Someone else wrote first (or the record is gone): read it again and retry.
     Conflict,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_records_each_node_once_in_order_and_keeps_the_latest() {
+        let mut record = CallRecord::new("CA1", "+13125550101", String::new(), 0);
+        for node in ["main", "verify", "verify", "reset", "portal_queue"] {
+            record.moved_to(node);
+        }
+        assert_eq!(record.path, ["main", "verify", "reset", "portal_queue"]);
+        assert_eq!(record.at_node, "portal_queue");
+        for n in 0..(MAX_PATH_NODES + 3) {
+            record.moved_to(if n % 2 == 0 { "main" } else { "info" });
+        }
+        assert_eq!(record.path.len(), MAX_PATH_NODES);
+        assert_eq!(record.path.last().map(String::as_str), Some("main"));
+    }
+
+    #[test]
+    fn a_record_never_prints_its_caller_or_patient() {
+        let mut record = CallRecord::new("CA1", "+13125550101", String::new(), 0);
+        record.patient_ref = Some("P000101".to_owned());
+        let printed = format!("{record:?}");
+        assert!(!printed.contains("P000101"), "{printed}");
+        assert!(!printed.contains("3125550101"), "{printed}");
+    }
+
+    #[test]
+    fn an_empty_path_and_no_patient_are_left_out_of_the_json() {
+        let record = CallRecord::new("CA1", "+13125550101", String::new(), 0);
+        let json = serde_json::to_string(&record).expect("json");
+        assert!(
+            !json.contains("path") && !json.contains("patient_ref"),
+            "{json}"
+        );
+        let back: CallRecord = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, record);
+    }
 }

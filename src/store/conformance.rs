@@ -6,9 +6,10 @@
 
 use super::call_record::LEASE_GRACE_MS;
 use super::{
-    AgentActivity, AgentStatus, CallCounters, CallOutcomeStat, CallPhase, CallRecord, CallStep,
-    CallbackRequest, CallbackStatus, CodeCheck, Enqueued, MissedOffer, QueueCounters,
-    QueueStatEvent, QueuedCall, RecordWrite, StatsInterval, Store, StoreError, Strategy,
+    AgentActivity, AgentStatus, AttemptOutcome, CallCounters, CallOutcomeStat, CallPhase,
+    CallRecord, CallStep, CallbackRequest, CallbackStatus, CodeCheck, Enqueued, MissedOffer,
+    QueueCounters, QueueStatEvent, QueuedCall, RecordWrite, StatsInterval, Store, StoreError,
+    Strategy,
 };
 
 /// 2026-01-01 12:00 UTC: mid-day, so a few hours either way stay on the same day.
@@ -28,6 +29,7 @@ fn call(sid: &str, queue: &str, node: &str, enqueued_at_ms: i64, priority: i32) 
         enqueued_at_ms,
         priority,
         verification_failed: false,
+        callback_id: None,
     }
 }
 
@@ -1428,6 +1430,7 @@ pub async fn queue_events_count_in_their_day_and_their_quarter_hour(store: &dyn 
                 abandoned_after_5s: 1,
                 answer_wait_ms: 42_000,
                 callbacks: 1,
+                ..QueueCounters::default()
             }
         )]
     );
@@ -1812,6 +1815,7 @@ fn callback(id: &str, place_ms: i64, due_at_ms: i64) -> CallbackRequest {
         due_at_ms,
         status: CallbackStatus::Pending,
         completed_at_ms: None,
+        ..CallbackRequest::default()
     }
 }
 
@@ -1924,6 +1928,132 @@ pub async fn completing_a_callback_marks_it_done_once(store: &dyn Store) {
         "an unknown request is not found"
     );
     assert_eq!(callback_ids(store).await, ["cb1"]);
+}
+
+pub async fn a_callback_request_is_written_whole_by_version(store: &dyn Store) {
+    let mut request = callback("cb1", T0 - 5 * SECOND, T0);
+    request.language = "es".to_owned();
+    request.patient_ref = Some("P000101".to_owned());
+    store.add_callback(&request).await.expect("add");
+    assert_eq!(
+        store.callback("cb1").await.expect("read").as_ref(),
+        Some(&request)
+    );
+    assert_eq!(store.callback("nope").await.expect("read"), None);
+
+    let mut dialing = request.clone();
+    dialing.claim(NODE_A, T0 + 15 * SECOND);
+    let number = dialing.start_attempt("anguyen", T0 + SECOND);
+    dialing.attempt_placed(number, "CAout1");
+    assert_eq!(
+        store.replace_callback(&dialing, 0).await.expect("write"),
+        RecordWrite::Written { version: 1 }
+    );
+    dialing.version = 1;
+    assert_eq!(
+        store.callback("cb1").await.expect("read").as_ref(),
+        Some(&dialing),
+        "attempts, claim and patient come back whole"
+    );
+    assert_eq!(
+        store.replace_callback(&request, 0).await.expect("stale"),
+        RecordWrite::Conflict,
+        "a writer who read an older version loses"
+    );
+    let mut unknown = request.clone();
+    unknown.id = "nope".to_owned();
+    assert_eq!(
+        store.replace_callback(&unknown, 0).await.expect("unknown"),
+        RecordWrite::Conflict,
+        "only add_callback adds"
+    );
+
+    // An agent marking it done is a write too: the dialer must read again.
+    assert!(
+        store
+            .complete_callback("cb1", T0 + HOUR)
+            .await
+            .expect("done")
+    );
+    assert_eq!(
+        store.replace_callback(&dialing, 1).await.expect("stale"),
+        RecordWrite::Conflict
+    );
+    let done = store.callback("cb1").await.expect("read").expect("kept");
+    assert_eq!(done.status, CallbackStatus::Done);
+    assert_eq!(done.version, 2);
+    assert_eq!(done.attempts, dialing.attempts, "the attempts are kept");
+    assert!(done.claimed_by.is_empty());
+}
+
+pub async fn a_failed_callback_can_still_be_marked_done(store: &dyn Store) {
+    let mut request = callback("cb1", T0, T0);
+    store.add_callback(&request).await.expect("add");
+    let number = request.start_attempt("anguyen", T0);
+    request.finish_attempt(number, AttemptOutcome::NoAnswer, T0 + SECOND, 0, 1);
+    assert_eq!(request.status, CallbackStatus::Failed);
+    store.replace_callback(&request, 0).await.expect("write");
+    let listed = store.callbacks().await.expect("callbacks");
+    assert_eq!(listed[0].status, CallbackStatus::Failed);
+    assert_eq!(listed[0].completed_at_ms, Some(T0 + SECOND));
+    assert!(
+        store
+            .complete_callback("cb1", T0 + HOUR)
+            .await
+            .expect("done")
+    );
+    let done = store.callback("cb1").await.expect("read").expect("kept");
+    assert_eq!(done.status, CallbackStatus::Done);
+    assert_eq!(done.completed_at_ms, Some(T0 + HOUR));
+}
+
+pub async fn a_callback_waits_in_its_queue_as_a_call_that_names_it(store: &dyn Store) {
+    available_agents(store, &[("anguyen", T0)]).await;
+    let mut entry = portal_call("callback:cb1", T0 - HOUR);
+    entry.callback_id = Some("cb1".to_owned());
+    enqueue_all(store, &[portal_call("CA1", T0), entry.clone()]).await;
+    assert_eq!(
+        store.waiting("portal").await.expect("waiting")[0],
+        entry,
+        "at its place, flag included"
+    );
+    let reservation = store
+        .reserve(
+            "portal",
+            NODE_A,
+            &ids(&["anguyen"]),
+            Strategy::LongestIdle,
+            T0 + SECOND,
+        )
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert_eq!(reservation.call, entry);
+}
+
+pub async fn a_call_record_keeps_its_path_and_patient_through_renewals(store: &dyn Store) {
+    let mut record = call_record("CA1", T0);
+    record.phase = CallPhase::Menus;
+    record.stream_node = NODE_A.to_owned();
+    record.lease_until_ms = T0 + 10 * SECOND;
+    for node in ["main", "verify", "reset"] {
+        record.moved_to(node);
+    }
+    record.patient_ref = Some("P000101".to_owned());
+    write(store, &mut record).await;
+    let mut bare = call_record("CA2", T0);
+    bare.phase = CallPhase::Menus;
+    bare.stream_node = NODE_A.to_owned();
+    write(store, &mut bare).await;
+    store
+        .renew_stream_leases(NODE_A, &ids(&["CA1", "CA2"]), T0 + 20 * SECOND)
+        .await
+        .expect("renew");
+    let read = store.call_record("CA1").await.expect("read").expect("kept");
+    assert_eq!(read.path, ["main", "verify", "reset"]);
+    assert_eq!(read.patient_ref.as_deref(), Some("P000101"));
+    let read = store.call_record("CA2").await.expect("read").expect("kept");
+    assert!(read.path.is_empty() && read.patient_ref.is_none());
 }
 
 /// One `#[tokio::test]` per check and implementation.
@@ -2181,4 +2311,8 @@ conformance!(
     callbacks_are_listed_by_when_they_are_due_then_by_place,
     done_callbacks_come_after_every_pending_one,
     completing_a_callback_marks_it_done_once,
+    a_callback_request_is_written_whole_by_version,
+    a_failed_callback_can_still_be_marked_done,
+    a_callback_waits_in_its_queue_as_a_call_that_names_it,
+    a_call_record_keeps_its_path_and_patient_through_renewals,
 );

@@ -840,10 +840,34 @@ impl Store for MemoryStore {
         let Some(request) = state.callbacks.get_mut(id) else {
             return Ok(false);
         };
-        if request.status == CallbackStatus::Pending {
+        if request.status != CallbackStatus::Done {
             request.status = CallbackStatus::Done;
             request.completed_at_ms = Some(now_ms);
+            request.release_claim();
         }
+        request.version = request.version.saturating_add(1);
         Ok(true)
+    }
+
+    async fn callback(&self, id: &str) -> Result<Option<CallbackRequest>, StoreError> {
+        Ok(self.state().callbacks.get(id).cloned())
+    }
+
+    async fn replace_callback(
+        &self,
+        request: &CallbackRequest,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError> {
+        let mut state = self.state();
+        let Some(stored) = state.callbacks.get_mut(&request.id) else {
+            return Ok(RecordWrite::Conflict);
+        };
+        if stored.version != expected_version {
+            return Ok(RecordWrite::Conflict);
+        }
+        let version = expected_version.saturating_add(1);
+        *stored = request.clone();
+        stored.version = version;
+        Ok(RecordWrite::Written { version })
     }
 }

@@ -14,6 +14,7 @@
 //! a clock, so tests move time freely and every node agrees on what "now" meant for a change.
 
 pub mod call_record;
+pub mod callback;
 pub mod memory;
 pub mod redis;
 pub mod redis_access;
@@ -25,13 +26,14 @@ pub mod test_redis;
 #[cfg(test)]
 mod conformance;
 
-use std::fmt;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::Strategy;
 pub use call_record::{CallPhase, CallRecord, CallStep, RecordWrite};
+pub use callback::{
+    AttemptEnd, AttemptOutcome, CallbackAttempt, CallbackRequest, CallbackStatus, callback_order,
+};
 pub use stats::{
     CallCounters, CallOutcomeStat, QueueCounters, QueueStatEvent, StatsBucket, StatsInterval,
 };
@@ -50,6 +52,10 @@ pub struct QueuedCall {
     pub priority: i32,
     /// The caller failed identity verification: the agent must know.
     pub verification_failed: bool,
+    /// Not a caller on the line but a callback request waiting for an agent (see
+    /// [`callback`]): its reservation goes to the node's callback dialer, which places the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_id: Option<String>,
 }
 
 /// What [`Store::enqueue`] did.
@@ -160,64 +166,6 @@ pub enum CodeCheck {
     Wrong { checks_left: u32 },
     /// No live code for this record (never issued, expired, used, or out of checks).
     NoCode,
-}
-
-/// A caller's request to be called back by an agent of `queue`.
-///
-/// `number` is what the caller asked to be called at: shown to supervisors and agents through
-/// the API, never logged (the `Debug` form masks it).
-#[derive(Clone, PartialEq, Eq)]
-pub struct CallbackRequest {
-    pub id: String,
-    pub queue: String,
-    /// E.164, or the digits the caller keyed.
-    pub number: String,
-    pub call_sid: String,
-    pub requested_at_ms: i64,
-    /// The caller's place: their original enqueue time when they asked from a queue, else
-    /// `requested_at_ms`. Callbacks due at the same time are returned in this order.
-    pub place_ms: i64,
-    /// When the callback should be made: the next open time of the queue's schedule, or now.
-    pub due_at_ms: i64,
-    pub status: CallbackStatus,
-    /// When an agent marked it done; `None` while pending.
-    pub completed_at_ms: Option<i64>,
-}
-
-impl fmt::Debug for CallbackRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackRequest")
-            .field("id", &self.id)
-            .field("queue", &self.queue)
-            .field("number", &call_record::mask_caller_id(&self.number))
-            .field("call_sid", &self.call_sid)
-            .field("requested_at_ms", &self.requested_at_ms)
-            .field("place_ms", &self.place_ms)
-            .field("due_at_ms", &self.due_at_ms)
-            .field("status", &self.status)
-            .field("completed_at_ms", &self.completed_at_ms)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallbackStatus {
-    Pending,
-    Done,
-}
-
-/// The order [`Store::callbacks`] lists in: pending before done, then by when they are due,
-/// then by the callers' places, then by id.
-pub fn callback_order(a: &CallbackRequest, b: &CallbackRequest) -> std::cmp::Ordering {
-    let rank = |request: &CallbackRequest| {
-        (
-            request.status == CallbackStatus::Done,
-            request.due_at_ms,
-            request.place_ms,
-        )
-    };
-    rank(a).cmp(&rank(b)).then_with(|| a.id.cmp(&b.id))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -521,30 +469,19 @@ pub trait Store: Send + Sync + 'static {
     async fn callbacks(&self) -> Result<Vec<CallbackRequest>, StoreError>;
 
     /// An agent returned the call. Returns whether the request exists; completing it again
-    /// keeps the first completion time.
+    /// keeps the first completion time. A failed request can be completed too (an agent
+    /// reached the patient another way). Bumps the request's version.
     async fn complete_callback(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// One callback request.
+    async fn callback(&self, id: &str) -> Result<Option<CallbackRequest>, StoreError>;
 
-    #[test]
-    fn a_callback_request_never_prints_its_number() {
-        let request = CallbackRequest {
-            id: "cb1".to_owned(),
-            queue: "portal".to_owned(),
-            number: "+13125550147".to_owned(),
-            call_sid: "CA1".to_owned(),
-            requested_at_ms: 0,
-            place_ms: 0,
-            due_at_ms: 0,
-            status: CallbackStatus::Pending,
-            completed_at_ms: None,
-        };
-        let printed = format!("{request:?} {request:#?}");
-        assert!(!printed.contains("3125550147"), "{printed}");
-        assert!(!printed.contains("555"), "{printed}");
-        assert!(printed.contains("•••••••••47"), "{printed}");
-    }
+    /// Write `request` if the stored one still has `expected_version`; the stored copy gets
+    /// version `expected_version + 1`. A request the store does not have is a conflict: only
+    /// [`Store::add_callback`] adds.
+    async fn replace_callback(
+        &self,
+        request: &CallbackRequest,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError>;
 }

@@ -146,6 +146,7 @@ struct Scripts {
     put_reset_code: Script,
     check_reset_code: Script,
     complete_callback: Script,
+    put_callback: Script,
     put_call_record: Script,
     remove_call_record: Script,
     renew_stream_leases: Script,
@@ -173,6 +174,7 @@ impl Scripts {
             put_reset_code: Script::new(include_str!("lua/put_reset_code.lua")),
             check_reset_code: Script::new(include_str!("lua/check_reset_code.lua")),
             complete_callback: routing_script!("complete_callback.lua"),
+            put_callback: routing_script!("put_callback.lua"),
             put_call_record: routing_script!("put_call_record.lua"),
             remove_call_record: routing_script!("remove_call_record.lua"),
             renew_stream_leases: routing_script!("renew_stream_leases.lua"),
@@ -189,8 +191,27 @@ struct StoredCall {
     enqueued_at_ms: i64,
     priority: i32,
     verification_failed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    callback_id: Option<String>,
     /// Its member in the waiting set, kept so the scripts can put it back in the same place.
     rank: String,
+}
+
+impl StoredCall {
+    /// `call` as the scripts keep it, as JSON.
+    fn json(call: &QueuedCall, key: &str) -> Result<String, StoreError> {
+        serde_json::to_string(&StoredCall {
+            call_sid: call.call_sid.clone(),
+            queue: call.queue.clone(),
+            node: call.node.clone(),
+            enqueued_at_ms: call.enqueued_at_ms,
+            priority: call.priority,
+            verification_failed: call.verification_failed,
+            callback_id: call.callback_id.clone(),
+            rank: rank(call),
+        })
+        .map_err(|error| corrupt(key, format!("a call: {error}")))
+    }
 }
 
 /// An agent as the scripts keep it: flat, without nulls (Lua's cjson has no good `null`).
@@ -259,7 +280,9 @@ impl StoredAgent {
 }
 
 /// A callback request as Redis keeps it: flat, without nulls (`completed_at_ms` 0 while
-/// pending).
+/// pending, `patient_ref` empty without one). The fields added with callbacks careline places
+/// itself default, so requests kept before them still read; an empty attempt list is left out
+/// (Lua's cjson would write it back as an object).
 #[derive(Serialize, Deserialize)]
 struct StoredCallback {
     id: String,
@@ -271,6 +294,20 @@ struct StoredCallback {
     due_at_ms: i64,
     status: CallbackStatus,
     completed_at_ms: i64,
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    patient_ref: String,
+    #[serde(default)]
+    verification_failed: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attempts: Vec<super::CallbackAttempt>,
+    #[serde(default)]
+    claimed_by: String,
+    #[serde(default)]
+    claimed_until_ms: i64,
+    #[serde(default)]
+    version: u64,
 }
 
 impl StoredCallback {
@@ -285,13 +322,20 @@ impl StoredCallback {
             due_at_ms: request.due_at_ms,
             status: request.status,
             completed_at_ms: request.completed_at_ms.unwrap_or(0),
+            language: request.language.clone(),
+            patient_ref: request.patient_ref.clone().unwrap_or_default(),
+            verification_failed: request.verification_failed,
+            attempts: request.attempts.clone(),
+            claimed_by: request.claimed_by.clone(),
+            claimed_until_ms: request.claimed_until_ms,
+            version: request.version,
         }
     }
 
     fn into_request(self) -> CallbackRequest {
         let completed_at_ms = match self.status {
             CallbackStatus::Pending => None,
-            CallbackStatus::Done => Some(self.completed_at_ms),
+            CallbackStatus::Done | CallbackStatus::Failed => Some(self.completed_at_ms),
         };
         CallbackRequest {
             id: self.id,
@@ -303,6 +347,13 @@ impl StoredCallback {
             due_at_ms: self.due_at_ms,
             status: self.status,
             completed_at_ms,
+            language: self.language,
+            patient_ref: Some(self.patient_ref).filter(|patient| !patient.is_empty()),
+            verification_failed: self.verification_failed,
+            attempts: self.attempts,
+            claimed_by: self.claimed_by,
+            claimed_until_ms: self.claimed_until_ms,
+            version: self.version,
         }
     }
 }
@@ -458,6 +509,7 @@ fn queued_call(value: Value, key: &str) -> Result<QueuedCall, StoreError> {
         enqueued_at_ms: stored.enqueued_at_ms,
         priority: stored.priority,
         verification_failed: stored.verification_failed,
+        callback_id: stored.callback_id,
     })
 }
 
@@ -824,17 +876,7 @@ impl Store for RedisStore {
 
     async fn enqueue(&self, call: &QueuedCall) -> Result<Enqueued, StoreError> {
         let rank = rank(call);
-        let stored = StoredCall {
-            call_sid: call.call_sid.clone(),
-            queue: call.queue.clone(),
-            node: call.node.clone(),
-            enqueued_at_ms: call.enqueued_at_ms,
-            priority: call.priority,
-            verification_failed: call.verification_failed,
-            rank: rank.clone(),
-        };
-        let stored = serde_json::to_string(&stored)
-            .map_err(|error| corrupt(&self.keys.calls, format!("a call: {error}")))?;
+        let stored = StoredCall::json(call, &self.keys.calls)?;
         let mut invocation = self.scripts.enqueue.prepare_invoke();
         invocation
             .key(&self.keys.waiting)
@@ -1210,16 +1252,7 @@ impl Store for RedisStore {
         answered: bool,
         since_ms: i64,
     ) -> Result<bool, StoreError> {
-        let stored = serde_json::to_string(&StoredCall {
-            call_sid: call.call_sid.clone(),
-            queue: call.queue.clone(),
-            node: call.node.clone(),
-            enqueued_at_ms: call.enqueued_at_ms,
-            priority: call.priority,
-            verification_failed: call.verification_failed,
-            rank: rank(call),
-        })
-        .map_err(|error| corrupt(&self.keys.calls, format!("a call: {error}")))?;
+        let stored = StoredCall::json(call, &self.keys.calls)?;
         let mut invocation = self.scripts.restore_offer.prepare_invoke();
         invocation
             .key(&self.keys.waiting)
@@ -1459,5 +1492,43 @@ impl Store for RedisStore {
             "a callback completion",
         )?;
         Ok(found == 1)
+    }
+
+    async fn callback(&self, id: &str) -> Result<Option<CallbackRequest>, StoreError> {
+        let key = &self.keys.callbacks;
+        let mut command = redis::cmd("HGET");
+        command.arg(key).arg(id);
+        match self.command(&command).await? {
+            Value::Nil => Ok(None),
+            value => callback_request(id, value, key).map(Some),
+        }
+    }
+
+    async fn replace_callback(
+        &self,
+        request: &CallbackRequest,
+        expected_version: u64,
+    ) -> Result<RecordWrite, StoreError> {
+        let key = &self.keys.callbacks;
+        let mut stored = StoredCallback::of(request);
+        stored.version = expected_version.saturating_add(1);
+        let json = serde_json::to_string(&stored)
+            .map_err(|error| corrupt(key, format!("a callback request: {error}")))?;
+        let mut invocation = self.scripts.put_callback.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(&request.id)
+            .arg(expected_version)
+            .arg(json);
+        // Safe to repeat: a write that landed makes the repeat a conflict, read again.
+        let written = integer(
+            self.run_idempotent(&invocation).await?,
+            key,
+            "a callback version",
+        )?;
+        Ok(match u64::try_from(written) {
+            Ok(version) => RecordWrite::Written { version },
+            Err(_) => RecordWrite::Conflict,
+        })
     }
 }

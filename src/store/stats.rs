@@ -45,6 +45,12 @@ pub enum QueueStatEvent {
     Abandoned { wait_ms: i64 },
     /// The caller left the line with a callback scheduled.
     CallbackRequested,
+    /// careline placed a callback call (an agent was reserved and Twilio took the request).
+    CallbackAttempt,
+    /// A callback reached the patient and an agent.
+    CallbackConnected,
+    /// A callback was given up after its attempts ran out.
+    CallbackFailed,
 }
 
 /// How a call went, for the counters that belong to no queue.
@@ -90,6 +96,9 @@ pub enum QueueField {
     AbandonedAfter5s,
     AnswerWaitMs,
     Callbacks,
+    CallbackAttempts,
+    CallbacksConnected,
+    CallbacksFailed,
 }
 
 /// One call-level counter, as named in both stores.
@@ -114,6 +123,12 @@ pub struct QueueCounters {
     /// The waits of every answered call, added up (for the average speed of answer).
     pub answer_wait_ms: u64,
     pub callbacks: u64,
+    /// Callback calls careline placed.
+    pub callback_attempts: u64,
+    /// Callbacks that reached the patient and an agent.
+    pub callbacks_connected: u64,
+    /// Callbacks given up after their attempts ran out.
+    pub callbacks_failed: u64,
 }
 
 /// Call-level counters over one bucket (or a sum of buckets).
@@ -157,6 +172,9 @@ impl QueueStatEvent {
                 fields
             }
             QueueStatEvent::CallbackRequested => vec![(QueueField::Callbacks, 1)],
+            QueueStatEvent::CallbackAttempt => vec![(QueueField::CallbackAttempts, 1)],
+            QueueStatEvent::CallbackConnected => vec![(QueueField::CallbacksConnected, 1)],
+            QueueStatEvent::CallbackFailed => vec![(QueueField::CallbacksFailed, 1)],
         }
     }
 }
@@ -174,7 +192,7 @@ impl CallOutcomeStat {
 }
 
 impl QueueField {
-    pub const ALL: [QueueField; 7] = [
+    pub const ALL: [QueueField; 10] = [
         QueueField::Offered,
         QueueField::Answered,
         QueueField::AnsweredWithin20s,
@@ -182,6 +200,9 @@ impl QueueField {
         QueueField::AbandonedAfter5s,
         QueueField::AnswerWaitMs,
         QueueField::Callbacks,
+        QueueField::CallbackAttempts,
+        QueueField::CallbacksConnected,
+        QueueField::CallbacksFailed,
     ];
 
     /// The field name in a Redis stats hash (and in JSON).
@@ -194,6 +215,9 @@ impl QueueField {
             QueueField::AbandonedAfter5s => "abandoned_after_5s",
             QueueField::AnswerWaitMs => "answer_wait_ms",
             QueueField::Callbacks => "callbacks",
+            QueueField::CallbackAttempts => "callback_attempts",
+            QueueField::CallbacksConnected => "callbacks_connected",
+            QueueField::CallbacksFailed => "callbacks_failed",
         }
     }
 }
@@ -227,6 +251,9 @@ impl QueueCounters {
             QueueField::AbandonedAfter5s => self.abandoned_after_5s,
             QueueField::AnswerWaitMs => self.answer_wait_ms,
             QueueField::Callbacks => self.callbacks,
+            QueueField::CallbackAttempts => self.callback_attempts,
+            QueueField::CallbacksConnected => self.callbacks_connected,
+            QueueField::CallbacksFailed => self.callbacks_failed,
         }
     }
 
@@ -239,6 +266,9 @@ impl QueueCounters {
             QueueField::AbandonedAfter5s => &mut self.abandoned_after_5s,
             QueueField::AnswerWaitMs => &mut self.answer_wait_ms,
             QueueField::Callbacks => &mut self.callbacks,
+            QueueField::CallbackAttempts => &mut self.callback_attempts,
+            QueueField::CallbacksConnected => &mut self.callbacks_connected,
+            QueueField::CallbacksFailed => &mut self.callbacks_failed,
         };
         *counter = counter.saturating_add(amount);
     }
@@ -467,6 +497,7 @@ mod tests {
                 abandoned_after_5s: 1,
                 answer_wait_ms: 156_000,
                 callbacks: 1,
+                ..QueueCounters::default()
             }
         );
     }

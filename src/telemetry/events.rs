@@ -75,6 +75,8 @@ pub enum Change {
     WrapUpEnded,
     /// An agent's status (available, break, offline) was set.
     Status,
+    /// A callback request changed: careline started or ended an attempt to place it.
+    Callback,
 }
 
 /// One change, as dashboards receive it (`event: change`, this as JSON data).

@@ -21,6 +21,8 @@ pub struct Metrics {
     verifications_failed: AtomicU64,
     store_errors: AtomicU64,
     calls_expired: AtomicU64,
+    callbacks_placed: AtomicU64,
+    callback_rest_errors: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +95,16 @@ impl Metrics {
         bump(&self.calls_expired, 1);
     }
 
+    /// careline asked Twilio to place a callback call, and Twilio took it.
+    pub fn callback_placed(&self) {
+        bump(&self.callbacks_placed, 1);
+    }
+
+    /// Twilio's REST API refused a callback call or did not answer (it is retried).
+    pub fn callback_rest_error(&self) {
+        bump(&self.callback_rest_errors, 1);
+    }
+
     /// The counters as they are now.
     pub fn counters(&self) -> Counters {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -107,6 +119,8 @@ impl Metrics {
             verifications_failed: read(&self.verifications_failed),
             store_errors: read(&self.store_errors),
             calls_expired: read(&self.calls_expired),
+            callbacks_placed: read(&self.callbacks_placed),
+            callback_rest_errors: read(&self.callback_rest_errors),
         }
     }
 }
@@ -124,6 +138,8 @@ pub struct Counters {
     pub verifications_failed: u64,
     pub store_errors: u64,
     pub calls_expired: u64,
+    pub callbacks_placed: u64,
+    pub callback_rest_errors: u64,
 }
 
 #[cfg(test)]
@@ -157,6 +173,8 @@ mod tests {
                 verifications_failed: 1,
                 store_errors: 1,
                 calls_expired: 0,
+                callbacks_placed: 0,
+                callback_rest_errors: 0,
             }
         );
     }

@@ -4,8 +4,9 @@
 //! careline speaks only a handful of verbs: `<Connect><Stream>` (with `<Parameter>`s) followed by
 //! `<Redirect>` to learn what to do once it closes the stream, `<Dial>` to hand a call to an agent
 //! or overflow desk, and `<Hangup/>`. careline plays its own prompts over the stream, so it never
-//! emits `<Say>`; the parser still understands the other common verbs so that the caller can
-//! report them instead of failing.
+//! emits `<Say>`; on the calls it places itself (callbacks), where there is no stream, it asks
+//! for a key with `<Gather>` around a `<Play>` of a prompt it serves. The parser still
+//! understands the other common verbs so that the caller can report them instead of failing.
 //!
 //! The parser is a small hand-written XML reader for these documents: elements, attributes in
 //! either quote style and in any order, text, the five predefined entities and character
@@ -92,6 +93,16 @@ pub enum Verb {
     Play {
         url: String,
     },
+    /// `<Gather input="dtmf" numDigits action method="POST" timeout><Play>…</Play></Gather>`:
+    /// the audio plays while Twilio listens for keys; the keys go to `action` as `Digits`.
+    /// With none pressed within `timeout` seconds of the audio's end, the next verb runs.
+    Gather {
+        action: Option<String>,
+        num_digits: Option<u32>,
+        timeout: Option<u32>,
+        /// The audio played, in order.
+        plays: Vec<String>,
+    },
 }
 
 impl Verb {
@@ -118,6 +129,13 @@ impl Verb {
             Verb::Reject { .. } => "Reject".to_owned(),
             Verb::Say { .. } => "Say".to_owned(),
             Verb::Play { url } => format!("Play {url}"),
+            Verb::Gather {
+                num_digits, plays, ..
+            } => format!(
+                "Gather {} key(s) (Play {})",
+                num_digits.unwrap_or(1),
+                plays.join(", ")
+            ),
         }
     }
 }
@@ -274,6 +292,32 @@ fn render_verb(xml: &mut String, verb: &Verb) {
             escape_into(xml, url);
             xml.push_str("</Play>");
         }
+        Verb::Gather {
+            action,
+            num_digits,
+            timeout,
+            plays,
+        } => {
+            xml.push_str("<Gather");
+            attribute(xml, "input", "dtmf");
+            if let Some(num_digits) = num_digits {
+                attribute(xml, "numDigits", &num_digits.to_string());
+            }
+            if let Some(timeout) = timeout {
+                attribute(xml, "timeout", &timeout.to_string());
+            }
+            if let Some(action) = action {
+                attribute(xml, "action", action);
+                attribute(xml, "method", "POST");
+            }
+            xml.push('>');
+            for url in plays {
+                xml.push_str("<Play>");
+                escape_into(xml, url);
+                xml.push_str("</Play>");
+            }
+            xml.push_str("</Gather>");
+        }
     }
 }
 
@@ -362,6 +406,7 @@ fn parse_verb(element: &Element) -> Result<Verb, TwimlError> {
         "Play" => Ok(Verb::Play {
             url: required_text(element, "Play")?,
         }),
+        "Gather" => parse_gather(element),
         other => Err(TwimlError::UnknownVerb {
             verb: other.to_owned(),
         }),
@@ -413,6 +458,29 @@ fn parse_connect(connect: &Element) -> Result<Verb, TwimlError> {
         url,
         parameters,
         action: connect.attribute("action").map(str::to_owned),
+    })
+}
+
+fn parse_gather(gather: &Element) -> Result<Verb, TwimlError> {
+    let mut plays = Vec::new();
+    for noun in gather.elements() {
+        match noun.name.as_str() {
+            "Play" => plays.push(required_text(noun, "Play")?),
+            // Spoken or silent parts play too; the caller has nothing to fetch for them.
+            "Say" | "Pause" => {}
+            other => {
+                return Err(TwimlError::UnexpectedContent {
+                    element: "Gather",
+                    what: format!("<{other}>"),
+                });
+            }
+        }
+    }
+    Ok(Verb::Gather {
+        action: gather.attribute("action").map(str::to_owned),
+        num_digits: number_attribute(gather, "Gather", "numDigits")?,
+        timeout: number_attribute(gather, "Gather", "timeout")?,
+        plays,
     })
 }
 
@@ -833,6 +901,14 @@ mod tests {
             Verb::Play {
                 url: "https://h/a.wav".to_owned(),
             },
+            Verb::Gather {
+                action: Some("/twilio/callback/connect?id=cb1&attempt=2".to_owned()),
+                num_digits: Some(1),
+                timeout: Some(7),
+                plays: vec![
+                    "https://h/twilio/callback/prompt/es/callback_returning.wav".to_owned(),
+                ],
+            },
             Verb::Hangup,
         ];
         assert_eq!(parse(&render(&verbs)), Ok(verbs));
@@ -901,7 +977,9 @@ mod tests {
             "<Response><Dial timeout=\"soon\">1</Dial></Response>",
             "<Response><Dial></Dial></Response>",
             "<Response><Redirect/></Response>",
-            "<Response><Gather/></Response>",
+            "<Response><Gather numDigits=\"one\"/></Response>",
+            "<Response><Gather><Dial>1</Dial></Gather></Response>",
+            "<Response><Unknown/></Response>",
             "<Reply/>",
             "<Response x=\"1\" x=\"2\"/>",
             "<Response>\u{e9}<",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+pub mod browser;
 pub mod cluster;
 pub mod desk;
 pub mod http;
@@ -302,6 +303,7 @@ pub fn queued_call(call_sid: &str, queue: &str, node: &str, enqueued_at_ms: i64)
         enqueued_at_ms,
         priority: 0,
         verification_failed: false,
+        callback_id: None,
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// The columns, in order: the keys of a bucket in the JSON answer.
-pub const COLUMNS: [&str; 12] = [
+pub const COLUMNS: [&str; 15] = [
     "start",
     "end",
     "offered",
@@ -18,6 +18,9 @@ pub const COLUMNS: [&str; 12] = [
     "abandon_rate",
     "ivr_containment",
     "verification_pass_rate",
+    "callback_attempts",
+    "callbacks_connected",
+    "callbacks_failed",
 ];
 
 /// The rows of `buckets` (JSON objects) under a header, lines ended by CRLF (RFC 4180).
@@ -81,13 +84,13 @@ mod tests {
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "start,end,offered,answered,abandoned,handled,callbacks,service_level,asa_secs,abandon_rate,ivr_containment,verification_pass_rate"
+            "start,end,offered,answered,abandoned,handled,callbacks,service_level,asa_secs,abandon_rate,ivr_containment,verification_pass_rate,callback_attempts,callbacks_connected,callbacks_failed"
         );
         assert_eq!(
             lines[1],
-            "2026-11-01T01:00:00-05:00,2026-11-01T01:00:00-06:00,3,2,1,2,0,0.5,12.0,0.3333333333333333,,1.0"
+            "2026-11-01T01:00:00-05:00,2026-11-01T01:00:00-06:00,3,2,1,2,0,0.5,12.0,0.3333333333333333,,1.0,,,"
         );
-        assert_eq!(lines[2], "2026-11-01T01:00:00-06:00,,0,,,,,,,,,");
+        assert_eq!(lines[2], "2026-11-01T01:00:00-06:00,,0,,,,,,,,,,,,");
         assert_eq!(lines[3], "", "the last row ends with a line break too");
         assert_eq!(lines.len(), 4);
     }

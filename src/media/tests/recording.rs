@@ -261,3 +261,31 @@ fn two_messages_on_one_call_get_their_own_ids() {
     let second = RecordingId::for_call("CA9", t0() + SignedDuration::from_millis(1));
     assert_ne!(first, second);
 }
+
+#[test]
+fn a_voicemail_marked_handled_keeps_its_first_mark() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut recorder = start(dir.path(), "CA1", 60, t0());
+    record_frames(&mut recorder, &mulaw_tone(200));
+    let voicemail = recorder.finish(at(1)).expect("finished");
+    assert_eq!(voicemail.handled_at, None);
+    let marked = mark_handled(dir.path(), &voicemail.id, "agent:anguyen", at(60))
+        .expect("marked")
+        .expect("found");
+    assert_eq!(marked.handled_by.as_deref(), Some("agent:anguyen"));
+    let again = mark_handled(dir.path(), &voicemail.id, "supervisor", at(120))
+        .expect("marked")
+        .expect("found");
+    assert_eq!(again.handled_at, marked.handled_at, "the first mark stays");
+    assert_eq!(again.handled_by.as_deref(), Some("agent:anguyen"));
+    let listed = list_voicemails(dir.path()).expect("listed");
+    assert_eq!(listed[0].handled_at, marked.handled_at);
+    assert_eq!(
+        mark_handled(dir.path(), "CA404-x", "supervisor", at(1)).expect("no error"),
+        None
+    );
+    assert_eq!(
+        mark_handled(dir.path(), "../escape", "supervisor", at(1)).expect("no error"),
+        None
+    );
+}
