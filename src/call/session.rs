@@ -70,6 +70,8 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long a broken stream lingers after its close frame before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
+/// A deadline this far off never comes while the process runs (tokio's own "far future").
+const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// A stream that has not sent `start` by then is closed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -415,6 +417,12 @@ fn classify<E: std::fmt::Display>(message: Option<Result<Message, E>>) -> Inboun
     }
 }
 
+/// `after` from `now`; a duration too long for the clock (a configured one that was never
+/// checked) is as good as never.
+pub(super) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now + NEVER)
+}
+
 /// Twilio SIDs: two letters and hex; accept any short alphanumeric so odd providers work.
 fn is_sid(sid: &str) -> bool {
     !sid.is_empty() && sid.len() <= 64 && sid.bytes().all(|byte| byte.is_ascii_alphanumeric())
@@ -605,7 +613,7 @@ impl CallStream {
                 ),
                 Action::StopPlayback => self.player.clear(&mut self.sends),
                 Action::StartTimer { timer, after } => {
-                    self.timer = Some((timer, Instant::now() + after));
+                    self.timer = Some((timer, deadline_after(Instant::now(), after)));
                 }
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,

@@ -11,7 +11,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::registry::CallRegistry;
-use super::session::{CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, run_session};
+use super::session::{
+    CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, deadline_after, run_session,
+};
 use crate::config::Config;
 use crate::ivr::Flow;
 use crate::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
@@ -361,4 +363,15 @@ async fn a_closed_socket_counts_as_stop() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     drop(line.to_careline);
     assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_too_long_for_the_clock_is_never_rather_than_a_panic() {
+    let now = tokio::time::Instant::now();
+    let never = deadline_after(now, Duration::MAX);
+    assert!(never > now + Duration::from_secs(86_400 * 365));
+    assert_eq!(
+        deadline_after(now, Duration::from_secs(7)),
+        now + Duration::from_secs(7)
+    );
 }

@@ -74,7 +74,7 @@ impl FromRef<AppState> for PortalSecret {
 pub enum StartError {
     #[error("configuration has problems:\n{0}")]
     Config(Report),
-    #[error("{0}")]
+    #[error(transparent)]
     Flow(#[from] FlowError),
     #[error("prompt audio could not be loaded:\n{}", list(.0))]
     Prompts(Vec<PromptError>),
@@ -89,15 +89,15 @@ pub enum StartError {
     },
     #[error("server.listen `{0}` is not an address like 127.0.0.1:8080")]
     ListenAddress(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Identity(#[from] IdentityStartError),
-    #[error("{0}")]
+    #[error(transparent)]
     Secret(#[from] crate::identity::secret::SecretError),
-    #[error("{0}")]
+    #[error(transparent)]
     Access(#[from] access::AccessConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Build(#[from] BuildError),
 }
 
