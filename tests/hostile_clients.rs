@@ -5,10 +5,12 @@
 
 mod common;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use careline::admin::access::loopback_only;
 use careline::config::Config;
 use careline::dispatch::router::Router;
 use careline::store::Store;
@@ -68,6 +70,160 @@ async fn serve_until_it_exits(
         output.status.success(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A `careline serve` process, killed when dropped, its log in a file.
+struct ServeProcess {
+    process: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Start `careline serve --config config` with `args`, no admin tokens, and wait until it
+    /// answers `/healthz` at `reach`.
+    async fn start(config: &Path, args: &[&str], reach: SocketAddr) -> ServeProcess {
+        let log = config.with_extension("log");
+        let file = || std::fs::File::create(&log).expect("log file");
+        let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_careline"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("CARELINE_ADMIN_TOKENS")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("careline starts");
+        let mut serving = ServeProcess { process, log };
+        let client = plain_client();
+        let give_up = tokio::time::Instant::now() + PROCESS_LIMIT;
+        while tokio::time::Instant::now() < give_up {
+            if let Ok(Some(status)) = serving.process.try_wait() {
+                panic!("careline exited ({status}):\n{}", serving.log());
+            }
+            let healthy = client
+                .get(format!("http://{reach}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success());
+            if healthy {
+                return serving;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("careline did not answer /healthz:\n{}", serving.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A client that never goes through a proxy from the environment.
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
+/// An address of this machine other than loopback (the one its default route leaves from),
+/// if it has one. Connecting a UDP socket sends nothing; it only picks the route.
+fn non_loopback_address() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// A port free on every address now (another process may take it before careline does).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn listen_on_every_address_keeps_the_admin_api_closed_without_tokens() {
+    let port = free_port();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+    // The file says loopback, and so does the public URL: only `--listen` opens it up.
+    let (_dir, config) = configuration(SHORT_FLOW, &loopback.to_string());
+    let wildcard = format!("0.0.0.0:{port}");
+    let Some(outside) = non_loopback_address() else {
+        // No address but loopback here: the rule itself, with what `--listen` binds.
+        let bound: SocketAddr = wildcard.parse().expect("address");
+        assert!(!loopback_only(bound, &format!("http://{loopback}")));
+        return;
+    };
+    let careline = ServeProcess::start(&config, &["--listen", &wildcard], loopback).await;
+    let client = plain_client();
+    for from in [outside, loopback.ip()] {
+        let url = format!("http://{}/api/v1/agents", SocketAddr::new(from, port));
+        let answer = client.get(&url).send().await.expect("careline answers");
+        assert_eq!(
+            answer.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "GET {url} without a token"
+        );
+    }
+    let log = careline.log();
+    assert_eq!(
+        log.matches("CARELINE_ADMIN_TOKENS is not set").count(),
+        1,
+        "one warning line at start-up:\n{log}"
+    );
+    drop(careline);
+
+    // The same file with the listener where it says: open to this machine.
+    let careline = ServeProcess::start(&config, &[], loopback).await;
+    let answer = client
+        .get(format!("http://{loopback}/api/v1/agents"))
+        .send()
+        .await
+        .expect("careline answers");
+    assert_eq!(
+        answer.status(),
+        reqwest::StatusCode::OK,
+        "{}",
+        careline.log()
+    );
+}
+
+#[tokio::test]
+async fn a_loopback_listener_behind_a_public_url_stays_closed_without_tokens() {
+    // As behind a TLS proxy on the same host: loopback bound, reached at a public name.
+    let flow = SHORT_FLOW.replace("PUBLIC_URL", "https://ivr.example.org");
+    let server =
+        common::TestServer::start_configured(&flow, &["en", "es"], &SHORT_PROMPTS, |_, _| {}).await;
+    assert!(server.state.access.refuses_everyone());
+    let answer = plain_client()
+        .get(format!("{}/api/v1/agents", server.base_url))
+        .send()
+        .await
+        .expect("careline answers");
+    assert_eq!(answer.status(), reqwest::StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lower_case_bearer_scheme_is_accepted() {
+    let server = common::TestServer::start_short("", |_, state| {
+        common::http::require_tokens(state, &common::http::every_role());
+    })
+    .await;
+    let answer = plain_client()
+        .get(format!("{}/api/v1/agents", server.base_url))
+        .header("authorization", format!("bearer {}", common::http::VIEWER))
+        .send()
+        .await
+        .expect("careline answers");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    server.stop().await;
 }
 
 #[tokio::test]

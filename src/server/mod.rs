@@ -116,9 +116,12 @@ pub struct Loaded {
 }
 
 impl AppState {
-    /// Build the state from a checked configuration: compile the flow, load every prompt,
-    /// connect the store, open the patient directory. Secrets come from the environment.
-    pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
+    /// Build the state from a checked configuration for a server whose listener is bound at
+    /// `bound`: compile the flow, load every prompt, connect the store, open the patient
+    /// directory. Secrets come from the environment. Who may use the admin API without a token
+    /// depends on the address actually bound, not on `server.listen` (see
+    /// [`access::loopback_only`]).
+    pub async fn load(loaded: &LoadedConfig, bound: SocketAddr) -> Result<Loaded, StartError> {
         let config = &loaded.config;
         let metrics = Arc::new(Metrics::new());
         let store = open_store(config).await?;
@@ -146,13 +149,18 @@ impl AppState {
             }
             (Some(_), Err(error)) => return Err(error.into()),
         };
-        let loopback_only = listen_address(&config.server.listen)
-            .map(|addr| addr.ip().is_loopback())
-            .unwrap_or(false);
-        let access = AccessPolicy::parse(
+        let access = AccessPolicy::for_server(
             std::env::var("CARELINE_ADMIN_TOKENS").ok().as_deref(),
-            loopback_only,
+            bound,
+            &config.server.public_url,
         )?;
+        if access.refuses_everyone() {
+            tracing::warn!(
+                %bound,
+                public_url = %config.server.public_url,
+                "CARELINE_ADMIN_TOKENS is not set and careline is not loopback-only (the bound address and server.public_url must both be loopback): /api/* and /metrics refuse every request until tokens are set"
+            );
+        }
         let (running, prompt_load_time) = Running::build(loaded)?;
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
