@@ -15,8 +15,111 @@ use careline::config::Config;
 use careline::dispatch::router::Router;
 use careline::store::Store;
 use careline::store::memory::MemoryStore;
-use common::{SHORT_FLOW, SHORT_PROMPTS};
+use common::{SHORT_FLOW, SHORT_PROMPTS, TestServer};
+use futures_util::{SinkExt, StreamExt};
 use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Every caller waits in a queue whose one agent is on shift but not available, with endless
+/// hold music.
+const QUEUE_FLOW: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "PUBLIC_URL"
+shutdown_grace_secs = 10
+
+[prompts]
+dir = "PROMPTS"
+default_language = "en"
+
+[ivr]
+entry = "portal_queue"
+operator = "portal_queue"
+
+[nodes.portal_queue]
+type = "queue"
+queue = "portal"
+
+[queues.portal]
+skills = ["portal"]
+hold_prompt = "hold_music"
+
+[[agents]]
+id = "anguyen"
+name = "Anh Nguyen"
+skills = ["portal"]
+dial = "+13125550101"
+"#;
+
+/// A server on [`QUEUE_FLOW`].
+async fn queue_desk() -> TestServer {
+    TestServer::start_configured(QUEUE_FLOW, &["en"], &["hold_music"], |_, _| {}).await
+}
+
+type RawStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A media stream opened by hand for a call the voice webhook announced, `start` sent: the
+/// test decides everything it does from here, down to whether it reads.
+async fn started_stream(server: &TestServer, call_sid: &str) -> RawStream {
+    let twiml = plain_client()
+        .post(format!("{}/twilio/voice", server.base_url))
+        .form(&[("CallSid", call_sid), ("From", "+13125550101")])
+        .send()
+        .await
+        .expect("voice webhook")
+        .text()
+        .await
+        .expect("twiml");
+    let token = twiml
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a token parameter")
+        .to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("stream opens");
+    let start = format!(
+        r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ{call_sid}","callSid":"{call_sid}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ{call_sid}"}}"#
+    );
+    socket
+        .send(Message::text(
+            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        ))
+        .await
+        .expect("connected sent");
+    socket.send(Message::text(start)).await.expect("start sent");
+    socket
+}
+
+/// A counter or gauge from `/metrics` (0 if absent).
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let text = plain_client()
+        .get(format!("{}/metrics", server.base_url))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Read what careline sends until it closes the stream; the close code.
+async fn read_until_closed(socket: &mut RawStream) -> Option<u16> {
+    while let Some(message) = socket.next().await {
+        match message {
+            Ok(Message::Close(frame)) => return frame.map(|frame| u16::from(frame.code)),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 /// How long a `careline serve` process may take to start or to give up.
 const PROCESS_LIMIT: Duration = Duration::from_secs(60);
@@ -305,4 +408,25 @@ dial = "+13125550101"
         .call_finished("anguyen", "CA1", "portal", Duration::from_secs(60), now)
         .await
         .expect("the call is finished, its wrap-up never ending");
+}
+
+#[tokio::test]
+async fn a_queued_stream_that_goes_quiet_is_ended_and_counted_as_abandoned() {
+    let server = queue_desk().await;
+    let mut socket = started_stream(&server, "CA0quiet").await;
+    // It reads, but sends nothing more: no media, no mark echoes, no close.
+    let closed = tokio::time::timeout(Duration::from_secs(30), read_until_closed(&mut socket))
+        .await
+        .expect("careline ends a quiet stream");
+    assert_eq!(closed, Some(1000));
+    let mut abandoned = 0;
+    for _ in 0..100 {
+        abandoned = metric(&server, "careline_calls_abandoned_total").await;
+        if abandoned == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(abandoned, 1, "a caller gone while queued is abandoned");
+    server.stop().await;
 }

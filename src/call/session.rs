@@ -6,6 +6,10 @@
 //! frames) is logged without its payload and skipped; `media` or `dtmf` before `start`, an
 //! oversized message, or a stream that does not present its call's token closes the stream
 //! with the policy-violation code. Nothing here can affect another call.
+//!
+//! Twilio sends `media` all through a call (50 frames a second, silence included), so a
+//! started stream from which nothing arrives for [`QUIET_STREAM_TIMEOUT`] has lost its caller:
+//! it ends as a hang-up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +70,16 @@ pub fn configure_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 /// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
-/// How long a closing stream waits for the peer's close frame.
+/// How long closing a stream may take: the close frame out, then the peer's close frame in.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long a broken stream lingers after its close frame before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
 /// A deadline this far off never comes while the process runs (tokio's own "far future").
 const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+/// A started stream from which no message at all has come for this long has lost its caller
+/// (Twilio sends a `media` frame every 20 ms): it ends as a hang-up, so a queued caller counts
+/// as abandoned and nothing is held for a call that is gone.
+pub const QUIET_STREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// A stream that has not sent `start` by then is closed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,7 +142,14 @@ where
         Ok(start) => start,
         Err(end) => {
             if let SessionEnd::PolicyViolation(reason) = &end {
-                close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                close(
+                    &mut incoming,
+                    &mut outgoing,
+                    CLOSE_POLICY_VIOLATION,
+                    reason,
+                    CLOSE_DRAIN,
+                )
+                .await;
             }
             return end;
         }
@@ -184,6 +199,7 @@ where
         context: context.clone(),
         hung_up: false,
         frames_in: 0,
+        last_heard: Instant::now(),
         keys: Keypad::new(context.dtmf),
         lookup: None,
         reservations: None,
@@ -208,7 +224,9 @@ where
     let shutdown = context.force_close.child_token().cancelled_owned();
     let drain = context.drain.child_token().cancelled_owned();
     let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(shutdown, drain, timer);
+    // Re-armed only when it fires, from the last message heard: a frame costs no timer work.
+    let quiet = tokio::time::sleep_until(stream.last_heard + QUIET_STREAM_TIMEOUT);
+    tokio::pin!(shutdown, drain, timer, quiet);
     let mut timer_set_for = None;
     let end = loop {
         if stream.hung_up {
@@ -216,7 +234,14 @@ where
             // `/twilio/next` may reach any node the moment the socket is gone.
             let next = std::mem::replace(&mut stream.next, CallStep::Hangup);
             stream.notes.end(Some(next)).await;
-            close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
+            close(
+                &mut incoming,
+                &mut outgoing,
+                CLOSE_NORMAL,
+                "call complete",
+                CLOSE_DRAIN,
+            )
+            .await;
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
@@ -255,11 +280,12 @@ where
                 }
             }
             message = incoming.next() => {
+                stream.last_heard = Instant::now();
                 match stream.on_message(message) {
                     Continuation::Continue => {}
                     Continuation::End(end) => {
                         if let SessionEnd::PolicyViolation(reason) = &end {
-                            close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                            close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason, CLOSE_DRAIN).await;
                         }
                         break end;
                     }
@@ -271,13 +297,27 @@ where
                     stream.feed(Event::TimerFired(timer));
                 }
             }
+            () = &mut quiet => {
+                let quiet_until = stream.last_heard + QUIET_STREAM_TIMEOUT;
+                if Instant::now() >= quiet_until {
+                    tracing::info!(
+                        secs = QUIET_STREAM_TIMEOUT.as_secs(),
+                        "nothing came on the media stream; ending it as a hang-up"
+                    );
+                    stream.feed(Event::HungUp);
+                    // Nobody is reading: the close frame goes out, nobody is waited for.
+                    close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "stream quiet", CLOSE_LINGER).await;
+                    break SessionEnd::CallerHungUp;
+                }
+                quiet.as_mut().reset(quiet_until);
+            }
             () = &mut drain => {
                 stream.notes.end(None).await;
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "resume").await;
+                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "resume", CLOSE_DRAIN).await;
                 break SessionEnd::Drained;
             }
             () = &mut shutdown => {
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
+                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down", CLOSE_DRAIN).await;
                 break SessionEnd::Shutdown;
             }
         }
@@ -445,6 +485,8 @@ struct CallStream {
     context: SessionContext,
     hung_up: bool,
     frames_in: u64,
+    /// When the last message of any kind came from the peer (see [`QUIET_STREAM_TIMEOUT`]).
+    last_heard: Instant,
     keys: Keypad,
     /// A verification, reset, queue or callback request in progress; its answer becomes the
     /// engine's next event.
@@ -1067,9 +1109,15 @@ impl CallStream {
 
 /// Send a close frame, then wait (briefly) for the peer's close so the frame is read before
 /// the socket goes away: dropping a socket with unread input makes the kernel reset the
-/// connection, and the peer may never see the close code.
-async fn close<I, O, E>(incoming: &mut I, outgoing: &mut O, code: u16, reason: &'static str)
-where
+/// connection, and the peer may never see the close code. All of it within `within`: a peer
+/// that reads nothing cannot hold the session open.
+async fn close<I, O, E>(
+    incoming: &mut I,
+    outgoing: &mut O,
+    code: u16,
+    reason: &'static str,
+    within: Duration,
+) where
     I: Stream<Item = Result<Message, E>> + Unpin,
     O: Sink<Message> + Unpin,
 {
@@ -1077,11 +1125,11 @@ where
         code,
         reason: reason.into(),
     };
-    // The peer may already be gone; there is nobody left to tell.
-    if outgoing.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
-    let drain = async {
+    let closing = async {
+        // The peer may already be gone; there is nobody left to tell.
+        if outgoing.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
         loop {
             match incoming.next().await {
                 Some(Ok(Message::Close(_))) => return,
@@ -1094,5 +1142,5 @@ where
             }
         }
     };
-    let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    let _ = tokio::time::timeout(within, closing).await;
 }

@@ -12,11 +12,13 @@ use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::registry::CallRegistry;
 use super::session::{
-    CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, deadline_after, run_session,
+    CLOSE_POLICY_VIOLATION, QUIET_STREAM_TIMEOUT, SessionContext, SessionEnd, deadline_after,
+    run_session,
 };
 use crate::config::Config;
 use crate::ivr::Flow;
 use crate::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
+use crate::telemetry::Metrics;
 use crate::twilio::wire::OutboundOwned;
 
 const FLOW: &str = r#"
@@ -61,14 +63,47 @@ struct Line {
     from_careline: mpsc::Receiver<Message>,
     session: JoinHandle<SessionEnd>,
     calls: Arc<CallRegistry>,
+    metrics: Arc<Metrics>,
 }
+
+/// A flow that puts every caller in a queue with one agent on shift (and not available).
+const QUEUE_FLOW: &str = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[ivr]
+entry = "portal_queue"
+operator = "portal_queue"
+
+[nodes.portal_queue]
+type = "queue"
+queue = "portal"
+
+[queues.portal]
+skills = ["portal"]
+
+[[agents]]
+id = "anguyen"
+name = "Anh Nguyen"
+skills = ["portal"]
+dial = "+13125550101"
+"#;
 
 impl Line {
     fn open() -> Line {
-        let config: Config = toml::from_str(FLOW).expect("flow parses");
+        Line::open_with(FLOW)
+    }
+
+    /// A session on `flow`.
+    fn open_with(flow: &str) -> Line {
+        let config: Config = toml::from_str(flow).expect("flow parses");
         let store: Arc<dyn crate::store::Store> =
             Arc::new(crate::store::memory::MemoryStore::new());
         let calls = Arc::new(CallRegistry::new(store.clone(), "session-test"));
+        let metrics: Arc<Metrics> = Arc::default();
+        let router =
+            crate::dispatch::router::Router::new(store.clone(), &config, "session-test".to_owned());
+        router.attach_metrics(metrics.clone());
         let context = SessionContext {
             flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
             prompts: Arc::new(library()),
@@ -77,15 +112,11 @@ impl Line {
             drain: CancellationToken::new(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
-            router: crate::dispatch::router::Router::new(
-                store.clone(),
-                &config,
-                "session-test".to_owned(),
-            ),
+            router,
             roster: Arc::default(),
             store,
             recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
-            metrics: Arc::default(),
+            metrics: metrics.clone(),
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {
@@ -99,6 +130,7 @@ impl Line {
             from_careline,
             session,
             calls,
+            metrics,
         }
     }
 
@@ -118,6 +150,25 @@ impl Line {
         self.send(&format!(
             r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ1"}}"#
         ));
+    }
+
+    /// Send inbound `media` every 20 ms from now on, as Twilio does all through a call, until
+    /// the session stops listening (or the task is aborted).
+    fn keep_sending_media(&self) -> JoinHandle<()> {
+        let to_careline = self.to_careline.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            for sequence in 2u64.. {
+                every.tick().await;
+                let frame = format!(
+                    r#"{{"event":"media","sequenceNumber":"{sequence}","media":{{"track":"inbound","chunk":"{sequence}","timestamp":"{}","payload":"//////////8="}},"streamSid":"MZ1"}}"#,
+                    sequence * 20
+                );
+                if to_careline.send(Ok(Message::Text(frame.into()))).is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     fn press(&self, key: char) {
@@ -239,6 +290,7 @@ async fn a_key_during_the_prompt_sends_clear_before_anything_else() {
 async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later() {
     let mut line = Line::open();
     line.start().await;
+    line.keep_sending_media();
     line.play_all().await;
     tokio::time::sleep(Duration::from_millis(6900)).await;
     assert!(
@@ -253,6 +305,7 @@ async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later()
 async fn the_timeout_waits_for_the_prompt_to_finish_playing() {
     let mut line = Line::open();
     line.start().await;
+    line.keep_sending_media();
     line.received().await;
     // Marks never come back: Twilio is still playing. No timeout may fire.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -374,4 +427,54 @@ async fn a_timer_too_long_for_the_clock_is_never_rather_than_a_panic() {
         deadline_after(now, Duration::from_secs(7)),
         now + Duration::from_secs(7)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_goes_quiet_ends_as_a_hang_up() {
+    let mut line = Line::open();
+    line.start().await;
+    line.play_all().await;
+    tokio::time::sleep(QUIET_STREAM_TIMEOUT - Duration::from_millis(100)).await;
+    assert!(!line.session.is_finished(), "not quiet for long enough yet");
+    let end = tokio::time::timeout(Duration::from_millis(500), &mut line.session)
+        .await
+        .expect("quiet for five seconds: the stream ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::CallerHungUp);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_keeps_sending_media_stays_up_however_long_the_silence() {
+    let mut line = Line::open();
+    line.start().await;
+    line.play_all().await;
+    line.keep_sending_media();
+    tokio::time::sleep(QUIET_STREAM_TIMEOUT * 4).await;
+    assert!(!line.session.is_finished());
+    assert!(close_code(&line.received().await).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_caller_whose_stream_goes_quiet_counts_as_abandoned() {
+    let mut line = Line::open_with(QUEUE_FLOW);
+    line.start().await;
+    let media = line.keep_sending_media();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        line.calls.snapshot().await.expect("records")[0]
+            .phase
+            .as_str(),
+        "queued",
+        "the caller waits in the queue"
+    );
+    // The stream falls silent: no media, no marks, no close.
+    media.abort();
+    line.received().await;
+    let end = tokio::time::timeout(QUIET_STREAM_TIMEOUT * 2, &mut line.session)
+        .await
+        .expect("the quiet stream ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::CallerHungUp);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(line.metrics.counters().abandoned, 1);
 }
