@@ -63,6 +63,17 @@ type RawStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A media stream opened by hand for a call the voice webhook announced, `start` sent: the
 /// test decides everything it does from here, down to whether it reads.
 async fn started_stream(server: &TestServer, call_sid: &str) -> RawStream {
+    let address: SocketAddr = server
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address");
+    let tcp = TcpStream::connect(address).await.expect("connects");
+    started_stream_on(server, call_sid, tcp).await
+}
+
+/// [`started_stream`] over `tcp`, a connection to the server set up as the test likes.
+async fn started_stream_on(server: &TestServer, call_sid: &str, tcp: TcpStream) -> RawStream {
     let twiml = plain_client()
         .post(format!("{}/twilio/voice", server.base_url))
         .form(&[("CallSid", call_sid), ("From", "+13125550101")])
@@ -78,9 +89,10 @@ async fn started_stream(server: &TestServer, call_sid: &str) -> RawStream {
         .and_then(|rest| rest.split('"').next())
         .expect("a token parameter")
         .to_owned();
-    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect("stream opens");
+    let (mut socket, _) =
+        tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("stream opens");
     let start = format!(
         r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ{call_sid}","callSid":"{call_sid}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ{call_sid}"}}"#
     );
@@ -92,6 +104,64 @@ async fn started_stream(server: &TestServer, call_sid: &str) -> RawStream {
         .expect("connected sent");
     socket.send(Message::text(start)).await.expect("start sent");
     socket
+}
+
+/// A peer that keeps its call up with media and echoes, in order and as fast as it can, every
+/// mark careline may have sent (`pace:1`, `pace:2`, ...), but never reads a byte, over a
+/// connection with a small receive buffer: what careline writes piles up in the sockets until
+/// a write cannot go on.
+async fn a_peer_that_stops_reading(server: &TestServer, call_sid: &str) -> StuckReader {
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    let address: SocketAddr = server
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address");
+    let tcp = tcp.connect(address).await.expect("connects");
+    let socket = started_stream_on(server, call_sid, tcp).await;
+    let (mut sink, unread) = socket.split();
+    let sid = format!("MZ{call_sid}");
+    let writer = tokio::spawn(async move {
+        let payload = "/".repeat(212) + "8=";
+        let mut mark = 0u64;
+        for n in 1u64.. {
+            let media = format!(
+                r#"{{"event":"media","sequenceNumber":"{n}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}},"streamSid":"{sid}"}}"#,
+                n * 20
+            );
+            if sink.send(Message::text(media)).await.is_err() {
+                return;
+            }
+            for _ in 0..25 {
+                mark += 1;
+                let echo = format!(
+                    r#"{{"event":"mark","sequenceNumber":"{n}","streamSid":"{sid}","mark":{{"name":"pace:{mark}"}}}}"#
+                );
+                if sink.send(Message::text(echo)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    StuckReader {
+        _unread: unread,
+        writer,
+    }
+}
+
+/// See [`a_peer_that_stops_reading`]; stops writing when dropped.
+struct StuckReader {
+    _unread: futures_util::stream::SplitStream<RawStream>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StuckReader {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
 }
 
 /// A counter or gauge from `/metrics` (0 if absent).
@@ -429,4 +499,63 @@ async fn a_queued_stream_that_goes_quiet_is_ended_and_counted_as_abandoned() {
     }
     assert_eq!(abandoned, 1, "a caller gone while queued is abandoned");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped_and_counted() {
+    let server = queue_desk().await;
+    let _peer = a_peer_that_stops_reading(&server, "CA0stuck").await;
+    let mut stalled = 0;
+    for _ in 0..600 {
+        stalled = metric(&server, "careline_streams_stalled_total").await;
+        if stalled > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stalled, 1, "the stream that could not drain was dropped");
+    // Other calls were never held up meanwhile; the server stops at once.
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_soon_after_its_grace_period_with_a_peer_that_stopped_reading() {
+    let grace = Duration::from_secs(1);
+    let (_dir, server) = queue_desk_with_grace(grace).await;
+    let _peer = a_peer_that_stopped_reading_for_a_while(&server).await;
+    server.shutdown.cancel();
+    // Liveness, not timing: without bounded writes this never ended.
+    let stopped = tokio::time::timeout(grace + careline::server::AFTER_GRACE * 5, server.handle)
+        .await
+        .expect("shutdown ends within the grace period and a second (and some slack)");
+    stopped.expect("server task").expect("server stops cleanly");
+}
+
+/// A stuck peer on `server` that has been pushing marks for two seconds.
+async fn a_peer_that_stopped_reading_for_a_while(server: &TestServer) -> StuckReader {
+    let peer = a_peer_that_stops_reading(server, "CA0shutdown").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    peer
+}
+
+/// [`queue_desk`] with calls given `grace` to finish at shutdown; the folder it runs from.
+async fn queue_desk_with_grace(grace: Duration) -> (TempDir, TestServer) {
+    let dir = TempDir::new().expect("tempdir");
+    let prompts = dir.path().join("prompts");
+    common::write_prompts(&prompts, &["en"], &["hold_music"], 240);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let path = dir.path().join("careline.toml");
+    std::fs::write(
+        &path,
+        QUEUE_FLOW
+            .replace("PUBLIC_URL", &common::base_url(&listener))
+            .replace("PROMPTS", &prompts.display().to_string()),
+    )
+    .expect("write config");
+    let (loaded, _) =
+        careline::server::load_config(&path).unwrap_or_else(|error| panic!("{error}"));
+    let server = TestServer::serve(listener, &loaded, grace, |_, _| {}).await;
+    (dir, server)
 }

@@ -11,6 +11,7 @@
 //! started stream from which nothing arrives for [`QUIET_STREAM_TIMEOUT`] has lost its caller:
 //! it ends as a hang-up.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument;
 
 use super::keypad::Keypad;
@@ -74,6 +75,12 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long a broken stream lingers after its close frame before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
+/// How long one batch of messages may take to reach the socket. Twilio reads all the time, so
+/// a write that waits this long is to a peer that stopped reading; the stream is dropped.
+pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing may take once the server stops waiting for calls: shutdown ends within a
+/// second of its grace period.
+const SHUTDOWN_CLOSE: Duration = Duration::from_millis(500);
 /// A deadline this far off never comes while the process runs (tokio's own "far future").
 const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// A started stream from which no message at all has come for this long has lost its caller
@@ -125,6 +132,9 @@ pub enum SessionEnd {
     Drained,
     /// Sending to Twilio failed: the connection is gone.
     ConnectionLost,
+    /// The peer stopped reading: a write did not complete within [`STREAM_WRITE_TIMEOUT`] and
+    /// the stream was dropped as broken.
+    WriteStalled,
 }
 
 /// Drive one media stream to its end.
@@ -214,10 +224,6 @@ where
         routed: false,
         first_stream,
     };
-    stream.feed(Event::Started);
-    if stream.flush(&mut outgoing).await.is_err() {
-        return stream.finish(SessionEnd::ConnectionLost);
-    }
     // Both wait for the whole call rather than being created anew for every frame: a new
     // `cancelled()` future locked the server-wide token's waiter list twice per frame, and a
     // new sleep registered and removed a timer. The child token's list is this call's alone.
@@ -227,8 +233,16 @@ where
     // Re-armed only when it fires, from the last message heard: a frame costs no timer work.
     let quiet = tokio::time::sleep_until(stream.last_heard + QUIET_STREAM_TIMEOUT);
     tokio::pin!(shutdown, drain, timer, quiet);
+    stream.feed(Event::Started);
+    let mut stop = stream
+        .flush(&mut outgoing, shutdown.as_mut(), drain.as_mut())
+        .await
+        .err();
     let mut timer_set_for = None;
     let end = loop {
+        if let Some(stop) = stop.take() {
+            break stop.end(&mut stream, &mut incoming, &mut outgoing).await;
+        }
         if stream.hung_up {
             // What Twilio does next must be in the store before the stream closes: its
             // `/twilio/next` may reach any node the moment the socket is gone.
@@ -311,24 +325,75 @@ where
                 }
                 quiet.as_mut().reset(quiet_until);
             }
-            () = &mut drain => {
-                stream.notes.end(None).await;
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "resume", CLOSE_DRAIN).await;
-                break SessionEnd::Drained;
-            }
-            () = &mut shutdown => {
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down", CLOSE_DRAIN).await;
-                break SessionEnd::Shutdown;
-            }
+            () = &mut drain => stop = Some(Stop::Drain),
+            () = &mut shutdown => stop = Some(Stop::Shutdown),
         }
         if lookup.is_some() {
             stream.lookup = lookup;
         }
-        if stream.flush(&mut outgoing).await.is_err() {
-            break SessionEnd::ConnectionLost;
+        if stop.is_none() {
+            stop = stream
+                .flush(&mut outgoing, shutdown.as_mut(), drain.as_mut())
+                .await
+                .err();
         }
     };
     stream.finish(end)
+}
+
+/// Why a started stream stops other than by the call's own course.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The node drains: the call resumes on another node.
+    Drain,
+    /// The server stopped waiting for calls to finish.
+    Shutdown,
+    /// Sending failed: the connection is gone.
+    Broken,
+    /// A write did not complete within [`STREAM_WRITE_TIMEOUT`]: the peer stopped reading.
+    Stalled,
+}
+
+impl Stop {
+    async fn end<I, O, E>(
+        self,
+        stream: &mut CallStream,
+        incoming: &mut I,
+        outgoing: &mut O,
+    ) -> SessionEnd
+    where
+        I: Stream<Item = Result<Message, E>> + Unpin,
+        O: Sink<Message> + Unpin,
+    {
+        match self {
+            Stop::Drain => {
+                stream.notes.end(None).await;
+                close(incoming, outgoing, CLOSE_NORMAL, "resume", CLOSE_DRAIN).await;
+                SessionEnd::Drained
+            }
+            Stop::Shutdown => {
+                close(
+                    incoming,
+                    outgoing,
+                    CLOSE_NORMAL,
+                    "server shutting down",
+                    SHUTDOWN_CLOSE,
+                )
+                .await;
+                SessionEnd::Shutdown
+            }
+            Stop::Broken => SessionEnd::ConnectionLost,
+            Stop::Stalled => {
+                // Nothing more can be written; the socket is dropped with the session.
+                tracing::warn!(
+                    secs = STREAM_WRITE_TIMEOUT.as_secs(),
+                    "the media stream stopped taking what careline sends; closed as broken"
+                );
+                stream.context.metrics.stream_stalled();
+                SessionEnd::WriteStalled
+            }
+        }
+    }
 }
 
 struct Started {
@@ -1015,11 +1080,34 @@ impl CallStream {
         }
     }
 
-    /// Send everything queued, in order.
-    async fn flush<O: Sink<Message> + Unpin>(&mut self, outgoing: &mut O) -> Result<(), ()> {
+    /// Send everything queued, in order, within [`STREAM_WRITE_TIMEOUT`]; a shutdown or a
+    /// drain is heard meanwhile, so a peer that stops reading holds up neither.
+    async fn flush<O: Sink<Message> + Unpin>(
+        &mut self,
+        outgoing: &mut O,
+        shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+        drain: Pin<&mut WaitForCancellationFutureOwned>,
+    ) -> Result<(), Stop> {
         if self.sends.is_empty() {
             return Ok(());
         }
+        // The write comes first: on a socket that takes it at once, no timer is ever armed.
+        tokio::select! {
+            biased;
+            written = tokio::time::timeout(STREAM_WRITE_TIMEOUT, self.write_queued(outgoing)) => {
+                match written {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(())) => Err(Stop::Broken),
+                    Err(_) => Err(Stop::Stalled),
+                }
+            }
+            () = shutdown => Err(Stop::Shutdown),
+            () = drain => Err(Stop::Drain),
+        }
+    }
+
+    /// Write everything queued, in order, and flush it to the socket.
+    async fn write_queued<O: Sink<Message> + Unpin>(&mut self, outgoing: &mut O) -> Result<(), ()> {
         for send in self.sends.drain(..) {
             let text = match &send {
                 Outgoing::Media {
@@ -1092,7 +1180,10 @@ impl CallStream {
             // The stream broke or careline closed it without deciding: Twilio runs the
             // `<Redirect>` after `</Connect>` and the call resumes where it was, its place in
             // its queue kept. This node stops waiting on its behalf.
-            SessionEnd::ConnectionLost | SessionEnd::PolicyViolation(_) | SessionEnd::Shutdown => {
+            SessionEnd::ConnectionLost
+            | SessionEnd::WriteStalled
+            | SessionEnd::PolicyViolation(_)
+            | SessionEnd::Shutdown => {
                 self.context.router.forget(&self.call_sid);
                 self.notes.send(Note::End(None, None));
             }

@@ -12,8 +12,8 @@ use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::registry::CallRegistry;
 use super::session::{
-    CLOSE_POLICY_VIOLATION, QUIET_STREAM_TIMEOUT, SessionContext, SessionEnd, deadline_after,
-    run_session,
+    CLOSE_POLICY_VIOLATION, QUIET_STREAM_TIMEOUT, STREAM_WRITE_TIMEOUT, SessionContext, SessionEnd,
+    deadline_after, run_session,
 };
 use crate::config::Config;
 use crate::ivr::Flow;
@@ -64,6 +64,9 @@ struct Line {
     session: JoinHandle<SessionEnd>,
     calls: Arc<CallRegistry>,
     metrics: Arc<Metrics>,
+    /// The server's "stop waiting for calls" and "drain" signals.
+    force_close: CancellationToken,
+    drain: CancellationToken,
 }
 
 /// A flow that puts every caller in a queue with one agent on shift (and not available).
@@ -96,6 +99,12 @@ impl Line {
 
     /// A session on `flow`.
     fn open_with(flow: &str) -> Line {
+        Line::open_reading(flow, 1024)
+    }
+
+    /// A session whose Twilio side takes `unread` messages and then reads no more until the
+    /// test takes them (a peer that stops reading).
+    fn open_reading(flow: &str, unread: usize) -> Line {
         let config: Config = toml::from_str(flow).expect("flow parses");
         let store: Arc<dyn crate::store::Store> =
             Arc::new(crate::store::memory::MemoryStore::new());
@@ -104,12 +113,14 @@ impl Line {
         let router =
             crate::dispatch::router::Router::new(store.clone(), &config, "session-test".to_owned());
         router.attach_metrics(metrics.clone());
+        let force_close = CancellationToken::new();
+        let drain = CancellationToken::new();
         let context = SessionContext {
             flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
             prompts: Arc::new(library()),
             calls: calls.clone(),
-            force_close: CancellationToken::new(),
-            drain: CancellationToken::new(),
+            force_close: force_close.clone(),
+            drain: drain.clone(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
             router,
@@ -123,7 +134,7 @@ impl Line {
             incoming.recv().await.map(|message| (message, incoming))
         })
         .boxed();
-        let (outgoing, from_careline) = mpsc::channel(1024);
+        let (outgoing, from_careline) = mpsc::channel(unread);
         let session = tokio::spawn(run_session(incoming, PollSender::new(outgoing), context));
         Line {
             to_careline,
@@ -131,6 +142,8 @@ impl Line {
             session,
             calls,
             metrics,
+            force_close,
+            drain,
         }
     }
 
@@ -477,4 +490,51 @@ async fn a_queued_caller_whose_stream_goes_quiet_counts_as_abandoned() {
     assert_eq!(end, SessionEnd::CallerHungUp);
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(line.metrics.counters().abandoned, 1);
+}
+
+/// A started call whose peer took `unread` messages and then stopped reading, but keeps
+/// sending media (so the call is not quiet).
+async fn a_peer_that_stopped_reading(unread: usize) -> Line {
+    let line = Line::open_reading(FLOW, unread);
+    line.start().await;
+    line.keep_sending_media();
+    line
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_dropped_once_a_write_waits_too_long() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(STREAM_WRITE_TIMEOUT - Duration::from_millis(100)).await;
+    assert!(!line.session.is_finished(), "the write may still complete");
+    let end = tokio::time::timeout(Duration::from_millis(200), &mut line.session)
+        .await
+        .expect("the stalled stream is dropped")
+        .expect("session");
+    assert_eq!(end, SessionEnd::WriteStalled);
+    assert_eq!(line.metrics.counters().streams_stalled, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_not_held_up_by_a_write_to_a_peer_that_stopped_reading() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    line.force_close.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(1), &mut line.session)
+        .await
+        .expect("the session ends within a second of being told to")
+        .expect("session");
+    assert_eq!(end, SessionEnd::Shutdown);
+    assert_eq!(line.metrics.counters().streams_stalled, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_is_heard_during_a_write_to_a_peer_that_stopped_reading() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    line.drain.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(3), &mut line.session)
+        .await
+        .expect("the session ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::Drained);
 }

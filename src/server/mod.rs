@@ -300,7 +300,8 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-/// Run until `shutdown` is cancelled, then let the calls in progress go.
+/// Run until `shutdown` is cancelled, then let the calls in progress go. Shutdown ends within
+/// `grace` plus [`AFTER_GRACE`], whatever the peers do.
 ///
 /// With a store other nodes share, this node drains: `/healthz` answers 503 `draining` so the
 /// balancer stops sending, every stream closes at once so Twilio resumes its call on another
@@ -361,25 +362,51 @@ pub async fn serve(
             calls = tracker.len(),
             "grace period over; closing remaining calls"
         );
-        force_close.cancel();
-        tracker.wait().await;
     }
+    // From here on everything ends within AFTER_GRACE, whatever the peers do.
+    let deadline = tokio::time::Instant::now() + AFTER_GRACE;
     force_close.cancel();
+    if tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            streams = tracker.len(),
+            "streams still closing at the end of shutdown; left behind"
+        );
+    }
     http_done.cancel();
-    match http.await {
-        Ok(result) => result?,
-        Err(error) => tracing::error!(%error, "the HTTP server stopped abnormally"),
+    let mut result = Ok(());
+    if let Some(outcome) = finish_by(deadline, http, "the HTTP server").await {
+        result = outcome;
     }
-    if let Err(error) = routing.await {
-        tracing::error!(%error, "the queue dispatcher stopped abnormally");
+    finish_by(deadline, routing, "the queue dispatcher").await;
+    finish_by(deadline, relay, "the event relay").await;
+    finish_by(deadline, leases, "the stream lease renewal").await;
+    result
+}
+
+/// How long shutdown may take once the grace period is over (or every call has ended).
+pub const AFTER_GRACE: Duration = Duration::from_secs(1);
+
+/// The outcome of `task` if it ends by `deadline`; otherwise it is stopped where it is.
+async fn finish_by<T>(
+    deadline: tokio::time::Instant,
+    mut task: tokio::task::JoinHandle<T>,
+    what: &str,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(outcome)) => Some(outcome),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "{what} stopped abnormally");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("{what} did not stop in time; stopped where it was");
+            task.abort();
+            None
+        }
     }
-    if let Err(error) = relay.await {
-        tracing::error!(%error, "the event relay stopped abnormally");
-    }
-    if let Err(error) = leases.await {
-        tracing::error!(%error, "the stream lease renewal stopped abnormally");
-    }
-    Ok(())
 }
 
 /// Renew this node's leases on the streams it carries until `stop`.

@@ -21,6 +21,7 @@ pub struct Metrics {
     verifications_failed: AtomicU64,
     store_errors: AtomicU64,
     calls_expired: AtomicU64,
+    streams_stalled: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +94,12 @@ impl Metrics {
         bump(&self.calls_expired, 1);
     }
 
+    /// A media stream was dropped because its peer stopped reading (a write did not complete
+    /// in time).
+    pub fn stream_stalled(&self) {
+        bump(&self.streams_stalled, 1);
+    }
+
     /// The counters as they are now.
     pub fn counters(&self) -> Counters {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -107,6 +114,7 @@ impl Metrics {
             verifications_failed: read(&self.verifications_failed),
             store_errors: read(&self.store_errors),
             calls_expired: read(&self.calls_expired),
+            streams_stalled: read(&self.streams_stalled),
         }
     }
 }
@@ -124,6 +132,7 @@ pub struct Counters {
     pub verifications_failed: u64,
     pub store_errors: u64,
     pub calls_expired: u64,
+    pub streams_stalled: u64,
 }
 
 #[cfg(test)]
@@ -144,6 +153,7 @@ mod tests {
         metrics.verification(true);
         metrics.verification(false);
         metrics.store_error();
+        metrics.stream_stalled();
         assert_eq!(
             metrics.counters(),
             Counters {
@@ -157,6 +167,7 @@ mod tests {
                 verifications_failed: 1,
                 store_errors: 1,
                 calls_expired: 0,
+                streams_stalled: 1,
             }
         );
     }
