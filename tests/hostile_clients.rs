@@ -501,23 +501,9 @@ async fn a_queued_stream_that_goes_quiet_is_ended_and_counted_as_abandoned() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_peer_that_stops_reading_is_dropped_and_counted() {
-    let server = queue_desk().await;
-    let _peer = a_peer_that_stops_reading(&server, "CA0stuck").await;
-    let mut stalled = 0;
-    for _ in 0..600 {
-        stalled = metric(&server, "careline_streams_stalled_total").await;
-        if stalled > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(stalled, 1, "the stream that could not drain was dropped");
-    // Other calls were never held up meanwhile; the server stops at once.
-    server.stop().await;
-}
-
+// That such a peer is dropped once a write waits 5 s, and counted, is shown with paused time in
+// `src/call/tests.rs`: here, with audio sent in real time, filling the kernel's buffers of a
+// loopback connection (a 64 KiB MSS) takes minutes.
 #[tokio::test]
 async fn shutdown_ends_soon_after_its_grace_period_with_a_peer_that_stopped_reading() {
     let grace = Duration::from_secs(1);
@@ -558,4 +544,49 @@ async fn queue_desk_with_grace(grace: Duration) -> (TempDir, TestServer) {
         careline::server::load_config(&path).unwrap_or_else(|error| panic!("{error}"));
     let server = TestServer::serve(listener, &loaded, grace, |_, _| {}).await;
     (dir, server)
+}
+
+#[tokio::test]
+async fn a_peer_echoing_marks_at_once_gets_audio_no_faster_than_real_time() {
+    let server = queue_desk().await;
+    let began = tokio::time::Instant::now();
+    let mut socket = started_stream(&server, "CA0echo").await;
+    let listen_for = Duration::from_secs(4);
+    let mut audio_bytes = 0usize;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout_at(began + listen_for, socket.next()).await
+    {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let message: serde_json::Value = serde_json::from_str(&text).expect("JSON from careline");
+        match message["event"].as_str() {
+            Some("media") => {
+                let payload = message["media"]["payload"].as_str().unwrap_or_default();
+                audio_bytes += payload.len() / 4 * 3;
+            }
+            Some("mark") => {
+                let echo = serde_json::json!({
+                    "event": "mark",
+                    "sequenceNumber": "2",
+                    "streamSid": message["streamSid"],
+                    "mark": message["mark"],
+                });
+                socket
+                    .send(Message::text(echo.to_string()))
+                    .await
+                    .expect("echo sent");
+            }
+            _ => {}
+        }
+    }
+    let elapsed = began.elapsed();
+    // μ-law at 8 kHz: 8 bytes a millisecond.
+    let audio = Duration::from_millis(audio_bytes as u64 / 8);
+    assert!(
+        audio <= elapsed + careline::call::player::LEAD,
+        "{audio:?} of audio in {elapsed:?}"
+    );
+    assert!(audio > Duration::ZERO, "hold music was sent");
+    server.stop().await;
 }

@@ -230,15 +230,18 @@ where
     let shutdown = context.force_close.child_token().cancelled_owned();
     let drain = context.drain.child_token().cancelled_owned();
     let timer = tokio::time::sleep_until(Instant::now());
+    // When the player may send audio it holds back to stay within real time.
+    let paced = tokio::time::sleep_until(Instant::now());
     // Re-armed only when it fires, from the last message heard: a frame costs no timer work.
     let quiet = tokio::time::sleep_until(stream.last_heard + QUIET_STREAM_TIMEOUT);
-    tokio::pin!(shutdown, drain, timer, quiet);
+    tokio::pin!(shutdown, drain, timer, paced, quiet);
     stream.feed(Event::Started);
     let mut stop = stream
         .flush(&mut outgoing, shutdown.as_mut(), drain.as_mut())
         .await
         .err();
     let mut timer_set_for = None;
+    let mut paced_for = None;
     let end = loop {
         if let Some(stop) = stop.take() {
             break stop.end(&mut stream, &mut incoming, &mut outgoing).await;
@@ -264,6 +267,13 @@ where
         {
             timer.as_mut().reset(at);
             timer_set_for = Some(at);
+        }
+        let send_more_at = stream.player.send_more_at().map(Instant::from_std);
+        if let Some(at) = send_more_at
+            && paced_for != Some(at)
+        {
+            paced.as_mut().reset(at);
+            paced_for = Some(at);
         }
         let mut lookup = stream.lookup.take();
         tokio::select! {
@@ -310,6 +320,10 @@ where
                 if let Some((timer, _)) = stream.timer.take() {
                     stream.feed(Event::TimerFired(timer));
                 }
+            }
+            () = &mut paced, if send_more_at.is_some() => {
+                paced_for = None;
+                stream.player.resume(Instant::now().into_std(), &mut stream.sends);
             }
             () = &mut quiet => {
                 let quiet_until = stream.last_heard + QUIET_STREAM_TIMEOUT;
@@ -676,7 +690,8 @@ impl CallStream {
                 }
             }
             StreamEvent::Mark { name, .. } => {
-                if let Some(playback) = self.player.on_mark(&name, &mut self.sends) {
+                let now = Instant::now().into_std();
+                if let Some(playback) = self.player.on_mark(&name, now, &mut self.sends) {
                     self.feed(Event::PlaybackDone(playback));
                 }
             }
@@ -716,6 +731,7 @@ impl CallStream {
                     playback,
                     &language,
                     &prompts,
+                    Instant::now().into_std(),
                     &mut self.sends,
                 ),
                 Action::StopPlayback => self.player.clear(&mut self.sends),
@@ -730,6 +746,7 @@ impl CallStream {
                     &self.context.prompts,
                     &language,
                     &prompt,
+                    Instant::now().into_std(),
                     &mut self.sends,
                 ),
                 Action::Enqueue {

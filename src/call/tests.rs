@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
+use super::player::LEAD;
 use super::registry::CallRegistry;
 use super::session::{
     CLOSE_POLICY_VIOLATION, QUIET_STREAM_TIMEOUT, STREAM_WRITE_TIMEOUT, SessionContext, SessionEnd,
@@ -47,6 +48,7 @@ fn library() -> PromptLibrary {
         "goodbye",
         "no_input",
         "invalid_choice",
+        "hold",
     ] {
         library.insert(
             "en",
@@ -84,6 +86,7 @@ queue = "portal"
 
 [queues.portal]
 skills = ["portal"]
+hold_prompt = "hold"
 
 [[agents]]
 id = "anguyen"
@@ -206,8 +209,9 @@ impl Line {
         out
     }
 
-    /// Play along like Twilio with instant playback: echo every mark until careline has
-    /// nothing more to send. Returns the prompts whose end marks were echoed.
+    /// Play along like Twilio: echo every mark when the audio sent before it has played, in
+    /// real time, until careline has nothing more to send. Returns the prompts whose end marks
+    /// were echoed.
     async fn play_all(&mut self) -> Vec<String> {
         let first = self.received().await;
         self.play_all_from(first).await
@@ -217,18 +221,28 @@ impl Line {
     async fn play_all_from(&mut self, first: Vec<Message>) -> Vec<String> {
         let mut prompts = Vec::new();
         let mut messages = first;
+        // When Twilio would be done playing what it was sent.
+        let mut plays_until = tokio::time::Instant::now();
         loop {
-            let marks: Vec<String> = messages
-                .iter()
-                .filter_map(|message| match parse(message) {
-                    Some(OutboundOwned::Mark { mark, .. }) => Some(mark.name),
-                    _ => None,
-                })
-                .collect();
+            let mut marks = Vec::new();
+            for message in &messages {
+                let now = tokio::time::Instant::now();
+                match parse(message) {
+                    Some(OutboundOwned::Media { media, .. }) => {
+                        let bytes = media.payload.len() / 4 * 3;
+                        plays_until =
+                            plays_until.max(now) + Duration::from_millis(bytes as u64 / 8);
+                    }
+                    Some(OutboundOwned::Mark { mark, .. }) => marks.push((mark.name, plays_until)),
+                    Some(OutboundOwned::Clear { .. }) => plays_until = now,
+                    None => {}
+                }
+            }
             if marks.is_empty() {
                 return prompts;
             }
-            for name in marks {
+            for (name, played) in marks {
+                tokio::time::sleep_until(played).await;
                 if let Some(prompt) = name.strip_prefix("prompt:") {
                     prompts.push(
                         prompt
@@ -537,4 +551,35 @@ async fn a_drain_is_heard_during_a_write_to_a_peer_that_stopped_reading() {
         .expect("the session ends")
         .expect("session");
     assert_eq!(end, SessionEnd::Drained);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_echoing_every_mark_at_once_gets_hold_music_no_faster_than_real_time() {
+    let mut line = Line::open_with(QUEUE_FLOW);
+    line.start().await;
+    line.keep_sending_media();
+    let began = tokio::time::Instant::now();
+    let until = began + Duration::from_secs(30);
+    let mut audio = Duration::ZERO;
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, line.from_careline.recv()).await {
+        match parse(&message) {
+            Some(OutboundOwned::Media { media, .. }) => {
+                audio += Duration::from_millis((media.payload.len() / 4 * 3) as u64 / 8);
+            }
+            Some(OutboundOwned::Mark { mark, .. }) => line.echo(&mark.name),
+            _ => {}
+        }
+        if audio > Duration::from_secs(600) {
+            break;
+        }
+    }
+    let elapsed = began.elapsed();
+    assert!(
+        audio <= elapsed + LEAD,
+        "{audio:?} of audio in {elapsed:?}: more than real time and the lead"
+    );
+    assert!(
+        audio >= elapsed,
+        "{audio:?} in {elapsed:?}: the caller ran dry"
+    );
 }
