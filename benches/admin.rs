@@ -126,7 +126,7 @@ async fn load(dir: &Path, store_url: Option<&str>, zone: Option<&str>) -> AppSta
     let text = config(&dir.join("prompts"), store_url, zone);
     std::fs::write(&path, &text).expect("write config");
     let loaded = careline::config::parse(&path, text).expect("the desk's configuration parses");
-    AppState::load(&loaded)
+    AppState::load(&loaded, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap_or_else(|error| panic!("{error}"))
         .state

@@ -3,11 +3,17 @@
 //! `CARELINE_ADMIN_TOKENS` is a comma-separated list of `role:token` entries, where the role is
 //! `viewer`, `supervisor` or `agent:<agent id>` (e.g. `supervisor:8f3a…,agent:anguyen:c01d…`).
 //! Viewers read; supervisors also change any agent and unlock patients; an agent changes only
-//! their own status. With no tokens set and a loopback-only listener, the API is open to the
-//! local machine (a developer's laptop); anywhere else, no tokens means no access.
+//! their own status. The scheme `Bearer` is matched without regard to case (RFC 7235).
+//!
+//! With no tokens set the API is open to the local machine (a developer's laptop) only when
+//! both the socket careline actually bound and `server.public_url` are loopback
+//! ([`loopback_only`]): a `--listen` that binds elsewhere than the file says is judged by what
+//! it bound, and a TLS proxy on the same host, which makes a loopback listener public, shows in
+//! the public URL. Anywhere else, no tokens means no access.
 //! Tokens are compared in constant time; a refusal says nothing about why.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +46,8 @@ struct Token {
 #[derive(Clone, Default)]
 pub struct AccessPolicy {
     tokens: Vec<Token>,
-    /// No tokens and a loopback-only listener: local requests act as a supervisor.
+    /// No tokens, and both the bound socket and the public URL loopback: every request (all
+    /// of them local) acts as a supervisor.
     open_locally: bool,
 }
 
@@ -88,7 +95,33 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Whether the API may be open without tokens: the socket careline bound is a loopback one and
+/// the public URL names a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`). A wildcard bind
+/// (`0.0.0.0`, `[::]`) is not loopback.
+pub fn loopback_only(bound: SocketAddr, public_url: &str) -> bool {
+    let public_is_loopback = crate::twilio::signature::url_host(public_url).is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    bound.ip().is_loopback() && public_is_loopback
+}
+
 impl AccessPolicy {
+    /// The policy of a server bound at `bound` and reached at `public_url`, with the tokens of
+    /// `CARELINE_ADMIN_TOKENS` (`None`: unset); see [`loopback_only`].
+    pub fn for_server(
+        tokens: Option<&str>,
+        bound: SocketAddr,
+        public_url: &str,
+    ) -> Result<AccessPolicy, AccessConfigError> {
+        AccessPolicy::parse(tokens, loopback_only(bound, public_url))
+    }
+
+    /// Nobody can use the API: no tokens, and not open locally either.
+    pub fn refuses_everyone(&self) -> bool {
+        self.tokens.is_empty() && !self.open_locally
+    }
+
     /// Parse the `CARELINE_ADMIN_TOKENS` value (`None`: unset).
     pub fn parse(
         value: Option<&str>,
@@ -198,11 +231,13 @@ impl AccessPolicy {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header, the scheme in any case.
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 #[cfg(test)]
@@ -271,6 +306,61 @@ mod tests {
         assert_eq!(
             public.role(&HeaderMap::new()),
             Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn the_scheme_is_matched_in_any_case() {
+        let policy = AccessPolicy::parse(Some(TOKENS), false).expect("valid");
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("{scheme} vvvvvvvvvvvvvvvvvvvv")).expect("header"),
+            );
+            assert_eq!(policy.role(&headers), Ok(Role::Viewer), "{scheme}");
+        }
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic vvvvvvvvvvvvvvvvvvvv"),
+        );
+        assert_eq!(policy.role(&basic), Err(Refusal::Unauthenticated));
+    }
+
+    #[test]
+    fn open_without_tokens_only_when_bound_socket_and_public_url_are_loopback() {
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("address");
+        let wildcard: SocketAddr = "0.0.0.0:8080".parse().expect("address");
+        let lan: SocketAddr = "192.0.2.2:8080".parse().expect("address");
+        let v6: SocketAddr = "[::1]:8080".parse().expect("address");
+        assert!(loopback_only(loopback, "http://127.0.0.1:8080"));
+        assert!(loopback_only(loopback, "http://localhost:8080/"));
+        assert!(loopback_only(v6, "http://[::1]:8080"));
+        // `--listen 0.0.0.0:…` with `listen = "127.0.0.1:…"` in the file.
+        assert!(!loopback_only(wildcard, "http://127.0.0.1:8080"));
+        assert!(!loopback_only(lan, "http://127.0.0.1:8080"));
+        // A TLS proxy on the same host makes a loopback listener public.
+        assert!(!loopback_only(loopback, "https://ivr.example.org"));
+        assert!(!loopback_only(loopback, "https://127.0.0.1.example.org"));
+        assert!(!loopback_only(loopback, "not a url"));
+        let closed =
+            AccessPolicy::for_server(None, wildcard, "http://127.0.0.1:8080").expect("valid");
+        assert!(closed.refuses_everyone());
+        assert_eq!(
+            closed.role(&HeaderMap::new()),
+            Err(Refusal::Unauthenticated)
+        );
+        let open =
+            AccessPolicy::for_server(None, loopback, "http://127.0.0.1:8080").expect("valid");
+        assert_eq!(open.role(&HeaderMap::new()), Ok(Role::Supervisor));
+        let tokens = AccessPolicy::for_server(Some(TOKENS), loopback, "http://127.0.0.1:8080")
+            .expect("valid");
+        assert!(!tokens.refuses_everyone());
+        assert_eq!(
+            tokens.role(&HeaderMap::new()),
+            Err(Refusal::Unauthenticated),
+            "tokens set: every request needs one, local or not"
         );
     }
 

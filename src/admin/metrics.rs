@@ -151,6 +151,14 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         counters.callback_rest_errors,
     );
     out.counter(
+        "careline_streams_stalled_total",
+        &format!(
+            "Media streams dropped because the peer stopped reading: a write did not complete within {} s.",
+            crate::call::session::STREAM_WRITE_TIMEOUT.as_secs()
+        ),
+        counters.streams_stalled,
+    );
+    out.counter(
         "careline_store_errors_total",
         "Store operations that failed (Redis unreachable, slow, or holding unexpected data).",
         counters.store_errors,

@@ -68,7 +68,7 @@ impl FixedSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{0}")]
+    #[error(transparent)]
     Flow(#[from] FlowError),
     #[error("prompt audio could not be loaded:\n{}", list(.0))]
     Prompts(Vec<PromptError>),

@@ -6,7 +6,12 @@
 //! frames) is logged without its payload and skipped; `media` or `dtmf` before `start`, an
 //! oversized message, or a stream that does not present its call's token closes the stream
 //! with the policy-violation code. Nothing here can affect another call.
+//!
+//! Twilio sends `media` all through a call (50 frames a second, silence included), so a
+//! started stream from which nothing arrives for [`QUIET_STREAM_TIMEOUT`] has lost its caller:
+//! it ends as a hang-up.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument;
 
 use super::keypad::Keypad;
@@ -66,10 +71,22 @@ pub fn configure_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 /// WebSocket close code for protocol abuse (RFC 6455 §7.4.1).
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
-/// How long a closing stream waits for the peer's close frame.
+/// How long closing a stream may take: the close frame out, then the peer's close frame in.
 const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// How long a broken stream lingers after its close frame before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_millis(250);
+/// How long one batch of messages may take to reach the socket. Twilio reads all the time, so
+/// a write that waits this long is to a peer that stopped reading; the stream is dropped.
+pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing may take once the server stops waiting for calls: shutdown ends within a
+/// second of its grace period.
+const SHUTDOWN_CLOSE: Duration = Duration::from_millis(500);
+/// A deadline this far off never comes while the process runs (tokio's own "far future").
+const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+/// A started stream from which no message at all has come for this long has lost its caller
+/// (Twilio sends a `media` frame every 20 ms): it ends as a hang-up, so a queued caller counts
+/// as abandoned and nothing is held for a call that is gone.
+pub const QUIET_STREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// A stream that has not sent `start` by then is closed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -115,6 +132,9 @@ pub enum SessionEnd {
     Drained,
     /// Sending to Twilio failed: the connection is gone.
     ConnectionLost,
+    /// The peer stopped reading: a write did not complete within [`STREAM_WRITE_TIMEOUT`] and
+    /// the stream was dropped as broken.
+    WriteStalled,
 }
 
 /// Drive one media stream to its end.
@@ -132,7 +152,14 @@ where
         Ok(start) => start,
         Err(end) => {
             if let SessionEnd::PolicyViolation(reason) = &end {
-                close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                close(
+                    &mut incoming,
+                    &mut outgoing,
+                    CLOSE_POLICY_VIOLATION,
+                    reason,
+                    CLOSE_DRAIN,
+                )
+                .await;
             }
             return end;
         }
@@ -182,6 +209,7 @@ where
         context: context.clone(),
         hung_up: false,
         frames_in: 0,
+        last_heard: Instant::now(),
         keys: Keypad::new(context.dtmf),
         lookup: None,
         reservations: None,
@@ -197,25 +225,41 @@ where
         routed: false,
         first_stream,
     };
-    stream.feed(Event::Started);
-    if stream.flush(&mut outgoing).await.is_err() {
-        return stream.finish(SessionEnd::ConnectionLost);
-    }
     // Both wait for the whole call rather than being created anew for every frame: a new
     // `cancelled()` future locked the server-wide token's waiter list twice per frame, and a
     // new sleep registered and removed a timer. The child token's list is this call's alone.
     let shutdown = context.force_close.child_token().cancelled_owned();
     let drain = context.drain.child_token().cancelled_owned();
     let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(shutdown, drain, timer);
+    // When the player may send audio it holds back to stay within real time.
+    let paced = tokio::time::sleep_until(Instant::now());
+    // Re-armed only when it fires, from the last message heard: a frame costs no timer work.
+    let quiet = tokio::time::sleep_until(stream.last_heard + QUIET_STREAM_TIMEOUT);
+    tokio::pin!(shutdown, drain, timer, paced, quiet);
+    stream.feed(Event::Started);
+    let mut stop = stream
+        .flush(&mut outgoing, shutdown.as_mut(), drain.as_mut())
+        .await
+        .err();
     let mut timer_set_for = None;
+    let mut paced_for = None;
     let end = loop {
+        if let Some(stop) = stop.take() {
+            break stop.end(&mut stream, &mut incoming, &mut outgoing).await;
+        }
         if stream.hung_up {
             // What Twilio does next must be in the store before the stream closes: its
             // `/twilio/next` may reach any node the moment the socket is gone.
             let next = std::mem::replace(&mut stream.next, CallStep::Hangup);
             stream.notes.end(Some(next)).await;
-            close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "call complete").await;
+            close(
+                &mut incoming,
+                &mut outgoing,
+                CLOSE_NORMAL,
+                "call complete",
+                CLOSE_DRAIN,
+            )
+            .await;
             break SessionEnd::HungUpByCareline;
         }
         let deadline = stream.timer.map(|(_, at)| at);
@@ -224,6 +268,13 @@ where
         {
             timer.as_mut().reset(at);
             timer_set_for = Some(at);
+        }
+        let send_more_at = stream.player.send_more_at().map(Instant::from_std);
+        if let Some(at) = send_more_at
+            && paced_for != Some(at)
+        {
+            paced.as_mut().reset(at);
+            paced_for = Some(at);
         }
         let mut lookup = stream.lookup.take();
         tokio::select! {
@@ -254,11 +305,12 @@ where
                 }
             }
             message = incoming.next() => {
+                stream.last_heard = Instant::now();
                 match stream.on_message(message) {
                     Continuation::Continue => {}
                     Continuation::End(end) => {
                         if let SessionEnd::PolicyViolation(reason) = &end {
-                            close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason).await;
+                            close(&mut incoming, &mut outgoing, CLOSE_POLICY_VIOLATION, reason, CLOSE_DRAIN).await;
                         }
                         break end;
                     }
@@ -270,24 +322,93 @@ where
                     stream.feed(Event::TimerFired(timer));
                 }
             }
-            () = &mut drain => {
-                stream.notes.end(None).await;
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "resume").await;
-                break SessionEnd::Drained;
+            () = &mut paced, if send_more_at.is_some() => {
+                paced_for = None;
+                stream.player.resume(Instant::now().into_std(), &mut stream.sends);
             }
-            () = &mut shutdown => {
-                close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "server shutting down").await;
-                break SessionEnd::Shutdown;
+            () = &mut quiet => {
+                let quiet_until = stream.last_heard + QUIET_STREAM_TIMEOUT;
+                if Instant::now() >= quiet_until {
+                    tracing::info!(
+                        secs = QUIET_STREAM_TIMEOUT.as_secs(),
+                        "nothing came on the media stream; ending it as a hang-up"
+                    );
+                    stream.feed(Event::HungUp);
+                    // Nobody is reading: the close frame goes out, nobody is waited for.
+                    close(&mut incoming, &mut outgoing, CLOSE_NORMAL, "stream quiet", CLOSE_LINGER).await;
+                    break SessionEnd::CallerHungUp;
+                }
+                quiet.as_mut().reset(quiet_until);
             }
+            () = &mut drain => stop = Some(Stop::Drain),
+            () = &mut shutdown => stop = Some(Stop::Shutdown),
         }
         if lookup.is_some() {
             stream.lookup = lookup;
         }
-        if stream.flush(&mut outgoing).await.is_err() {
-            break SessionEnd::ConnectionLost;
+        if stop.is_none() {
+            stop = stream
+                .flush(&mut outgoing, shutdown.as_mut(), drain.as_mut())
+                .await
+                .err();
         }
     };
     stream.finish(end)
+}
+
+/// Why a started stream stops other than by the call's own course.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The node drains: the call resumes on another node.
+    Drain,
+    /// The server stopped waiting for calls to finish.
+    Shutdown,
+    /// Sending failed: the connection is gone.
+    Broken,
+    /// A write did not complete within [`STREAM_WRITE_TIMEOUT`]: the peer stopped reading.
+    Stalled,
+}
+
+impl Stop {
+    async fn end<I, O, E>(
+        self,
+        stream: &mut CallStream,
+        incoming: &mut I,
+        outgoing: &mut O,
+    ) -> SessionEnd
+    where
+        I: Stream<Item = Result<Message, E>> + Unpin,
+        O: Sink<Message> + Unpin,
+    {
+        match self {
+            Stop::Drain => {
+                stream.notes.end(None).await;
+                close(incoming, outgoing, CLOSE_NORMAL, "resume", CLOSE_DRAIN).await;
+                SessionEnd::Drained
+            }
+            Stop::Shutdown => {
+                close(
+                    incoming,
+                    outgoing,
+                    CLOSE_NORMAL,
+                    "server shutting down",
+                    SHUTDOWN_CLOSE,
+                )
+                .await;
+                SessionEnd::Shutdown
+            }
+            Stop::Broken => SessionEnd::ConnectionLost,
+            Stop::Stalled => {
+                // Nothing more can be written; the socket is dropped with the session.
+                tracing::warn!(
+                    secs = STREAM_WRITE_TIMEOUT.as_secs(),
+                    "the media stream stopped taking what careline sends; closed as broken"
+                );
+                stream.context.metrics.stream_stalled();
+                SessionEnd::WriteStalled
+            }
+        }
+    }
 }
 
 struct Started {
@@ -416,6 +537,12 @@ fn classify<E: std::fmt::Display>(message: Option<Result<Message, E>>) -> Inboun
     }
 }
 
+/// `after` from `now`; a duration too long for the clock (a configured one that was never
+/// checked) is as good as never.
+pub(super) fn deadline_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now + NEVER)
+}
+
 /// Twilio SIDs: two letters and hex; accept any short alphanumeric so odd providers work.
 fn is_sid(sid: &str) -> bool {
     !sid.is_empty() && sid.len() <= 64 && sid.bytes().all(|byte| byte.is_ascii_alphanumeric())
@@ -438,6 +565,8 @@ struct CallStream {
     context: SessionContext,
     hung_up: bool,
     frames_in: u64,
+    /// When the last message of any kind came from the peer (see [`QUIET_STREAM_TIMEOUT`]).
+    last_heard: Instant,
     keys: Keypad,
     /// A verification, reset, queue or callback request in progress; its answer becomes the
     /// engine's next event.
@@ -564,7 +693,8 @@ impl CallStream {
                 }
             }
             StreamEvent::Mark { name, .. } => {
-                if let Some(playback) = self.player.on_mark(&name, &mut self.sends) {
+                let now = Instant::now().into_std();
+                if let Some(playback) = self.player.on_mark(&name, now, &mut self.sends) {
                     self.feed(Event::PlaybackDone(playback));
                 }
             }
@@ -610,11 +740,12 @@ impl CallStream {
                     playback,
                     &language,
                     &prompts,
+                    Instant::now().into_std(),
                     &mut self.sends,
                 ),
                 Action::StopPlayback => self.player.clear(&mut self.sends),
                 Action::StartTimer { timer, after } => {
-                    self.timer = Some((timer, Instant::now() + after));
+                    self.timer = Some((timer, deadline_after(Instant::now(), after)));
                 }
                 Action::CancelTimer => self.timer = None,
                 Action::Hangup => self.hung_up = true,
@@ -624,6 +755,7 @@ impl CallStream {
                     &self.context.prompts,
                     &language,
                     &prompt,
+                    Instant::now().into_std(),
                     &mut self.sends,
                 ),
                 Action::Enqueue {
@@ -984,11 +1116,34 @@ impl CallStream {
         }
     }
 
-    /// Send everything queued, in order.
-    async fn flush<O: Sink<Message> + Unpin>(&mut self, outgoing: &mut O) -> Result<(), ()> {
+    /// Send everything queued, in order, within [`STREAM_WRITE_TIMEOUT`]; a shutdown or a
+    /// drain is heard meanwhile, so a peer that stops reading holds up neither.
+    async fn flush<O: Sink<Message> + Unpin>(
+        &mut self,
+        outgoing: &mut O,
+        shutdown: Pin<&mut WaitForCancellationFutureOwned>,
+        drain: Pin<&mut WaitForCancellationFutureOwned>,
+    ) -> Result<(), Stop> {
         if self.sends.is_empty() {
             return Ok(());
         }
+        // The write comes first: on a socket that takes it at once, no timer is ever armed.
+        tokio::select! {
+            biased;
+            written = tokio::time::timeout(STREAM_WRITE_TIMEOUT, self.write_queued(outgoing)) => {
+                match written {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(())) => Err(Stop::Broken),
+                    Err(_) => Err(Stop::Stalled),
+                }
+            }
+            () = shutdown => Err(Stop::Shutdown),
+            () = drain => Err(Stop::Drain),
+        }
+    }
+
+    /// Write everything queued, in order, and flush it to the socket.
+    async fn write_queued<O: Sink<Message> + Unpin>(&mut self, outgoing: &mut O) -> Result<(), ()> {
         for send in self.sends.drain(..) {
             let text = match &send {
                 Outgoing::Media {
@@ -1061,7 +1216,10 @@ impl CallStream {
             // The stream broke or careline closed it without deciding: Twilio runs the
             // `<Redirect>` after `</Connect>` and the call resumes where it was, its place in
             // its queue kept. This node stops waiting on its behalf.
-            SessionEnd::ConnectionLost | SessionEnd::PolicyViolation(_) | SessionEnd::Shutdown => {
+            SessionEnd::ConnectionLost
+            | SessionEnd::WriteStalled
+            | SessionEnd::PolicyViolation(_)
+            | SessionEnd::Shutdown => {
                 self.context.router.forget(&self.call_sid);
                 self.notes.send(Note::End(None, None));
             }
@@ -1078,9 +1236,15 @@ impl CallStream {
 
 /// Send a close frame, then wait (briefly) for the peer's close so the frame is read before
 /// the socket goes away: dropping a socket with unread input makes the kernel reset the
-/// connection, and the peer may never see the close code.
-async fn close<I, O, E>(incoming: &mut I, outgoing: &mut O, code: u16, reason: &'static str)
-where
+/// connection, and the peer may never see the close code. All of it within `within`: a peer
+/// that reads nothing cannot hold the session open.
+async fn close<I, O, E>(
+    incoming: &mut I,
+    outgoing: &mut O,
+    code: u16,
+    reason: &'static str,
+    within: Duration,
+) where
     I: Stream<Item = Result<Message, E>> + Unpin,
     O: Sink<Message> + Unpin,
 {
@@ -1088,11 +1252,11 @@ where
         code,
         reason: reason.into(),
     };
-    // The peer may already be gone; there is nobody left to tell.
-    if outgoing.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
-    let drain = async {
+    let closing = async {
+        // The peer may already be gone; there is nobody left to tell.
+        if outgoing.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
         loop {
             match incoming.next().await {
                 Some(Ok(Message::Close(_))) => return,
@@ -1105,5 +1269,5 @@ where
             }
         }
     };
-    let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
+    let _ = tokio::time::timeout(within, closing).await;
 }

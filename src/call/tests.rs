@@ -10,11 +10,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
+use super::player::LEAD;
 use super::registry::CallRegistry;
-use super::session::{CLOSE_POLICY_VIOLATION, SessionContext, SessionEnd, run_session};
+use super::session::{
+    CLOSE_POLICY_VIOLATION, QUIET_STREAM_TIMEOUT, STREAM_WRITE_TIMEOUT, SessionContext, SessionEnd,
+    deadline_after, run_session,
+};
 use crate::config::Config;
 use crate::ivr::Flow;
 use crate::media::prompt::{CHUNK_BYTES, PromptAudio, PromptLibrary};
+use crate::telemetry::Metrics;
 use crate::twilio::wire::OutboundOwned;
 
 const FLOW: &str = r#"
@@ -43,6 +48,7 @@ fn library() -> PromptLibrary {
         "goodbye",
         "no_input",
         "invalid_choice",
+        "hold",
     ] {
         library.insert(
             "en",
@@ -59,44 +65,88 @@ struct Line {
     from_careline: mpsc::Receiver<Message>,
     session: JoinHandle<SessionEnd>,
     calls: Arc<CallRegistry>,
+    metrics: Arc<Metrics>,
+    /// The server's "stop waiting for calls" and "drain" signals.
+    force_close: CancellationToken,
+    drain: CancellationToken,
 }
+
+/// A flow that puts every caller in a queue with one agent on shift (and not available).
+const QUEUE_FLOW: &str = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[ivr]
+entry = "portal_queue"
+operator = "portal_queue"
+
+[nodes.portal_queue]
+type = "queue"
+queue = "portal"
+
+[queues.portal]
+skills = ["portal"]
+hold_prompt = "hold"
+
+[[agents]]
+id = "anguyen"
+name = "Anh Nguyen"
+skills = ["portal"]
+dial = "+13125550101"
+"#;
 
 impl Line {
     fn open() -> Line {
-        let config: Config = toml::from_str(FLOW).expect("flow parses");
+        Line::open_with(FLOW)
+    }
+
+    /// A session on `flow`.
+    fn open_with(flow: &str) -> Line {
+        Line::open_reading(flow, 1024)
+    }
+
+    /// A session whose Twilio side takes `unread` messages and then reads no more until the
+    /// test takes them (a peer that stops reading).
+    fn open_reading(flow: &str, unread: usize) -> Line {
+        let config: Config = toml::from_str(flow).expect("flow parses");
         let store: Arc<dyn crate::store::Store> =
             Arc::new(crate::store::memory::MemoryStore::new());
         let calls = Arc::new(CallRegistry::new(store.clone(), "session-test"));
+        let metrics: Arc<Metrics> = Arc::default();
+        let router =
+            crate::dispatch::router::Router::new(store.clone(), &config, "session-test".to_owned());
+        router.attach_metrics(metrics.clone());
+        let force_close = CancellationToken::new();
+        let drain = CancellationToken::new();
         let context = SessionContext {
             flow: Arc::new(Flow::from_config(&config).expect("flow compiles")),
             prompts: Arc::new(library()),
             calls: calls.clone(),
-            force_close: CancellationToken::new(),
-            drain: CancellationToken::new(),
+            force_close: force_close.clone(),
+            drain: drain.clone(),
             dtmf: crate::config::DtmfMode::Events,
             identity: None,
-            router: crate::dispatch::router::Router::new(
-                store.clone(),
-                &config,
-                "session-test".to_owned(),
-            ),
+            router,
             roster: Arc::default(),
             store,
             recordings_dir: Arc::from(std::path::Path::new("var/voicemail")),
-            metrics: Arc::default(),
+            metrics: metrics.clone(),
         };
         let (to_careline, incoming) = mpsc::unbounded_channel();
         let incoming = futures_util::stream::unfold(incoming, |mut incoming| async move {
             incoming.recv().await.map(|message| (message, incoming))
         })
         .boxed();
-        let (outgoing, from_careline) = mpsc::channel(1024);
+        let (outgoing, from_careline) = mpsc::channel(unread);
         let session = tokio::spawn(run_session(incoming, PollSender::new(outgoing), context));
         Line {
             to_careline,
             from_careline,
             session,
             calls,
+            metrics,
+            force_close,
+            drain,
         }
     }
 
@@ -116,6 +166,25 @@ impl Line {
         self.send(&format!(
             r#"{{"event":"start","sequenceNumber":"1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}},"customParameters":{{"from":"+13125550101","token":"{token}"}}}},"streamSid":"MZ1"}}"#
         ));
+    }
+
+    /// Send inbound `media` every 20 ms from now on, as Twilio does all through a call, until
+    /// the session stops listening (or the task is aborted).
+    fn keep_sending_media(&self) -> JoinHandle<()> {
+        let to_careline = self.to_careline.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(20));
+            for sequence in 2u64.. {
+                every.tick().await;
+                let frame = format!(
+                    r#"{{"event":"media","sequenceNumber":"{sequence}","media":{{"track":"inbound","chunk":"{sequence}","timestamp":"{}","payload":"//////////8="}},"streamSid":"MZ1"}}"#,
+                    sequence * 20
+                );
+                if to_careline.send(Ok(Message::Text(frame.into()))).is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     fn press(&self, key: char) {
@@ -140,8 +209,9 @@ impl Line {
         out
     }
 
-    /// Play along like Twilio with instant playback: echo every mark until careline has
-    /// nothing more to send. Returns the prompts whose end marks were echoed.
+    /// Play along like Twilio: echo every mark when the audio sent before it has played, in
+    /// real time, until careline has nothing more to send. Returns the prompts whose end marks
+    /// were echoed.
     async fn play_all(&mut self) -> Vec<String> {
         let first = self.received().await;
         self.play_all_from(first).await
@@ -151,18 +221,28 @@ impl Line {
     async fn play_all_from(&mut self, first: Vec<Message>) -> Vec<String> {
         let mut prompts = Vec::new();
         let mut messages = first;
+        // When Twilio would be done playing what it was sent.
+        let mut plays_until = tokio::time::Instant::now();
         loop {
-            let marks: Vec<String> = messages
-                .iter()
-                .filter_map(|message| match parse(message) {
-                    Some(OutboundOwned::Mark { mark, .. }) => Some(mark.name),
-                    _ => None,
-                })
-                .collect();
+            let mut marks = Vec::new();
+            for message in &messages {
+                let now = tokio::time::Instant::now();
+                match parse(message) {
+                    Some(OutboundOwned::Media { media, .. }) => {
+                        let bytes = media.payload.len() / 4 * 3;
+                        plays_until =
+                            plays_until.max(now) + Duration::from_millis(bytes as u64 / 8);
+                    }
+                    Some(OutboundOwned::Mark { mark, .. }) => marks.push((mark.name, plays_until)),
+                    Some(OutboundOwned::Clear { .. }) => plays_until = now,
+                    None => {}
+                }
+            }
             if marks.is_empty() {
                 return prompts;
             }
-            for name in marks {
+            for (name, played) in marks {
+                tokio::time::sleep_until(played).await;
                 if let Some(prompt) = name.strip_prefix("prompt:") {
                     prompts.push(
                         prompt
@@ -237,6 +317,7 @@ async fn a_key_during_the_prompt_sends_clear_before_anything_else() {
 async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later() {
     let mut line = Line::open();
     line.start().await;
+    line.keep_sending_media();
     line.play_all().await;
     tokio::time::sleep(Duration::from_millis(6900)).await;
     assert!(
@@ -251,6 +332,7 @@ async fn silence_after_the_menu_brings_the_no_input_prompt_seven_seconds_later()
 async fn the_timeout_waits_for_the_prompt_to_finish_playing() {
     let mut line = Line::open();
     line.start().await;
+    line.keep_sending_media();
     line.received().await;
     // Marks never come back: Twilio is still playing. No timeout may fire.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -361,4 +443,143 @@ async fn a_closed_socket_counts_as_stop() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     drop(line.to_careline);
     assert_eq!(line.session.await.expect("ends"), SessionEnd::CallerHungUp);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_too_long_for_the_clock_is_never_rather_than_a_panic() {
+    let now = tokio::time::Instant::now();
+    let never = deadline_after(now, Duration::MAX);
+    assert!(never > now + Duration::from_secs(86_400 * 365));
+    assert_eq!(
+        deadline_after(now, Duration::from_secs(7)),
+        now + Duration::from_secs(7)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_goes_quiet_ends_as_a_hang_up() {
+    let mut line = Line::open();
+    line.start().await;
+    line.play_all().await;
+    tokio::time::sleep(QUIET_STREAM_TIMEOUT - Duration::from_millis(100)).await;
+    assert!(!line.session.is_finished(), "not quiet for long enough yet");
+    let end = tokio::time::timeout(Duration::from_millis(500), &mut line.session)
+        .await
+        .expect("quiet for five seconds: the stream ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::CallerHungUp);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_keeps_sending_media_stays_up_however_long_the_silence() {
+    let mut line = Line::open();
+    line.start().await;
+    line.play_all().await;
+    line.keep_sending_media();
+    tokio::time::sleep(QUIET_STREAM_TIMEOUT * 4).await;
+    assert!(!line.session.is_finished());
+    assert!(close_code(&line.received().await).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_caller_whose_stream_goes_quiet_counts_as_abandoned() {
+    let mut line = Line::open_with(QUEUE_FLOW);
+    line.start().await;
+    let media = line.keep_sending_media();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        line.calls.snapshot().await.expect("records")[0]
+            .phase
+            .as_str(),
+        "queued",
+        "the caller waits in the queue"
+    );
+    // The stream falls silent: no media, no marks, no close.
+    media.abort();
+    line.received().await;
+    let end = tokio::time::timeout(QUIET_STREAM_TIMEOUT * 2, &mut line.session)
+        .await
+        .expect("the quiet stream ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::CallerHungUp);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(line.metrics.counters().abandoned, 1);
+}
+
+/// A started call whose peer took `unread` messages and then stopped reading, but keeps
+/// sending media (so the call is not quiet).
+async fn a_peer_that_stopped_reading(unread: usize) -> Line {
+    let line = Line::open_reading(FLOW, unread);
+    line.start().await;
+    line.keep_sending_media();
+    line
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_is_dropped_once_a_write_waits_too_long() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(STREAM_WRITE_TIMEOUT - Duration::from_millis(100)).await;
+    assert!(!line.session.is_finished(), "the write may still complete");
+    let end = tokio::time::timeout(Duration::from_millis(200), &mut line.session)
+        .await
+        .expect("the stalled stream is dropped")
+        .expect("session");
+    assert_eq!(end, SessionEnd::WriteStalled);
+    assert_eq!(line.metrics.counters().streams_stalled, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_not_held_up_by_a_write_to_a_peer_that_stopped_reading() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    line.force_close.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(1), &mut line.session)
+        .await
+        .expect("the session ends within a second of being told to")
+        .expect("session");
+    assert_eq!(end, SessionEnd::Shutdown);
+    assert_eq!(line.metrics.counters().streams_stalled, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_is_heard_during_a_write_to_a_peer_that_stopped_reading() {
+    let mut line = a_peer_that_stopped_reading(2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    line.drain.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(3), &mut line.session)
+        .await
+        .expect("the session ends")
+        .expect("session");
+    assert_eq!(end, SessionEnd::Drained);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_echoing_every_mark_at_once_gets_hold_music_no_faster_than_real_time() {
+    let mut line = Line::open_with(QUEUE_FLOW);
+    line.start().await;
+    line.keep_sending_media();
+    let began = tokio::time::Instant::now();
+    let until = began + Duration::from_secs(30);
+    let mut audio = Duration::ZERO;
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, line.from_careline.recv()).await {
+        match parse(&message) {
+            Some(OutboundOwned::Media { media, .. }) => {
+                audio += Duration::from_millis((media.payload.len() / 4 * 3) as u64 / 8);
+            }
+            Some(OutboundOwned::Mark { mark, .. }) => line.echo(&mark.name),
+            _ => {}
+        }
+        if audio > Duration::from_secs(600) {
+            break;
+        }
+    }
+    let elapsed = began.elapsed();
+    assert!(
+        audio <= elapsed + LEAD,
+        "{audio:?} of audio in {elapsed:?}: more than real time and the lead"
+    );
+    assert!(
+        audio >= elapsed,
+        "{audio:?} in {elapsed:?}: the caller ran dry"
+    );
 }

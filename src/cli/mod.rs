@@ -51,10 +51,28 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("careline: {error:#}");
+            eprintln!("careline: {}", describe(&error));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `error` and its causes joined by `: `, as anyhow's `{:#}` joins them, leaving out a cause
+/// whose text is already there: many errors name their cause in their own message ("cannot
+/// listen on 127.0.0.1:8080: Address in use") and return it as their source as well.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn run_async(
@@ -65,4 +83,49 @@ fn run_async(
         .build()?;
     runtime.block_on(future)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use crate::admin::access::AccessConfigError;
+    use crate::server::StartError;
+
+    #[test]
+    fn an_error_wrapped_at_start_up_is_printed_once() {
+        let error = anyhow::Error::from(StartError::from(AccessConfigError::TooShort(1)))
+            .context("careline could not start");
+        let text = describe(&error);
+        assert_eq!(
+            text.matches("has a token shorter than 16 characters")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(text.starts_with("careline could not start: CARELINE_ADMIN_TOKENS entry 1"));
+    }
+
+    #[test]
+    fn a_cause_the_message_already_names_is_not_repeated() {
+        let error = anyhow::Error::from(StartError::Listen {
+            addr: "127.0.0.1:8080".to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        });
+        let text = describe(&error);
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
+        assert!(
+            text.contains("(is another server using that port?"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn wrappers_that_add_nothing_are_transparent() {
+        let error = StartError::from(AccessConfigError::Malformed(2));
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(error)),
+            AccessConfigError::Malformed(2).to_string(),
+            "printed with every cause, as anyhow prints it, the text appears once"
+        );
+    }
 }

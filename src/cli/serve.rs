@@ -36,16 +36,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Bound first: what may be reached without a token depends on the address bound.
+        let listener = server::bind(addr).await?;
+        let bound = listener
+            .local_addr()
+            .context("cannot read the address careline is bound to")?;
         let server::Loaded {
             state,
             prompt_load_time,
-        } = AppState::load(&loaded).await?;
+        } = AppState::load(&loaded, bound).await?;
         tracing::info!(
             prompts = state.node.prompts().len(),
             millis = prompt_load_time.as_millis() as u64,
             "prompts loaded and resampled"
         );
-        let listener = server::bind(addr).await?;
         // The signal handlers are in place before anyone is told careline listens: a SIGHUP or
         // SIGTERM sent on that news must not meet the default action (the process ending).
         let shutdown = CancellationToken::new();
@@ -63,7 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         #[cfg(not(unix))]
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(
-            %addr,
+            addr = %bound,
             public_url = %state.node.public_base,
             store = state.node.store.kind(),
             identity = state.node.identity.is_some(),

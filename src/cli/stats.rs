@@ -80,7 +80,7 @@ pub async fn run(args: StatsArgs) -> anyhow::Result<()> {
     loop {
         let screen = match board.fetch().await {
             Ok((queues, agents)) => render(&queues, &agents),
-            Err(error) => format!("{error:#}\n"),
+            Err(error) => format!("{}\n", super::describe(&error)),
         };
         let time = jiff::Timestamp::now().strftime("%H:%M:%S UTC");
         print!(

@@ -650,9 +650,11 @@ impl Router {
         });
         self.handle_times()
             .record(queue, handled.saturating_add(wrap_up));
-        if !wrap_up.is_zero() {
-            self.wrap_up_ends()
-                .push(Reverse(Instant::now() + wrap_up + WRAP_UP_SLACK));
+        // A wrap-up too long for the clock never ends while this process runs: nothing to wake.
+        if !wrap_up.is_zero()
+            && let Some(at) = Instant::now().checked_add(wrap_up.saturating_add(WRAP_UP_SLACK))
+        {
+            self.wrap_up_ends().push(Reverse(at));
         }
         self.wake();
         Ok(())

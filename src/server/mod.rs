@@ -76,7 +76,7 @@ impl FromRef<AppState> for PortalSecret {
 pub enum StartError {
     #[error("configuration has problems:\n{0}")]
     Config(Report),
-    #[error("{0}")]
+    #[error(transparent)]
     Flow(#[from] FlowError),
     #[error("prompt audio could not be loaded:\n{}", list(.0))]
     Prompts(Vec<PromptError>),
@@ -91,15 +91,15 @@ pub enum StartError {
     },
     #[error("server.listen `{0}` is not an address like 127.0.0.1:8080")]
     ListenAddress(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Identity(#[from] IdentityStartError),
-    #[error("{0}")]
+    #[error(transparent)]
     Secret(#[from] crate::identity::secret::SecretError),
-    #[error("{0}")]
+    #[error(transparent)]
     Access(#[from] access::AccessConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Build(#[from] BuildError),
 }
 
@@ -118,9 +118,12 @@ pub struct Loaded {
 }
 
 impl AppState {
-    /// Build the state from a checked configuration: compile the flow, load every prompt,
-    /// connect the store, open the patient directory. Secrets come from the environment.
-    pub async fn load(loaded: &LoadedConfig) -> Result<Loaded, StartError> {
+    /// Build the state from a checked configuration for a server whose listener is bound at
+    /// `bound`: compile the flow, load every prompt, connect the store, open the patient
+    /// directory. Secrets come from the environment. Who may use the admin API without a token
+    /// depends on the address actually bound, not on `server.listen` (see
+    /// [`access::loopback_only`]).
+    pub async fn load(loaded: &LoadedConfig, bound: SocketAddr) -> Result<Loaded, StartError> {
         let config = &loaded.config;
         let metrics = Arc::new(Metrics::new());
         let redis = redis_access(loaded)?;
@@ -149,13 +152,18 @@ impl AppState {
             }
             (Some(_), Err(error)) => return Err(error.into()),
         };
-        let loopback_only = listen_address(&config.server.listen)
-            .map(|addr| addr.ip().is_loopback())
-            .unwrap_or(false);
-        let access = AccessPolicy::parse(
+        let access = AccessPolicy::for_server(
             std::env::var("CARELINE_ADMIN_TOKENS").ok().as_deref(),
-            loopback_only,
+            bound,
+            &config.server.public_url,
         )?;
+        if access.refuses_everyone() {
+            tracing::warn!(
+                %bound,
+                public_url = %config.server.public_url,
+                "CARELINE_ADMIN_TOKENS is not set and careline is not loopback-only (the bound address and server.public_url must both be loopback): /api/* and /metrics refuse every request until tokens are set"
+            );
+        }
         let (running, prompt_load_time) = Running::build(loaded)?;
         let public_base: Arc<str> = Arc::from(config.server.public_url.trim_end_matches('/'));
         let websocket_base: Arc<str> = Arc::from(websocket_base(&public_base)?);
@@ -366,7 +374,8 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-/// Run until `shutdown` is cancelled, then let the calls in progress go.
+/// Run until `shutdown` is cancelled, then let the calls in progress go. Shutdown ends within
+/// `grace` plus [`AFTER_GRACE`], whatever the peers do.
 ///
 /// With a store other nodes share, this node drains: `/healthz` answers 503 `draining` so the
 /// balancer stops sending, every stream closes at once so Twilio resumes its call on another
@@ -429,34 +438,57 @@ pub async fn serve(
             calls = tracker.len(),
             "grace period over; closing remaining calls"
         );
-        force_close.cancel();
-        tracker.wait().await;
-    }
-    force_close.cancel();
-    if shared {
+    } else if shared {
         // The balancer's health checks see `draining` and stop sending here before the
         // connections close: a redirect of one of this node's calls, already on its way over
         // a kept-alive connection, is still answered.
         tokio::time::sleep(DRAIN_LINGER).await;
     }
+    // From here on everything ends within AFTER_GRACE, whatever the peers do.
+    let deadline = tokio::time::Instant::now() + AFTER_GRACE;
+    force_close.cancel();
+    if tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            streams = tracker.len(),
+            "streams still closing at the end of shutdown; left behind"
+        );
+    }
     http_done.cancel();
-    match http.await {
-        Ok(result) => result?,
-        Err(error) => tracing::error!(%error, "the HTTP server stopped abnormally"),
+    let mut result = Ok(());
+    if let Some(outcome) = finish_by(deadline, http, "the HTTP server").await {
+        result = outcome;
     }
-    if let Err(error) = routing.await {
-        tracing::error!(%error, "the queue dispatcher stopped abnormally");
+    finish_by(deadline, routing, "the queue dispatcher").await;
+    finish_by(deadline, relay, "the event relay").await;
+    finish_by(deadline, leases, "the stream lease renewal").await;
+    finish_by(deadline, callbacks, "the callback dialer").await;
+    result
+}
+
+/// How long shutdown may take once the grace period is over (or every call has ended).
+pub const AFTER_GRACE: Duration = Duration::from_secs(1);
+
+/// The outcome of `task` if it ends by `deadline`; otherwise it is stopped where it is.
+async fn finish_by<T>(
+    deadline: tokio::time::Instant,
+    mut task: tokio::task::JoinHandle<T>,
+    what: &str,
+) -> Option<T> {
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(outcome)) => Some(outcome),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "{what} stopped abnormally");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("{what} did not stop in time; stopped where it was");
+            task.abort();
+            None
+        }
     }
-    if let Err(error) = relay.await {
-        tracing::error!(%error, "the event relay stopped abnormally");
-    }
-    if let Err(error) = leases.await {
-        tracing::error!(%error, "the stream lease renewal stopped abnormally");
-    }
-    if let Err(error) = callbacks.await {
-        tracing::error!(%error, "the callback dialer stopped abnormally");
-    }
-    Ok(())
 }
 
 /// How long a drained node keeps answering HTTP after its streams are gone: a few of the

@@ -23,6 +23,7 @@ pub struct Metrics {
     calls_expired: AtomicU64,
     callbacks_placed: AtomicU64,
     callback_rest_errors: AtomicU64,
+    streams_stalled: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +106,12 @@ impl Metrics {
         bump(&self.callback_rest_errors, 1);
     }
 
+    /// A media stream was dropped because its peer stopped reading (a write did not complete
+    /// in time).
+    pub fn stream_stalled(&self) {
+        bump(&self.streams_stalled, 1);
+    }
+
     /// The counters as they are now.
     pub fn counters(&self) -> Counters {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -121,6 +128,7 @@ impl Metrics {
             calls_expired: read(&self.calls_expired),
             callbacks_placed: read(&self.callbacks_placed),
             callback_rest_errors: read(&self.callback_rest_errors),
+            streams_stalled: read(&self.streams_stalled),
         }
     }
 }
@@ -140,6 +148,7 @@ pub struct Counters {
     pub calls_expired: u64,
     pub callbacks_placed: u64,
     pub callback_rest_errors: u64,
+    pub streams_stalled: u64,
 }
 
 #[cfg(test)]
@@ -160,6 +169,7 @@ mod tests {
         metrics.verification(true);
         metrics.verification(false);
         metrics.store_error();
+        metrics.stream_stalled();
         assert_eq!(
             metrics.counters(),
             Counters {
@@ -175,6 +185,7 @@ mod tests {
                 calls_expired: 0,
                 callbacks_placed: 0,
                 callback_rest_errors: 0,
+                streams_stalled: 1,
             }
         );
     }

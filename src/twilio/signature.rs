@@ -117,6 +117,17 @@ fn split_authority(url: &str) -> Option<Authority<'_>> {
     })
 }
 
+/// The host of an absolute `http(s)://` or `ws(s)://` URL, without an IPv6 literal's brackets;
+/// `None` for anything else.
+pub fn url_host(url: &str) -> Option<&str> {
+    let host = split_authority(url)?.host;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
 /// `url` with its scheme's default port written out, if it has no port yet.
 pub fn with_default_port(url: &str) -> Option<String> {
     let parts = split_authority(url)?;

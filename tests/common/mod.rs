@@ -172,7 +172,8 @@ impl TestServer {
         configure: impl FnOnce(&LoadedConfig, &mut AppState),
     ) -> TestServer {
         let base_url = base_url(&listener);
-        let mut state = AppState::load(loaded)
+        let bound = listener.local_addr().expect("bound address");
+        let mut state = AppState::load(loaded, bound)
             .await
             .unwrap_or_else(|error| panic!("{error}"))
             .state;
