@@ -14,6 +14,8 @@
 //! - [`dispatch`]: queue eligibility, the roster, and the router that reserves agents;
 //! - [`call`]: one call on this node: Twilio's routes and the session task driving the engine;
 //! - [`admin`]: the people's HTTP side: access, live state, statistics, events, reload, pages;
+//! - [`connections`]: the node's HTTP connections: the accept loop, the connection cap, the
+//!   header, body and idle timeouts;
 //! - [`server`]: the thin axum app: state, route table, bind, shutdown, logging;
 //! - [`caller`]: a Twilio-faithful test caller (`careline call`);
 //! - [`load`]: the load generator (`careline load`);
@@ -24,6 +26,7 @@ pub mod call;
 pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod dispatch;
 pub mod identity;
 pub mod ivr;

@@ -13,6 +13,10 @@ const EVERY_LIMIT: &str = r#"
 [server]
 public_url = "https://ivr.example.org"
 shutdown_grace_secs = 30
+max_connections = 2048
+header_timeout_secs = 10
+idle_timeout_secs = 60
+body_timeout_secs = 15
 
 [prompts]
 dir = 'PROMPTS'
@@ -100,6 +104,14 @@ const KEYS: &[(&str, &str, bool)] = &[
         "shutdown_grace_secs = 30",
         false,
     ),
+    ("server.max_connections", "max_connections = 2048", false),
+    (
+        "server.header_timeout_secs",
+        "header_timeout_secs = 10",
+        false,
+    ),
+    ("server.idle_timeout_secs", "idle_timeout_secs = 60", false),
+    ("server.body_timeout_secs", "body_timeout_secs = 15", false),
     (
         "ivr.first_digit_timeout_secs",
         "first_digit_timeout_secs = 7",
@@ -181,6 +193,7 @@ fn a_duration_or_count_too_large_for_the_clock_is_an_error_at_its_line() {
 #[test]
 fn a_value_below_its_range_is_an_error_too() {
     let source = EVERY_LIMIT
+        .replace("max_connections = 2048", "max_connections = 0")
         .replace("code_digits = 8", "code_digits = 4")
         .replace("announce_every_secs = 45", "announce_every_secs = 5");
     let (_dir, report) = check_source(&source);
@@ -188,6 +201,7 @@ fn a_value_below_its_range_is_an_error_too() {
     assert_eq!(
         paths,
         [
+            "server.max_connections",
             "queues.portal.announce_every_secs",
             "password_reset.code_digits"
         ],

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use careline::admin::access::loopback_only;
 use careline::config::Config;
+use careline::connections::ConnectionLimits;
 use careline::dispatch::router::Router;
 use careline::store::Store;
 use careline::store::memory::MemoryStore;
@@ -63,17 +64,13 @@ type RawStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A media stream opened by hand for a call the voice webhook announced, `start` sent: the
 /// test decides everything it does from here, down to whether it reads.
 async fn started_stream(server: &TestServer, call_sid: &str) -> RawStream {
-    let address: SocketAddr = server
-        .base_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address");
-    let tcp = TcpStream::connect(address).await.expect("connects");
-    started_stream_on(server, call_sid, tcp).await
+    let token = voice_token(server, call_sid).await;
+    let tcp = TcpStream::connect(address(server)).await.expect("connects");
+    started_stream_on(server, call_sid, &token, tcp).await
 }
 
-/// [`started_stream`] over `tcp`, a connection to the server set up as the test likes.
-async fn started_stream_on(server: &TestServer, call_sid: &str, tcp: TcpStream) -> RawStream {
+/// The stream token the voice webhook hands out for `call_sid`.
+async fn voice_token(server: &TestServer, call_sid: &str) -> String {
     let twiml = plain_client()
         .post(format!("{}/twilio/voice", server.base_url))
         .form(&[("CallSid", call_sid), ("From", "+13125550101")])
@@ -83,12 +80,22 @@ async fn started_stream_on(server: &TestServer, call_sid: &str, tcp: TcpStream) 
         .text()
         .await
         .expect("twiml");
-    let token = twiml
+    twiml
         .split("name=\"token\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .expect("a token parameter")
-        .to_owned();
+        .to_owned()
+}
+
+/// [`started_stream`] with `token` over `tcp`, a connection to the server set up as the test
+/// likes.
+async fn started_stream_on(
+    server: &TestServer,
+    call_sid: &str,
+    token: &str,
+    tcp: TcpStream,
+) -> RawStream {
     let (mut socket, _) =
         tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(tcp))
             .await
@@ -111,16 +118,12 @@ async fn started_stream_on(server: &TestServer, call_sid: &str, tcp: TcpStream) 
 /// connection with a small receive buffer: what careline writes piles up in the sockets until
 /// a write cannot go on.
 async fn a_peer_that_stops_reading(server: &TestServer, call_sid: &str) -> StuckReader {
+    let token = voice_token(server, call_sid).await;
     let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
     tcp.set_recv_buffer_size(4096)
         .expect("a small receive buffer");
-    let address: SocketAddr = server
-        .base_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address");
-    let tcp = tcp.connect(address).await.expect("connects");
-    let socket = started_stream_on(server, call_sid, tcp).await;
+    let tcp = tcp.connect(address(server)).await.expect("connects");
+    let socket = started_stream_on(server, call_sid, &token, tcp).await;
     let (mut sink, unread) = socket.split();
     let sid = format!("MZ{call_sid}");
     let writer = tokio::spawn(async move {
@@ -588,5 +591,233 @@ async fn a_peer_echoing_marks_at_once_gets_audio_no_faster_than_real_time() {
         "{audio:?} of audio in {elapsed:?}"
     );
     assert!(audio > Duration::ZERO, "hold music was sent");
+    server.stop().await;
+}
+
+/// [`TestServer::start`]'s short flow with the connection cap and HTTP timeouts set.
+async fn desk_with_limits(limits: ConnectionLimits) -> TestServer {
+    TestServer::start_short("", move |_, state| state.limits = limits).await
+}
+
+/// Generous limits, for a test to tighten the one it is about.
+const ROOMY: ConnectionLimits = ConnectionLimits {
+    max_connections: 2048,
+    header_timeout: Duration::from_secs(60),
+    idle_timeout: Duration::from_secs(60),
+    body_timeout: Duration::from_secs(60),
+};
+
+fn address(server: &TestServer) -> SocketAddr {
+    server
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address")
+}
+
+/// Read from `tcp` until careline closes it (`true`) or `within` passes (`false`); what it
+/// sent meanwhile is appended to `got`.
+async fn closed_within(tcp: &mut TcpStream, within: Duration, got: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let reading = async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, reading).await.is_ok()
+}
+
+async fn send(tcp: &mut TcpStream, bytes: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    tcp.write_all(bytes.as_bytes()).await.expect("request sent");
+}
+
+#[tokio::test]
+async fn an_idle_flood_beyond_the_cap_closes_the_quietest_and_calls_still_get_through() {
+    let cap = 32;
+    let server = desk_with_limits(ConnectionLimits {
+        max_connections: cap,
+        ..ROOMY
+    })
+    .await;
+    let mut flood = Vec::new();
+    for n in 0..300 {
+        let mut tcp = TcpStream::connect(address(&server))
+            .await
+            .expect("connects");
+        // Every third one starts a request and never finishes its headers.
+        if n % 3 == 0 {
+            send(&mut tcp, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        }
+        flood.push(tcp);
+    }
+    let health = plain_client()
+        .get(format!("{}/healthz", server.base_url))
+        .send()
+        .await
+        .expect("/healthz answers during the flood");
+    assert_eq!(health.status(), 200);
+    let twiml = plain_client()
+        .post(format!("{}/twilio/voice", server.base_url))
+        .form(&[("CallSid", "CA0flood"), ("From", "+13125550101")])
+        .send()
+        .await
+        .expect("the voice webhook answers during the flood");
+    assert_eq!(twiml.status(), 200);
+    assert!(twiml.text().await.expect("TwiML").contains("<Stream"));
+    let counters = server.state.node.metrics.counters();
+    assert!(
+        counters.http_connections <= cap as u64,
+        "{} open, over the cap of {cap}",
+        counters.http_connections
+    );
+    assert!(
+        counters.http_connections_displaced >= 300 - cap as u64,
+        "{counters:?}"
+    );
+    assert_eq!(counters.http_connections_refused, 0, "{counters:?}");
+    // What was displaced is closed for its client too.
+    let mut closed = 0;
+    for tcp in &mut flood {
+        if closed_within(tcp, Duration::from_millis(100), &mut Vec::new()).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 300 - cap, "{closed} of the flood closed");
+    drop(flood);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_closed_after_the_header_timeout() {
+    let server = desk_with_limits(ConnectionLimits {
+        header_timeout: Duration::from_secs(1),
+        ..ROOMY
+    })
+    .await;
+    let mut tcp = TcpStream::connect(address(&server))
+        .await
+        .expect("connects");
+    send(&mut tcp, "GET /healthz HTTP/1.1\r\n").await;
+    // A header byte now and then, never the blank line that ends them.
+    let trickle = async {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            use tokio::io::AsyncWriteExt as _;
+            if tcp.write_all(b"X").await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), trickle)
+        .await
+        .expect("careline closes a client that trickles its headers");
+    assert!(closed_within(&mut tcp, Duration::from_secs(5), &mut Vec::new()).await);
+    assert_eq!(timed_out(&server), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_left_idle_is_closed_after_the_idle_timeout() {
+    let limits = ConnectionLimits {
+        idle_timeout: Duration::from_secs(1),
+        ..ROOMY
+    };
+    let answer = answer_before_a_timeout(limits, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_request_body_that_never_ends_is_answered_400_after_the_body_timeout() {
+    let limits = ConnectionLimits {
+        body_timeout: Duration::from_secs(1),
+        ..ROOMY
+    };
+    let request = "POST /twilio/voice HTTP/1.1\r\nHost: x\r\n\
+        Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nCallSid=CA";
+    let answer = answer_before_a_timeout(limits, request).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+/// What careline answers `request`, sent on a fresh connection to a desk with `limits`, before
+/// it closes the connection for a timeout (which it counts).
+async fn answer_before_a_timeout(limits: ConnectionLimits, request: &str) -> String {
+    let server = desk_with_limits(limits).await;
+    let mut tcp = TcpStream::connect(address(&server))
+        .await
+        .expect("connects");
+    send(&mut tcp, request).await;
+    let mut answer = Vec::new();
+    assert!(
+        closed_within(&mut tcp, Duration::from_secs(15), &mut answer).await,
+        "careline closes the connection"
+    );
+    assert_eq!(timed_out(&server), 1);
+    server.stop().await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Connections closed (or requests refused) for a timeout so far.
+fn timed_out(server: &TestServer) -> u64 {
+    server
+        .state
+        .node
+        .metrics
+        .counters()
+        .http_connections_timed_out
+}
+
+#[tokio::test]
+async fn media_streams_hold_their_slots_and_a_newcomer_beyond_them_gets_503() {
+    let cap = 3;
+    let server =
+        TestServer::start_configured(QUEUE_FLOW, &["en"], &["hold_music"], move |_, state| {
+            state.limits = ConnectionLimits {
+                max_connections: cap,
+                ..ROOMY
+            }
+        })
+        .await;
+    let mut streams = Vec::new();
+    for n in 0..cap {
+        streams.push(started_stream(&server, &format!("CA0cap{n}")).await);
+    }
+    // Every slot carries a call: the webhook connections that set them up were displaced.
+    let mut tcp = TcpStream::connect(address(&server))
+        .await
+        .expect("connects");
+    send(&mut tcp, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut answer = Vec::new();
+    assert!(closed_within(&mut tcp, Duration::from_secs(15), &mut answer).await);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    let counters = server.state.node.metrics.counters();
+    assert_eq!(counters.http_connections_refused, 1, "{counters:?}");
+    assert_eq!(counters.http_connections, cap as u64, "{counters:?}");
+    // A call that ends gives its slot back.
+    let mut ended = streams.pop().expect("a stream");
+    ended.close(None).await.expect("closes");
+    read_until_closed(&mut ended).await;
+    let mut health = None;
+    for _ in 0..100 {
+        match plain_client()
+            .get(format!("{}/healthz", server.base_url))
+            .send()
+            .await
+        {
+            Ok(response) if response.status() == 200 => {
+                health = Some(response);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(health.is_some(), "a slot came back when a call ended");
+    drop(streams);
     server.stop().await;
 }

@@ -215,3 +215,22 @@ fn sighup_reloads_a_running_careline() {
     let _ = careline.wait();
     assert!(reloaded, "SIGHUP did not reload the configuration");
 }
+
+#[tokio::test]
+async fn a_new_connection_cap_or_http_timeout_is_reported_as_needing_a_restart() {
+    let server = TestServer::start().await;
+    let path = config_path(&server);
+    edit(
+        &path,
+        "shutdown_grace_secs = 10",
+        "shutdown_grace_secs = 10\nmax_connections = 64\nidle_timeout_secs = 5",
+    );
+    let (status, body) = post_reload(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["restart_needed"],
+        serde_json::json!(["server.max_connections", "server.idle_timeout_secs"])
+    );
+    // The running accept loop keeps what it started with.
+    assert_eq!(server.state.limits.max_connections, 2048);
+}

@@ -159,6 +159,21 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         counters.streams_stalled,
     );
     out.counter(
+        "careline_http_connections_refused_total",
+        "HTTP connections answered 503 at server.max_connections because every open one was busy.",
+        counters.http_connections_refused,
+    );
+    out.counter(
+        "careline_http_connections_displaced_total",
+        "Idle HTTP connections closed to make room for a new one at server.max_connections.",
+        counters.http_connections_displaced,
+    );
+    out.counter(
+        "careline_http_connections_timed_out_total",
+        "HTTP connections closed, or requests answered 400, because the client was too slow (headers, body, reading the response) or idle too long.",
+        counters.http_connections_timed_out,
+    );
+    out.counter(
         "careline_store_errors_total",
         "Store operations that failed (Redis unreachable, slow, or holding unexpected data).",
         counters.store_errors,
@@ -178,6 +193,12 @@ pub fn render(counters: &Counters, gauges: &Gauges) -> String {
         "Media streams this node carries.",
     );
     out.sample("careline_streams", &[], gauges.streams_here);
+    out.family(
+        "careline_http_connections",
+        "gauge",
+        "HTTP connections open on this node, media streams included (at most server.max_connections).",
+    );
+    out.sample("careline_http_connections", &[], counters.http_connections);
 
     out.family(
         "careline_store_up",

@@ -33,6 +33,8 @@ pub struct Running {
 struct FixedSettings {
     listen: String,
     public_url: String,
+    /// `max_connections` and the HTTP timeouts: the accept loop took them at start.
+    connections: [u64; 4],
     store: String,
     identity: String,
 }
@@ -42,6 +44,12 @@ impl FixedSettings {
         FixedSettings {
             listen: config.server.listen.clone(),
             public_url: config.server.public_url.clone(),
+            connections: [
+                config.server.max_connections,
+                config.server.header_timeout_secs,
+                config.server.idle_timeout_secs,
+                config.server.body_timeout_secs,
+            ],
             store: format!("{:?}", config.store),
             identity: format!("{:?}{:?}", config.identity, config.password_reset),
         }
@@ -55,6 +63,21 @@ impl FixedSettings {
         }
         if self.public_url != new.public_url {
             changed.push("server.public_url");
+        }
+        let connection_keys = [
+            "server.max_connections",
+            "server.header_timeout_secs",
+            "server.idle_timeout_secs",
+            "server.body_timeout_secs",
+        ];
+        for ((key, old), new) in connection_keys
+            .into_iter()
+            .zip(self.connections)
+            .zip(new.connections)
+        {
+            if old != new {
+                changed.push(key);
+            }
         }
         if self.store != new.store {
             changed.push("store");

@@ -329,6 +329,31 @@ impl Checker<'_> {
             server.shutdown_grace_secs,
             &limits::SHUTDOWN_GRACE_SECS,
         );
+        let connection_limits = [
+            (
+                "server.max_connections",
+                server.max_connections,
+                &limits::MAX_CONNECTIONS,
+            ),
+            (
+                "server.header_timeout_secs",
+                server.header_timeout_secs,
+                &limits::HEADER_TIMEOUT_SECS,
+            ),
+            (
+                "server.idle_timeout_secs",
+                server.idle_timeout_secs,
+                &limits::IDLE_TIMEOUT_SECS,
+            ),
+            (
+                "server.body_timeout_secs",
+                server.body_timeout_secs,
+                &limits::BODY_TIMEOUT_SECS,
+            ),
+        ];
+        for (key, value, limit) in connection_limits {
+            self.within(&path(key), value, limit);
+        }
     }
 
     /// `[store]`: one Redis form, Sentinel addresses, TLS settings (`super::store_forms`).

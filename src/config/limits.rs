@@ -60,6 +60,38 @@ pub const SHUTDOWN_GRACE_SECS: Limit = Limit::new(
     "an orchestrator rarely waits longer than an hour; 0 closes streams at once",
 );
 
+/// `[server] max_connections`: open HTTP connections, media streams included.
+pub const MAX_CONNECTIONS: Limit = Limit::new(
+    1,
+    1_000_000,
+    "connections",
+    "each connection holds a file descriptor and its buffers; a million is beyond one machine",
+);
+
+/// `[server] header_timeout_secs`: a request's headers arrive within this once they began.
+pub const HEADER_TIMEOUT_SECS: Limit = Limit::new(
+    1,
+    300,
+    "seconds",
+    "headers are a few hundred bytes; a client slower than five minutes is holding the socket",
+);
+
+/// `[server] idle_timeout_secs`: a connection with no request in progress closes after this.
+pub const IDLE_TIMEOUT_SECS: Limit = Limit::new(
+    1,
+    3_600,
+    "seconds",
+    "a kept-alive connection saves a handshake, not worth holding for more than an hour",
+);
+
+/// `[server] body_timeout_secs`: a request's body arrives within this once its headers did.
+pub const BODY_TIMEOUT_SECS: Limit = Limit::new(
+    1,
+    300,
+    "seconds",
+    "careline's request bodies are small forms and JSON; five minutes is generous",
+);
+
 /// `[ivr] first_digit_timeout_secs`.
 pub const FIRST_DIGIT_TIMEOUT_SECS: Limit = Limit::new(
     1,

@@ -48,6 +48,23 @@ pub struct ServerConfig {
     /// 0–3600 s, default 30 ([`super::limits::SHUTDOWN_GRACE_SECS`]).
     #[serde(default = "default_drain_secs")]
     pub shutdown_grace_secs: u64,
+    /// Open HTTP connections (media streams included) this node holds at most; beyond it the
+    /// longest-quiet connection is closed, or the newcomer gets 503.
+    /// [`super::limits::MAX_CONNECTIONS`], default 2048.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u64,
+    /// How long a client may take to send a request's headers once it began.
+    /// [`super::limits::HEADER_TIMEOUT_SECS`], default 10.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// How long a connection with no request in progress is kept open.
+    /// [`super::limits::IDLE_TIMEOUT_SECS`], default 60.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// How long a client may take to send a request's body once its headers arrived.
+    /// [`super::limits::BODY_TIMEOUT_SECS`], default 15.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
 }
 
 fn default_listen() -> String {
@@ -56,6 +73,22 @@ fn default_listen() -> String {
 
 fn default_drain_secs() -> u64 {
     30
+}
+
+fn default_max_connections() -> u64 {
+    2048
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+
+fn default_body_timeout_secs() -> u64 {
+    15
 }
 
 #[derive(Debug, Clone, Deserialize)]

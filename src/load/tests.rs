@@ -102,6 +102,7 @@ async fn start_server() -> Server {
         },
         webhook_secret: None,
         access: crate::admin::access::AccessPolicy::default(),
+        limits: crate::connections::ConnectionLimits::of(&config.server),
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(server::serve(

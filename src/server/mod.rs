@@ -1,6 +1,7 @@
 //! The app: start-up (configuration, store, identity, the node's services), the route table
 //! joining Twilio's routes (`crate::call`) and the people's (`crate::admin`), bind, serve and
-//! graceful shutdown, and logging.
+//! graceful shutdown, and logging. The accept loop, connection cap and HTTP timeouts are
+//! [`crate::connections`]'s.
 //!
 //! [`serve`] takes its listener and a shutdown token, so tests run the real server on
 //! `127.0.0.1:0`. Each media stream runs as its own task (`crate::call::session::run_session`)
@@ -16,7 +17,6 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::routing::{get, post, put};
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +31,7 @@ use crate::call::registry::CallRegistry;
 use crate::call::running::{BuildError, Running, RunningConfig};
 use crate::call::{CallServices, callback_routes, routes as twilio_routes};
 use crate::config::{LoadedConfig, Report};
+use crate::connections::{ConnectionLimits, Http};
 use crate::dispatch::Router;
 use crate::identity::{IdentityService, IdentityStartError, Pepper, WebhookSecret};
 use crate::ivr::flow::FlowError;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub access: AccessPolicy,
     /// Signs the portal's calls to careline (reset code redemption).
     pub webhook_secret: Option<Arc<WebhookSecret>>,
+    /// The connection cap and HTTP timeouts (`[server]`; a restart applies changes).
+    pub limits: ConnectionLimits,
 }
 
 impl FromRef<AppState> for CallServices {
@@ -203,6 +206,7 @@ impl AppState {
                 },
                 webhook_secret: webhook_secret.map(Arc::new),
                 access,
+                limits: ConnectionLimits::of(&config.server),
             },
             prompt_load_time,
         })
@@ -402,21 +406,10 @@ pub async fn serve(
     let leases = tokio::spawn(renew_stream_leases(node.clone(), force_close.clone()));
     // Callbacks stop being placed as shutdown starts; the requests wait in the store.
     let callbacks = tokio::spawn(crate::call::callback::run(node.clone(), shutdown.clone()));
-    let app = router(state);
-    // Media messages are small and latency-bound: no Nagle delay behind an unacknowledged one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
+    let limits = state.limits;
     // The HTTP side stops only once the calls are gone: while draining, Twilio's requests for
     // this node's calls (and the balancer's health checks) must still be answered.
-    let http_done = CancellationToken::new();
-    let http = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_done.clone().cancelled_owned())
-            .into_future(),
-    );
+    let http = Http::start(listener, router(state), limits, node.metrics.clone());
     shutdown.cancelled().await;
     let shared = node.store.kind() != "memory";
     tracker.close();
@@ -456,16 +449,12 @@ pub async fn serve(
             "streams still closing at the end of shutdown; left behind"
         );
     }
-    http_done.cancel();
-    let mut result = Ok(());
-    if let Some(outcome) = finish_by(deadline, http, "the HTTP server").await {
-        result = outcome;
-    }
+    http.stop(deadline).await;
     finish_by(deadline, routing, "the queue dispatcher").await;
     finish_by(deadline, relay, "the event relay").await;
     finish_by(deadline, leases, "the stream lease renewal").await;
     finish_by(deadline, callbacks, "the callback dialer").await;
-    result
+    Ok(())
 }
 
 /// How long shutdown may take once the grace period is over (or every call has ended).

@@ -24,6 +24,10 @@ pub struct Metrics {
     callbacks_placed: AtomicU64,
     callback_rest_errors: AtomicU64,
     streams_stalled: AtomicU64,
+    http_connections: AtomicU64,
+    http_connections_refused: AtomicU64,
+    http_connections_displaced: AtomicU64,
+    http_connections_timed_out: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +116,32 @@ impl Metrics {
         bump(&self.streams_stalled, 1);
     }
 
+    /// An HTTP connection was accepted (it counts until it closes).
+    pub fn http_connection_opened(&self) {
+        bump(&self.http_connections, 1);
+    }
+
+    /// An accepted HTTP connection closed.
+    pub fn http_connection_closed(&self) {
+        self.http_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection beyond `server.max_connections` was answered 503: every open one was busy.
+    pub fn http_connection_refused(&self) {
+        bump(&self.http_connections_refused, 1);
+    }
+
+    /// The longest-quiet connection was closed to make room under `server.max_connections`.
+    pub fn http_connection_displaced(&self) {
+        bump(&self.http_connections_displaced, 1);
+    }
+
+    /// A connection was closed (or a request refused) because its client was too slow:
+    /// headers, body, or reading the response, or it stayed idle too long.
+    pub fn http_connection_timed_out(&self) {
+        bump(&self.http_connections_timed_out, 1);
+    }
+
     /// The counters as they are now.
     pub fn counters(&self) -> Counters {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -129,6 +159,10 @@ impl Metrics {
             callbacks_placed: read(&self.callbacks_placed),
             callback_rest_errors: read(&self.callback_rest_errors),
             streams_stalled: read(&self.streams_stalled),
+            http_connections: read(&self.http_connections),
+            http_connections_refused: read(&self.http_connections_refused),
+            http_connections_displaced: read(&self.http_connections_displaced),
+            http_connections_timed_out: read(&self.http_connections_timed_out),
         }
     }
 }
@@ -149,6 +183,11 @@ pub struct Counters {
     pub callbacks_placed: u64,
     pub callback_rest_errors: u64,
     pub streams_stalled: u64,
+    /// Open now (a gauge, not a count).
+    pub http_connections: u64,
+    pub http_connections_refused: u64,
+    pub http_connections_displaced: u64,
+    pub http_connections_timed_out: u64,
 }
 
 #[cfg(test)]
@@ -170,6 +209,12 @@ mod tests {
         metrics.verification(false);
         metrics.store_error();
         metrics.stream_stalled();
+        metrics.http_connection_opened();
+        metrics.http_connection_opened();
+        metrics.http_connection_closed();
+        metrics.http_connection_refused();
+        metrics.http_connection_displaced();
+        metrics.http_connection_timed_out();
         assert_eq!(
             metrics.counters(),
             Counters {
@@ -186,6 +231,10 @@ mod tests {
                 callbacks_placed: 0,
                 callback_rest_errors: 0,
                 streams_stalled: 1,
+                http_connections: 1,
+                http_connections_refused: 1,
+                http_connections_displaced: 1,
+                http_connections_timed_out: 1,
             }
         );
     }
